@@ -1,0 +1,170 @@
+"""The ``pyro-sus`` command: train, evaluate, predict, models."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main", "build_parser"]
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="split a data set, train a model, evaluate it",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default="gmdgm", help="registered model name (see `pyro-sus models`)")
+    p.add_argument("--dataset", default="digits", help="digits, mnist, fashion-mnist, or a path to a .npz")
+    p.add_argument("--data-dir", default=None, help="folder holding mnist/ and fashion-mnist/ (else $PYRO_SUS_DATA)")
+    p.add_argument("--download", action="store_true", help="fetch MNIST/Fashion-MNIST with torchvision (needs network)")
+    p.add_argument("--out", default="runs/latest", help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    s = p.add_argument_group("split")
+    s.add_argument("--hidden-classes", type=int, nargs="*", default=[], help="classes that keep no labels")
+    labels = s.add_mutually_exclusive_group()
+    labels.add_argument("--labels-per-class", type=int, default=None)
+    labels.add_argument("--labelled-fraction", type=float, default=None,
+                        help="fraction of each known class labelled (default: every label the data has)")
+    s.add_argument("--extra-slots", type=int, default=None, help="slots for discovered classes (default 2 x hidden)")
+    s.add_argument("--validation-fraction", type=float, default=0.1)
+    s.add_argument("--split-seed", type=int, default=None, help="default: --seed")
+    s.add_argument("--std-threshold", type=float, default=0.1, help="keep input dims with training std above this")
+    s.add_argument("--keep-all-dims", action="store_true", help="skip the std filter")
+    m = p.add_argument_group("model")
+    m.add_argument("--prior", choices=["sus", "uniform"], default="sus", help="class prior p(y)")
+    m.add_argument("--known-mass", type=float, default=0.5, help="prior mass on known classes (sus prior)")
+    m.add_argument("--z-dim", type=int, default=None)
+    m.add_argument("--hidden-dims", type=int, nargs="+", default=None)
+    m.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default=None)
+    m.add_argument("--gaussian-scale", type=float, default=None)
+    m.add_argument("--alpha", type=float, default=None, help="classifier weight on labelled data")
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=int, default=100)
+    t.add_argument("--batch-size", type=int, default=100, help="per step: this many labelled + unlabelled")
+    t.add_argument("--lr", type=float, default=3e-4)
+    t.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine")
+    t.add_argument("--clip-value", type=float, default=1.0, help="gradient value clipping; 0 disables")
+    t.add_argument("--no-binarize", action="store_true", help="no dynamic binarisation of batches")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    t.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
+    t.add_argument("--no-progress", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyro-sus", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    e = sub.add_parser("evaluate", help="score a run: honest / paper-protocol / Hungarian accuracy, NMI, ARI")
+    e.add_argument("run_dir")
+    pr = sub.add_parser("predict", help="classify new data with a trained run")
+    pr.add_argument("run_dir")
+    pr.add_argument("input", help=".npz (array 'x', else its first array) or .npy of raw inputs")
+    pr.add_argument("--output", default=None, help=".csv or .npz (default: INPUT stem + _predictions.csv)")
+    sub.add_parser("models", help="list registered models")
+    return parser
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .api import fit
+
+    model_options = {key: value for key, value in {
+        "z_dim": args.z_dim, "hidden_dims": args.hidden_dims, "likelihood": args.likelihood,
+        "gaussian_scale": args.gaussian_scale, "alpha": args.alpha}.items() if value is not None}
+    train_options = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
+                     "lr_schedule": args.lr_schedule, "clip_value": args.clip_value or None,
+                     "binarize": not args.no_binarize, "seed": args.seed, "device": args.device,
+                     "checkpoint_every": args.checkpoint_every}
+    run = fit(args.model, args.dataset, args.out, data_dir=args.data_dir, download=args.download,
+              hidden_classes=args.hidden_classes, labels_per_class=args.labels_per_class,
+              labelled_fraction=args.labelled_fraction, n_extra=args.extra_slots,
+              validation_fraction=args.validation_fraction, split_seed=args.split_seed,
+              std_threshold=None if args.keep_all_dims else args.std_threshold, prior=args.prior,
+              known_mass=args.known_mass, model_options=model_options, train_options=train_options,
+              resume=args.resume, progress=not args.no_progress)
+    _print_results(json.loads((run.run_dir / "results.json").read_text()), run.run_dir)
+    return 0
+
+
+def _print_results(results: dict, run_dir: Path) -> None:
+    print(f"{results['model']} on {results['dataset']} ({results['regime']}, {results['n_slots']} slots)")
+    for part in ("validation", "test"):
+        if part in results:
+            r = results[part]
+            fmt = lambda v: "  n/a" if v is None else f"{v:.3f}"  # noqa: E731
+            print(f"  {part:10s} accuracy {fmt(r['accuracy'])}  known {fmt(r['known_accuracy'])}  "
+                  f"novel {fmt(r['novel_accuracy'])}  | paper-protocol {fmt(r['paper_protocol_accuracy'])}  "
+                  f"hungarian {fmt(r['hungarian_accuracy'])}  NMI {fmt(r['nmi'])}  ARI {fmt(r['ari'])}")
+    print(f"  results: {run_dir / 'results.json'}")
+
+
+def _read_inputs(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise FileNotFoundError(f"input file {path} does not exist")
+    if path.suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            if not data.files:
+                raise ValueError(f"{path} holds no arrays")
+            return data["x"] if "x" in data.files else data[data.files[0]]
+    raise ValueError(f"cannot read {path}: give a .npy or .npz file")
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .api import load
+
+    run = load(args.run_dir)
+    source = Path(args.input)
+    out = run.predict(_read_inputs(source))
+    target = Path(args.output) if args.output else source.with_name(source.stem + "_predictions.csv")
+    if target.suffix == ".npz":
+        np.savez(target, **out)
+    elif target.suffix == ".csv":
+        probs = out["probabilities"]
+        with target.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["slot", "predicted_class", "discovered"] + [f"p_slot_{k}" for k in range(probs.shape[1])])
+            for i in range(len(probs)):
+                writer.writerow([int(out["slot"][i]), int(out["predicted_class"][i]), int(out["discovered"][i])]
+                                + [f"{p:.6g}" for p in probs[i]])
+    else:
+        raise ValueError(f"--output must end in .csv or .npz, got {target}")
+    print(f"wrote {len(out['slot'])} predictions to {target}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .api import evaluate
+
+    _print_results(evaluate(args.run_dir), Path(args.run_dir))
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .models import MODELS
+
+    for name, cls in sorted(MODELS.items()):
+        print(f"{name:10s} {(cls.__doc__ or '').strip().splitlines()[0]}")
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "models": _cmd_models}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; user errors print one clear line and return 2."""
+    args = build_parser().parse_args(argv)
+    from .data import DataError
+    from .io import CheckpointError
+    from .train import TrainingDiverged
+
+    try:
+        return COMMANDS[args.command](args)
+    except (DataError, CheckpointError, TrainingDiverged, FileNotFoundError, FileExistsError, ValueError) as err:
+        print(f"pyro-sus {args.command}: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,380 @@
+"""Data sets behind one ``load_dataset``, the SUS/SS/US split, and input preprocessing.
+
+Data sets: ``digits`` (scikit-learn's bundled 8x8 digits, the default, no files needed),
+``mnist`` and ``fashion-mnist`` (standard IDX files in a data folder), and a user's ``.npz``
+(``x``, ``y`` with -1 for unlabelled, optionally ``x_test``/``y_test``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "DataError", "Dataset", "DATASETS", "load_dataset", "read_idx", "resolve_data_dir",
+    "Split", "make_split", "Preprocessor", "check_features",
+]
+
+DATA_ENV = "PYRO_SUS_DATA"
+
+
+class DataError(ValueError):
+    """Input data is malformed: wrong shape, non-finite values, bad labels, truncated file."""
+
+
+@dataclass
+class Dataset:
+    """Flattened features in [0, 1] (images) or real-valued, integer labels (-1 = unlabelled)."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    image_shape: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        self.x_train = check_features(self.x_train, f"{self.name} x_train")
+        self.y_train = check_labels(self.y_train, len(self.x_train), f"{self.name} y_train")
+        if (self.x_test is None) != (self.y_test is None):
+            raise DataError(f"{self.name}: give both x_test and y_test or neither")
+        if self.x_test is not None:
+            self.x_test = check_features(self.x_test, f"{self.name} x_test")
+            self.y_test = check_labels(self.y_test, len(self.x_test), f"{self.name} y_test")
+            if self.x_test.shape[1] != self.x_train.shape[1]:
+                raise DataError(f"{self.name}: x_test has {self.x_test.shape[1]} features, "
+                                f"x_train has {self.x_train.shape[1]}")
+
+    @property
+    def classes(self) -> np.ndarray:
+        """Sorted class ids seen in the training or test labels."""
+        labels = [self.y_train] + ([self.y_test] if self.y_test is not None else [])
+        every = np.concatenate(labels)
+        return np.unique(every[every >= 0])
+
+
+def check_features(x: np.ndarray, what: str = "x") -> np.ndarray:
+    """Return ``x`` as float32 of shape (N, D), or raise DataError for empty or non-finite input."""
+    x = np.asarray(x)
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise DataError(f"{what} must have shape (N, ...) with N >= 1, got {x.shape}")
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise DataError(f"{what} must be real numbers, got dtype {x.dtype}")
+    x = x.reshape(len(x), -1).astype(np.float32, copy=False)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad)[0])
+        raise DataError(f"{what} holds NaN or inf in {len(rows)} rows (first: {rows[:5].tolist()})")
+    return x
+
+
+def check_labels(y: np.ndarray, n: int, what: str = "y") -> np.ndarray:
+    """Return ``y`` as int64 of shape (n,), or raise DataError (-1 marks an unlabelled point)."""
+    y = np.asarray(y)
+    if y.shape != (n,):
+        raise DataError(f"{what} must have shape ({n},) to match the features, got {y.shape}")
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.isfinite(y).all() or (y != np.round(y)).any():
+            raise DataError(f"{what} must hold integer class ids (-1 = unlabelled)")
+    elif not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{what} must hold integer class ids, got dtype {y.dtype}")
+    y = y.astype(np.int64)
+    if (y < -1).any():
+        raise DataError(f"{what} holds labels below -1 (-1 marks unlabelled): {np.unique(y[y < -1])[:5]}")
+    return y
+
+
+# -- IDX files --------------------------------------------------------------------------------
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (gzip or raw), checking its header and length against its contents."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except (EOFError, gzip.BadGzipFile, OSError) as err:
+        raise DataError(f"{path} is truncated or not a valid gzip file ({err}); delete it and fetch it again") from err
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataError(f"{path} is not an IDX file (bad magic number)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path} is truncated: header needs {header} bytes, file has {len(raw)}")
+    shape = tuple(int(d) for d in np.frombuffer(raw, ">i4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DataError(f"{path} is truncated or padded: header promises {shape} ({expected} bytes of data), "
+                        f"file holds {len(raw) - header}; delete it and fetch it again")
+    return np.frombuffer(raw, dtype, offset=header).reshape(shape)
+
+
+def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
+    """The data folder: the argument, else ``$PYRO_SUS_DATA``, else None."""
+    chosen = data_dir if data_dir is not None else os.environ.get(DATA_ENV)
+    return Path(chosen).expanduser() if chosen else None
+
+
+_IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+_TORCHVISION = {"mnist": ("MNIST", "MNIST"), "fashion-mnist": ("FashionMNIST", "FashionMNIST")}
+
+
+def _find_idx(folder_candidates: Sequence[Path], stem: str) -> Path | None:
+    for folder in folder_candidates:
+        for name in (stem + ".gz", stem):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def _load_idx_dataset(name: str, data_dir: str | Path | None, download: bool) -> Dataset:
+    root = resolve_data_dir(data_dir)
+    tv_class, tv_folder = _TORCHVISION[name]
+    if download:
+        if root is None:
+            raise DataError(f"download=True needs a data folder (data_dir or ${DATA_ENV})")
+        import torchvision.datasets
+
+        for train in (True, False):
+            getattr(torchvision.datasets, tv_class)(str(root / name), train=train, download=True)
+    if root is None:
+        raise DataError(f"{name}: no data folder given. Pass data_dir (CLI: --data-dir) or set ${DATA_ENV} "
+                        f"to a folder holding {name}/train-images-idx3-ubyte.gz etc.")
+    # Our layout (root/name/), a folder holding the files itself, or torchvision's download layout.
+    candidates = [root / name, root, root / name / tv_folder / "raw", root / tv_folder / "raw"]
+    arrays = {}
+    for split, stems in _IDX_FILES.items():
+        for stem, key in zip(stems, ("x", "y")):
+            path = _find_idx(candidates, stem)
+            if path is None:
+                raise FileNotFoundError(
+                    f"{name}: cannot find {stem}.gz in {root / name} (also looked in {root}). "
+                    f"Copy the standard IDX files there, or fetch them with torchvision: "
+                    f"load_dataset({name!r}, data_dir=..., download=True) or `pyro-sus train --download`.")
+            arrays[split + "_" + key] = read_idx(path)
+    for split in _IDX_FILES:
+        if len(arrays[split + "_x"]) != len(arrays[split + "_y"]):
+            raise DataError(f"{name} {split}: {len(arrays[split + '_x'])} images but {len(arrays[split + '_y'])} labels")
+    return Dataset(name, arrays["train_x"] / np.float32(255), arrays["train_y"],
+                   arrays["test_x"] / np.float32(255), arrays["test_y"], image_shape=arrays["train_x"].shape[1:])
+
+
+def _load_digits(data_dir: str | Path | None = None, download: bool = False) -> Dataset:
+    """scikit-learn's 1,797 8x8 digits, scaled to [0, 1]; a fixed stratified 20% is the test set."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = (bunch.data / 16.0).astype(np.float32)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, bunch.target, test_size=0.2, stratify=bunch.target, random_state=0)
+    return Dataset("digits", x_train, y_train, x_test, y_test, image_shape=(8, 8))
+
+
+def _load_npz(path: str | Path) -> Dataset:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {path} does not exist")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as err:
+        raise DataError(f"{path} is not a readable .npz file ({err})") from err
+    missing = {"x", "y"} - set(data.files)
+    if missing:
+        raise DataError(f"{path} lacks arrays {sorted(missing)}; it needs 'x' and 'y' (-1 = unlabelled)")
+    image_shape = tuple(data["x"].shape[1:]) if data["x"].ndim > 2 else None
+    return Dataset(path.stem, data["x"], data["y"], data["x_test"] if "x_test" in data.files else None,
+                   data["y_test"] if "y_test" in data.files else None, image_shape=image_shape)
+
+
+DATASETS: dict[str, Callable[..., Dataset]] = {
+    "digits": _load_digits,
+    "mnist": lambda data_dir=None, download=False: _load_idx_dataset("mnist", data_dir, download),
+    "fashion-mnist": lambda data_dir=None, download=False: _load_idx_dataset("fashion-mnist", data_dir, download),
+}
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = False) -> Dataset:
+    """Load a named data set (``digits``, ``mnist``, ``fashion-mnist``) or a user's ``.npz`` path."""
+    if name in DATASETS:
+        return DATASETS[name](data_dir=data_dir, download=download)
+    if name.endswith(".npz") or Path(name).is_file():
+        return _load_npz(name)
+    raise DataError(f"unknown data set {name!r}: choose one of {sorted(DATASETS)} or give a path to a .npz")
+
+
+# -- splits -----------------------------------------------------------------------------------
+@dataclass
+class Split:
+    """Which training points are labelled, unlabelled and held out, and how classes map to slots.
+
+    Slots ``0..n_known-1`` are the known classes in sorted order; slots ``n_known..n_slots-1`` are
+    extra slots for classes the model must discover.
+    """
+
+    known_classes: tuple[int, ...]
+    hidden_classes: tuple[int, ...]
+    n_extra: int
+    labelled_idx: np.ndarray
+    unlabelled_idx: np.ndarray
+    validation_idx: np.ndarray
+    seed: int
+
+    @property
+    def n_known(self) -> int:
+        return len(self.known_classes)
+
+    @property
+    def n_slots(self) -> int:
+        return self.n_known + self.n_extra
+
+    @property
+    def regime(self) -> str:
+        """'semi-supervised', 'semi-unsupervised' or 'unsupervised'."""
+        if self.n_known == 0:
+            return "unsupervised"
+        return "semi-unsupervised" if self.hidden_classes else "semi-supervised"
+
+    def class_to_slot(self, labels: np.ndarray) -> np.ndarray:
+        """Map known class ids to their slots (raises DataError for any other label)."""
+        lookup = {c: s for s, c in enumerate(self.known_classes)}
+        try:
+            return np.array([lookup[int(c)] for c in labels], dtype=np.int64)
+        except KeyError as err:
+            raise DataError(f"label {err.args[0]} is not a known class {self.known_classes}") from None
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"labelled_idx": self.labelled_idx, "unlabelled_idx": self.unlabelled_idx,
+                "validation_idx": self.validation_idx, "known_classes": np.array(self.known_classes, dtype=np.int64),
+                "hidden_classes": np.array(self.hidden_classes, dtype=np.int64),
+                "n_extra": np.array(self.n_extra), "seed": np.array(self.seed)}
+
+    @classmethod
+    def from_arrays(cls, arrays) -> "Split":
+        return cls(tuple(int(c) for c in arrays["known_classes"]), tuple(int(c) for c in arrays["hidden_classes"]),
+                   int(arrays["n_extra"]), np.asarray(arrays["labelled_idx"]), np.asarray(arrays["unlabelled_idx"]),
+                   np.asarray(arrays["validation_idx"]), int(arrays["seed"]))
+
+
+def make_split(
+    y: np.ndarray,
+    hidden_classes: Sequence[int] = (),
+    labels_per_class: int | None = None,
+    labelled_fraction: float | None = None,
+    n_extra: int | None = None,
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+) -> Split:
+    """Split training labels ``y`` (-1 = unlabelled) into labelled / unlabelled / validation points.
+
+    ``hidden_classes`` keep no labels at all. Each other class keeps ``labels_per_class`` labels,
+    or ``labelled_fraction`` of its training points, or (neither given) every label it has.
+    ``n_extra`` extra slots (default: twice the number of hidden classes) are left for discovery.
+    The validation points (``validation_fraction`` of each class, drawn first) are disjoint from
+    training and keep their true labels for the honest mapping of extra slots.
+    """
+    y = check_labels(y, len(np.asarray(y)), "labels")
+    rng = np.random.default_rng(seed)
+    present = np.unique(y[y >= 0])
+    hidden = tuple(sorted(int(c) for c in hidden_classes))
+    if len(set(hidden)) != len(hidden):
+        raise DataError(f"hidden_classes repeats a class: {list(hidden_classes)}")
+    unknown = [c for c in hidden if c not in set(present.tolist())]
+    if unknown:
+        raise DataError(f"hidden classes {unknown} are not in the data's classes {present.tolist()}")
+    if labels_per_class is not None and labelled_fraction is not None:
+        raise DataError("give labels_per_class or labelled_fraction, not both")
+    if labels_per_class is not None and labels_per_class < 1:
+        raise DataError(f"labels_per_class must be >= 1, got {labels_per_class}")
+    if labelled_fraction is not None and not 0 < labelled_fraction <= 1:
+        raise DataError(f"labelled_fraction must lie in (0, 1], got {labelled_fraction}")
+    if not 0 <= validation_fraction < 1:
+        raise DataError(f"validation_fraction must lie in [0, 1), got {validation_fraction}")
+    known = tuple(int(c) for c in present if c not in hidden)
+    n_extra = 2 * len(hidden) if n_extra is None else int(n_extra)
+    if n_extra < 0:
+        raise DataError(f"n_extra must be >= 0, got {n_extra}")
+    if not known and n_extra == 0:
+        raise DataError("every class is hidden and there are no extra slots: nothing left to learn. "
+                        "Unhide a class for (semi-)supervised learning or set n_extra > 0 to cluster.")
+
+    validation, train = [], []
+    for value in np.unique(y):  # stratified, -1 included as its own stratum
+        members = rng.permutation(np.flatnonzero(y == value))
+        n_val = int(round(validation_fraction * len(members)))
+        validation.append(members[:n_val])
+        train.append(members[n_val:])
+    validation_idx, train_idx = np.sort(np.concatenate(validation)), np.concatenate(train)
+
+    labelled = []
+    for c in known:
+        members = rng.permutation(train_idx[y[train_idx] == c])
+        if labels_per_class is not None:
+            if labels_per_class > len(members):
+                raise DataError(f"class {c} has {len(members)} training points, fewer than "
+                                f"labels_per_class={labels_per_class}")
+            count = labels_per_class
+        elif labelled_fraction is not None:
+            count = max(1, int(round(labelled_fraction * len(members))))
+        else:
+            count = len(members)
+        labelled.append(members[:count])
+    labelled_idx = np.sort(np.concatenate(labelled)) if labelled else np.zeros(0, dtype=np.int64)
+    unlabelled_idx = np.setdiff1d(train_idx, labelled_idx)
+    return Split(known, hidden, n_extra, labelled_idx, unlabelled_idx, validation_idx, seed)
+
+
+# -- preprocessing ----------------------------------------------------------------------------
+@dataclass
+class Preprocessor:
+    """Keeps the input dimensions chosen on the training data (Willetts: pixel std > 0.1).
+
+    ``fill`` holds the training mean of every dimension, so a model's output can be put back into
+    the full input layout (dropped dimensions at their mean) for plotting.
+    """
+
+    keep: np.ndarray
+    fill: np.ndarray
+
+    @classmethod
+    def fit(cls, x_train: np.ndarray, std_threshold: float | None = 0.1) -> "Preprocessor":
+        """Keep dimensions whose training std exceeds ``std_threshold`` (None keeps all)."""
+        x_train = check_features(x_train, "x_train")
+        fill = x_train.mean(axis=0)
+        if std_threshold is None:
+            return cls(np.ones(x_train.shape[1], dtype=bool), fill)
+        keep = x_train.std(axis=0) > std_threshold
+        if not keep.any():
+            raise DataError(f"no input dimension has training std > {std_threshold}")
+        return cls(keep, fill)
+
+    @property
+    def input_dim(self) -> int:
+        return len(self.keep)
+
+    @property
+    def output_dim(self) -> int:
+        return int(self.keep.sum())
+
+    def transform(self, x: np.ndarray, what: str = "x") -> np.ndarray:
+        """Flatten, check, and keep the chosen dimensions of ``x``."""
+        x = check_features(x, what)
+        if x.shape[1] != self.input_dim:
+            raise DataError(f"{what} has {x.shape[1]} features per point; this model was trained on "
+                            f"{self.input_dim}")
+        return np.ascontiguousarray(x[:, self.keep])
+
+    def inverse_transform(self, features: np.ndarray) -> np.ndarray:
+        """Put kept features back into the full layout; dropped dimensions take their training mean."""
+        full = np.tile(self.fill, (len(features), 1))
+        full[:, self.keep] = features
+        return full

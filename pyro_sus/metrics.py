@@ -1,0 +1,84 @@
+"""Evaluation protocol of DESIGN.md: honest, paper-protocol and Hungarian accuracy, NMI, ARI.
+
+Predictions are slots (argmax q(y|x)). Known slots keep their class; each extra slot is mapped to
+the majority true class of the *validation* points it receives (honest), or of the scored points
+themselves (paper protocol, as Willetts et al. report).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score, confusion_matrix, normalized_mutual_info_score
+
+__all__ = ["UNMAPPED", "majority_mapping", "honest_mapping", "hungarian_accuracy", "score"]
+
+UNMAPPED = -1  # an extra slot that received no labelled validation point: its predictions count as wrong
+
+
+def majority_mapping(slots: np.ndarray, labels: np.ndarray, n_slots: int) -> np.ndarray:
+    """slot -> most common true label among the points predicted into it (UNMAPPED if none).
+
+    Points whose true label is unknown (-1) are ignored; ties go to the smallest class id.
+    """
+    mapping = np.full(n_slots, UNMAPPED, dtype=np.int64)
+    for slot in range(n_slots):
+        members = labels[(slots == slot) & (labels >= 0)]
+        if len(members):
+            mapping[slot] = np.bincount(members).argmax()
+    return mapping
+
+
+def honest_mapping(known_classes: Sequence[int], n_slots: int,
+                   val_slots: np.ndarray, val_labels: np.ndarray) -> np.ndarray:
+    """Known slots keep their class; extra slots take their validation-set majority class."""
+    mapping = majority_mapping(val_slots, val_labels, n_slots)
+    mapping[: len(known_classes)] = known_classes
+    return mapping
+
+
+def hungarian_accuracy(slots: np.ndarray, labels: np.ndarray, n_slots: int) -> float:
+    """Best one-to-one assignment of slots to classes (unassigned slots count as wrong)."""
+    n_classes = int(labels.max()) + 1
+    counts = np.zeros((n_slots, n_classes), dtype=np.int64)
+    np.add.at(counts, (slots, labels), 1)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    return float(counts[rows, cols].sum() / len(labels))
+
+
+def _accuracy(predicted: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> float | None:
+    return float((predicted[mask] == labels[mask]).mean()) if mask.any() else None
+
+
+def score(slots: np.ndarray, labels: np.ndarray, mapping: np.ndarray,
+          known_classes: Sequence[int], n_slots: int) -> dict:
+    """All metrics for slot predictions ``slots`` against true ``labels`` under ``mapping``.
+
+    ``known`` and ``novel`` accuracies are over points whose true class is / is not a known class.
+    """
+    slots, labels = np.asarray(slots, dtype=np.int64), np.asarray(labels, dtype=np.int64)
+    if slots.shape != labels.shape:
+        raise ValueError(f"slots {slots.shape} and labels {labels.shape} differ in shape")
+    if len(labels) == 0 or (labels < 0).any():
+        raise ValueError("scoring needs at least one point and a true label (>= 0) for every point")
+    predicted = mapping[slots]
+    is_known = np.isin(labels, np.asarray(known_classes, dtype=np.int64))
+    paper_mapping = majority_mapping(slots, labels, n_slots)
+    classes = np.unique(np.concatenate([labels, predicted[predicted >= 0]]))
+    return {
+        "n": int(len(labels)),
+        "accuracy": float((predicted == labels).mean()),
+        "known_accuracy": _accuracy(predicted, labels, is_known),
+        "novel_accuracy": _accuracy(predicted, labels, ~is_known),
+        "paper_protocol_accuracy": float((paper_mapping[slots] == labels).mean()),
+        "hungarian_accuracy": hungarian_accuracy(slots, labels, n_slots),
+        "nmi": float(normalized_mutual_info_score(labels, slots)),
+        "ari": float(adjusted_rand_score(labels, slots)),
+        "unmapped_fraction": float((predicted == UNMAPPED).mean()),
+        "confusion_classes": classes.tolist(),
+        # rows: true class, columns: mapped prediction (same class order); unmapped points are
+        # left out of the matrix but counted in ``unmapped_fraction``.
+        "confusion_matrix": confusion_matrix(labels, predicted, labels=classes).tolist(),
+    }

@@ -1,0 +1,180 @@
+"""Data loading, the SUS/SS/US split, preprocessing, and clear errors for bad input."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from pyro_sus.data import DataError, Dataset, Preprocessor, load_dataset, make_split, read_idx
+
+
+def labels_10_classes(per_class=50, seed=0):
+    return np.random.default_rng(seed).permutation(np.repeat(np.arange(10), per_class))
+
+
+def write_idx(path, array, truncate=0):
+    codes = {np.uint8: 0x08, np.int32: 0x0C}
+    header = bytes([0, 0, codes[array.dtype.type], array.ndim]) + struct.pack(f">{array.ndim}i", *array.shape)
+    body = array.astype(array.dtype.newbyteorder(">")).tobytes()
+    payload = header + body[: len(body) - truncate]
+    with gzip.open(path, "wb") as handle:
+        handle.write(payload)
+
+
+# -- splits ------------------------------------------------------------------------------------
+def test_sus_split_hidden_classes_carry_no_labels_and_counts_are_exact():
+    y = labels_10_classes()
+    split = make_split(y, hidden_classes=[5, 6, 7, 8, 9], labels_per_class=7, n_extra=12, seed=3)
+    assert split.known_classes == (0, 1, 2, 3, 4) and split.n_slots == 17
+    assert split.regime == "semi-unsupervised"
+    assert np.bincount(y[split.labelled_idx], minlength=10).tolist() == [7] * 5 + [0] * 5
+    # hidden-class points are all unlabelled or validation
+    hidden_train = np.flatnonzero(np.isin(y, [5, 6, 7, 8, 9]))
+    assert set(hidden_train) <= set(split.unlabelled_idx) | set(split.validation_idx)
+
+
+def test_split_partitions_training_points_and_validation_is_disjoint():
+    y = labels_10_classes()
+    split = make_split(y, hidden_classes=[8, 9], labelled_fraction=0.2, validation_fraction=0.1, seed=1)
+    parts = [set(split.labelled_idx), set(split.unlabelled_idx), set(split.validation_idx)]
+    assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+    assert set.union(*parts) == set(range(len(y)))
+    assert len(split.validation_idx) == 50  # 10% of each class
+    # 20% of each known class's 45 training points, rounded
+    assert np.bincount(y[split.labelled_idx], minlength=10).tolist() == [9] * 8 + [0, 0]
+    assert split.n_extra == 4  # default: twice the hidden classes
+
+
+def test_split_is_reproducible_from_its_seed():
+    y = labels_10_classes()
+    a = make_split(y, hidden_classes=[9], labels_per_class=3, seed=7)
+    b = make_split(y, hidden_classes=[9], labels_per_class=3, seed=7)
+    c = make_split(y, hidden_classes=[9], labels_per_class=3, seed=8)
+    assert np.array_equal(a.labelled_idx, b.labelled_idx) and np.array_equal(a.validation_idx, b.validation_idx)
+    assert not np.array_equal(a.labelled_idx, c.labelled_idx)
+
+
+def test_semi_supervised_and_unsupervised_limits():
+    y = labels_10_classes()
+    ss = make_split(y, labels_per_class=2)
+    assert ss.regime == "semi-supervised" and ss.n_extra == 0 and ss.n_slots == 10
+    us = make_split(y, hidden_classes=range(10), n_extra=20)
+    assert us.regime == "unsupervised" and len(us.labelled_idx) == 0 and us.n_slots == 20
+
+
+def test_partially_labelled_user_data_keeps_every_given_label_by_default():
+    y = labels_10_classes()
+    y[::3] = -1
+    split = make_split(y, validation_fraction=0.0)
+    assert set(split.labelled_idx) == set(np.flatnonzero(y >= 0))
+    assert set(split.unlabelled_idx) == set(np.flatnonzero(y < 0))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"hidden_classes": range(10), "n_extra": 0}, "nothing left to learn"),
+    ({"hidden_classes": [11]}, "not in the data"),
+    ({"hidden_classes": [3, 3]}, "repeats"),
+    ({"labels_per_class": 100}, "fewer than"),
+    ({"labels_per_class": 2, "labelled_fraction": 0.1}, "not both"),
+    ({"labelled_fraction": 1.5}, "labelled_fraction"),
+    ({"n_extra": -1}, "n_extra"),
+])
+def test_bad_split_options_raise_clear_errors(kwargs, message):
+    with pytest.raises(DataError, match=message):
+        make_split(labels_10_classes(), **kwargs)
+
+
+def test_class_to_slot_rejects_labels_outside_the_known_classes():
+    split = make_split(labels_10_classes(), hidden_classes=[9], labels_per_class=2)
+    assert split.class_to_slot(np.array([0, 8, 3])).tolist() == [0, 8, 3]
+    with pytest.raises(DataError, match="not a known class"):
+        split.class_to_slot(np.array([9]))
+
+
+# -- data sets and bad input ---------------------------------------------------------------------
+def test_digits_is_embedded_and_scaled():
+    data = load_dataset("digits")
+    assert data.x_train.shape[1] == 64 and data.image_shape == (8, 8)
+    assert 0.0 <= data.x_train.min() and data.x_train.max() <= 1.0
+    assert len(data.x_train) + len(data.x_test) == 1797
+    assert data.classes.tolist() == list(range(10))
+
+
+@pytest.mark.parametrize("x, y, message", [
+    (np.full((4, 3), np.nan), np.zeros(4), "NaN or inf"),
+    (np.full((4, 3), np.inf), np.zeros(4), "NaN or inf"),
+    (np.zeros((4, 3)), np.zeros(5), "shape"),
+    (np.zeros(4), np.zeros(4), "shape"),
+    (np.zeros((4, 3)), np.array([0, 1, -2, 1]), "below -1"),
+    (np.zeros((4, 3)), np.array([0, 1.5, 1, 1]), "integer"),
+])
+def test_bad_arrays_raise_clear_errors(x, y, message):
+    with pytest.raises(DataError, match=message):
+        Dataset("bad", x, y)
+
+
+def test_npz_round_trip_and_missing_arrays(tmp_path):
+    path = tmp_path / "mine.npz"
+    np.savez(path, x=np.random.rand(20, 2, 3), y=np.r_[np.zeros(10, int), -np.ones(10, int)])
+    data = load_dataset(str(path))
+    assert data.x_train.shape == (20, 6) and data.image_shape == (2, 3) and data.x_test is None
+    np.savez(tmp_path / "nolabels.npz", x=np.zeros((3, 2)))
+    with pytest.raises(DataError, match="lacks arrays"):
+        load_dataset(str(tmp_path / "nolabels.npz"))
+    with pytest.raises(FileNotFoundError):
+        load_dataset(str(tmp_path / "absent.npz"))
+
+
+def test_idx_reader_round_trip_and_truncated_file(tmp_path):
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    write_idx(tmp_path / "ok.gz", images)
+    assert np.array_equal(read_idx(tmp_path / "ok.gz"), images)
+    write_idx(tmp_path / "short.gz", images, truncate=5)
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(tmp_path / "short.gz")
+    # a gzip stream cut short (download interrupted)
+    raw = (tmp_path / "ok.gz").read_bytes()
+    (tmp_path / "cut.gz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(tmp_path / "cut.gz")
+
+
+def test_missing_idx_files_name_the_file_and_how_to_get_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.*download=True"):
+        load_dataset("mnist", data_dir=tmp_path)
+
+
+def test_missing_data_dir_says_how_to_set_it(monkeypatch):
+    monkeypatch.delenv("PYRO_SUS_DATA", raising=False)
+    with pytest.raises(DataError, match="PYRO_SUS_DATA"):
+        load_dataset("fashion-mnist")
+
+
+def test_unknown_dataset_name():
+    with pytest.raises(DataError, match="unknown data set"):
+        load_dataset("cifar")
+
+
+def test_mnist_from_shared_idx_files(shared_data_dir):
+    data = load_dataset("mnist", data_dir=shared_data_dir)
+    assert data.x_train.shape == (60000, 784) and data.x_test.shape == (10000, 784)
+    assert np.bincount(data.y_train).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert data.image_shape == (28, 28)
+
+
+# -- preprocessing ----------------------------------------------------------------------------------
+def test_preprocessor_keeps_high_variance_dims_and_inverts():
+    x = np.zeros((100, 4), dtype=np.float32)
+    x[:, 1] = np.random.rand(100)   # std ~0.29: kept
+    x[:, 3] = 0.05 * np.random.rand(100) + 0.5  # std ~0.014: dropped
+    pre = Preprocessor.fit(x, std_threshold=0.1)
+    assert pre.keep.tolist() == [False, True, False, False]
+    features = pre.transform(x)
+    assert features.shape == (100, 1)
+    restored = pre.inverse_transform(features)
+    assert np.allclose(restored[:, 1], x[:, 1]) and np.allclose(restored[:, 3], x[:, 3].mean())
+    with pytest.raises(DataError, match="trained on 4"):
+        pre.transform(np.zeros((2, 5)))
+    with pytest.raises(DataError, match="no input dimension"):
+        Preprocessor.fit(np.zeros((10, 3)))

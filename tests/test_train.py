@@ -1,0 +1,115 @@
+"""The shared trainer: exact resume, divergence handling, checkpoints."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pyro_sus.io import CheckpointError, load_checkpoint
+from pyro_sus.models import build_model
+from pyro_sus.train import TrainConfig, TrainingData, TrainingDiverged, train
+
+
+def toy_data(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(60, 10, generator=g)
+    return TrainingData(x_labelled=x[:12], y_labelled=torch.arange(12) % 3, x_unlabelled=x[12:50],
+                        x_val=x[50:], y_val=np.arange(10) % 4, n_known=3)
+
+
+def toy_model(name="gmdgm", seed=0, **options):
+    torch.manual_seed(seed)
+    return build_model(name, x_dim=10, n_slots=4, z_dim=2, hidden_dims=(8,), **options)
+
+
+def config(**overrides):
+    options = dict(epochs=4, batch_size=16, learning_rate=1e-2, seed=3, device="cpu")
+    options.update(overrides)
+    return TrainConfig(**options)
+
+
+def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path):
+    straight = toy_model()
+    train(straight, toy_data(), config(), tmp_path / "straight", progress=False)
+
+    run_dir = tmp_path / "stopped"
+    train(toy_model(), toy_data(), config(), run_dir, progress=False, stop_after=2)
+    assert load_checkpoint(run_dir / "last.pt")["epoch"] == 2
+    resumed = toy_model(seed=99)  # other weights: everything must come from the checkpoint
+    history = train(resumed, toy_data(), config(), run_dir, resume=True, progress=False)
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), f"{name} differs after resume"
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
+
+
+class Crash(Exception):
+    pass
+
+
+def crash_at_step(model, step):
+    """Make ``model.loss`` raise on its ``step``-th call, as a killed process would stop."""
+    calls = {"n": 0}
+    original = model.loss
+
+    def loss(*args):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise Crash
+        return original(*args)
+
+    model.loss = loss
+    return model
+
+
+def test_crash_between_checkpoints_resumes_from_the_last_one(tmp_path):
+    steps_per_epoch = 3  # 38 unlabelled points in batches of 16
+    model = crash_at_step(toy_model(), 2 * steps_per_epoch + 2)  # dies inside epoch 3
+    with pytest.raises(Crash):
+        train(model, toy_data(), config(epochs=5, checkpoint_every=2), tmp_path, progress=False)
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 2
+    assert not list(tmp_path.glob(".*.tmp")), "a temporary checkpoint file was left behind"
+    history = train(toy_model(), toy_data(), config(epochs=5, checkpoint_every=2), tmp_path, resume=True,
+                    progress=False)
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5]
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 5
+
+
+def test_nan_loss_raises_and_saves_last_good_parameters(tmp_path):
+    model = toy_model()
+    data = toy_data()
+    data.x_unlabelled[3, 0] = float("nan")  # slips past loaders' checks: the trainer must still stop cleanly
+    with pytest.raises(TrainingDiverged, match="last_good.pt"):
+        train(model, data, config(binarize=False), tmp_path, progress=False)
+    saved = load_checkpoint(tmp_path / "last_good.pt")["model"]
+    assert all(torch.isfinite(t).all() for t in saved.values())
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    train(toy_model(), toy_data(), config(epochs=1), tmp_path, progress=False)
+    raw = (tmp_path / "last.pt").read_bytes()
+    (tmp_path / "last.pt").write_bytes(raw[: len(raw) // 3])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        train(toy_model(), toy_data(), config(epochs=2), tmp_path, resume=True, progress=False)
+
+
+def test_training_reduces_the_loss_and_learns_the_labelled_classes():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.rand(3, 10, generator=g).round()
+    y = torch.arange(300) % 3
+    x = (0.8 * centres[y] + 0.1).clamp(0, 1)
+    data = TrainingData(x[:30], y[:30], x[30:], x[:0], np.zeros(0, int), 3)
+    model = build_model("m2", x_dim=10, n_slots=3, z_dim=2, hidden_dims=(16,), alpha=5.0)
+    history = train(model, data, config(epochs=15, learning_rate=3e-3), progress=False)
+    assert history[-1]["loss"] < history[0]["loss"]
+    predicted = model.predict_proba(x[30:]).argmax(-1)
+    assert (predicted == y[30:]).float().mean() > 0.9  # chance is 1/3
+
+
+def test_bad_train_config():
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="linear")
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=0)
