@@ -106,16 +106,19 @@ def fit(
     model_options: dict[str, Any] | None = None,
     train_options: dict[str, Any] | None = None,
     resume: bool = False,
+    stop_after: int | None = None,
     progress: bool = True,
     evaluate_after: bool = True,
 ) -> Run:
     """Split the data, train ``model`` and (by default) evaluate it; everything lands in ``run_dir``.
 
-    ``resume=True`` continues an interrupted run in ``run_dir`` with the options saved there.
+    ``resume=True`` continues an interrupted run in ``run_dir`` with the options saved there;
+    ``stop_after=k`` trains only up to epoch k now (a time-limited session), to be resumed later.
     """
     run_dir = Path(run_dir)
     if resume:
-        return _train_run(run_dir, resume=True, progress=progress, evaluate_after=evaluate_after,
+        return _train_run(run_dir, resume=True, stop_after=stop_after, progress=progress,
+                          evaluate_after=evaluate_after,
                           dataset=dataset if isinstance(dataset, Dataset) else None)
     train_config = TrainConfig(**(train_options or {}))
     if isinstance(dataset, Dataset):
@@ -148,7 +151,8 @@ def fit(
     pre = Preprocessor.fit(data.x_train[train_idx], std_threshold)
     np.savez(run_dir / "preprocess.npz", keep=pre.keep, fill=pre.fill)
     atomic_write_json(run_dir / "run.json", info)
-    return _train_run(run_dir, resume=False, progress=progress, evaluate_after=evaluate_after, dataset=data)
+    return _train_run(run_dir, resume=False, stop_after=stop_after, progress=progress,
+                      evaluate_after=evaluate_after, dataset=data)
 
 
 def _build(info: dict[str, Any], split: Split, pre: Preprocessor) -> torch.nn.Module:
@@ -172,8 +176,8 @@ def _load_parts(run_dir: Path) -> tuple[dict[str, Any], Split, Preprocessor]:
     return info, split, pre
 
 
-def _train_run(run_dir: Path, resume: bool, progress: bool, evaluate_after: bool,
-               dataset: Dataset | None) -> Run:
+def _train_run(run_dir: Path, resume: bool, stop_after: int | None, progress: bool, evaluate_after: bool,
+               dataset: Dataset | None) -> Run | None:
     info, split, pre = _load_parts(run_dir)
     data = dataset if dataset is not None else load_dataset(info["dataset"], info["data_dir"])
     config = TrainConfig(**info["train"])
@@ -187,11 +191,14 @@ def _train_run(run_dir: Path, resume: bool, progress: bool, evaluate_after: bool
                 raise DataError("the Bernoulli likelihood needs inputs in [0, 1]; rescale the data or "
                                 "use the Gaussian likelihood (--likelihood gaussian)")
     started = time.perf_counter()
-    history = train(model, training_data, config, run_dir, resume=resume, progress=progress)
+    history = train(model, training_data, config, run_dir, resume=resume, progress=progress,
+                    stop_after=stop_after)
     info["train_wall_seconds"] = sum(r["seconds"] for r in history)
     info["last_session_seconds"] = time.perf_counter() - started
     info["hardware"] = hardware_info(resolve_device(config.device))
     atomic_write_json(run_dir / "run.json", info)
+    if history[-1]["epoch"] < config.epochs:  # stopped early on purpose: last.pt holds the state
+        return None
     atomic_torch_save(model.state_dict(), run_dir / "final.pt")
     run = Run(run_dir, info, model, pre, split)
     if evaluate_after:

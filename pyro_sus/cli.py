@@ -22,7 +22,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None, help="folder holding mnist/ and fashion-mnist/ (else $PYRO_SUS_DATA)")
     p.add_argument("--download", action="store_true", help="fetch MNIST/Fashion-MNIST with torchvision (needs network)")
     p.add_argument("--out", default="runs/latest", help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out with the options saved there")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="train only up to this epoch now (keeps the full schedule); finish later with --resume")
     s = p.add_argument_group("split")
     s.add_argument("--hidden-classes", type=int, nargs="*", default=[], help="classes that keep no labels")
     labels = s.add_mutually_exclusive_group()
@@ -85,7 +87,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
               validation_fraction=args.validation_fraction, split_seed=args.split_seed,
               std_threshold=None if args.keep_all_dims else args.std_threshold, prior=args.prior,
               known_mass=args.known_mass, model_options=model_options, train_options=train_options,
-              resume=args.resume, progress=not args.no_progress)
+              resume=args.resume, stop_after=args.stop_after, progress=not args.no_progress)
+    if run is None:
+        print(f"stopped after epoch {args.stop_after}; continue with: pyro-sus train --resume --out {args.out}")
+        return 0
     _print_results(json.loads((run.run_dir / "results.json").read_text()), run.run_dir)
     return 0
 

@@ -1,0 +1,132 @@
+"""Every CLI command, smoke-run with tiny settings, plus the Python API behind it."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from pyro_sus import evaluate, fit, load, load_dataset, predict
+from pyro_sus.cli import main
+from pyro_sus.models import MODELS
+
+TINY = ["--hidden-classes", "7", "8", "9", "--labelled-fraction", "0.2", "--extra-slots", "4",
+        "--epochs", "2", "--hidden-dims", "16", "--z-dim", "2", "--batch-size", "64",
+        "--device", "cpu", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "gmdgm"
+    assert main(["train", "--model", "gmdgm", "--out", str(out)] + TINY) == 0
+    return out
+
+
+def test_train_writes_a_complete_run_folder(trained_run):
+    for name in ("run.json", "model.json", "model.pt", "split.npz", "preprocess.npz", "last.pt", "final.pt",
+                 "metrics.jsonl", "mapping.json", "results.json", "confusion.png"):
+        assert (trained_run / name).is_file(), name
+    results = json.loads((trained_run / "results.json").read_text())
+    assert results["regime"] == "semi-unsupervised" and results["n_slots"] == 11
+    assert results["hidden_classes"] == [7, 8, 9]
+    for part in ("validation", "test"):
+        assert 0.0 <= results[part]["accuracy"] <= 1.0
+        assert results[part]["novel_accuracy"] is not None
+    assert len((trained_run / "metrics.jsonl").read_text().splitlines()) == 2
+    mapping = json.loads((trained_run / "mapping.json").read_text())["slot_to_class"]
+    assert mapping[:7] == list(range(7))
+
+
+def test_evaluate_command_reproduces_results(trained_run, capsys):
+    before = json.loads((trained_run / "results.json").read_text())
+    assert main(["evaluate", str(trained_run)]) == 0
+    assert "paper-protocol" in capsys.readouterr().out
+    after = json.loads((trained_run / "results.json").read_text())
+    assert after["test"] == before["test"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".npz"])
+def test_predict_command(trained_run, tmp_path, suffix):
+    data = load_dataset("digits")
+    source = tmp_path / "new.npz"
+    np.savez(source, x=data.x_test[:9].reshape(9, 8, 8))  # images in their natural shape
+    target = tmp_path / f"out{suffix}"
+    assert main(["predict", str(trained_run), str(source), "--output", str(target)]) == 0
+    expected = predict(trained_run, data.x_test[:9])
+    if suffix == ".csv":
+        rows = list(csv.DictReader(target.open()))
+        assert len(rows) == 9 and len([k for k in rows[0] if k.startswith("p_slot_")]) == 11
+        assert [int(r["predicted_class"]) for r in rows] == expected["predicted_class"].tolist()
+    else:
+        with np.load(target) as got:
+            assert np.array_equal(got["slot"], expected["slot"])
+            np.testing.assert_allclose(got["probabilities"].sum(1), 1.0, rtol=1e-5)
+
+
+def test_predicted_class_follows_the_validation_mapping(trained_run):
+    run = load(trained_run)
+    out = run.predict(load_dataset("digits").x_test)
+    assert np.array_equal(out["predicted_class"], run.mapping[out["slot"]])
+    assert np.array_equal(out["discovered"], out["slot"] >= 7)
+
+
+def test_predict_rejects_wrong_shape(trained_run, tmp_path, capsys):
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((3, 10)))
+    assert main(["predict", str(trained_run), str(bad)]) == 2
+    assert "trained on 64" in capsys.readouterr().err
+
+
+def test_models_command_lists_the_registry(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in MODELS:
+        assert name in out
+
+
+def test_stop_and_resume_from_the_cli_matches_an_uninterrupted_run(tmp_path, capsys):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert main(["train", "--model", "m2", "--out", str(straight)] + TINY) == 0
+    assert main(["train", "--model", "m2", "--out", str(stopped), "--stop-after", "1"] + TINY) == 0
+    assert "--resume" in capsys.readouterr().out
+    assert not (stopped / "final.pt").exists()
+    assert main(["train", "--out", str(stopped), "--resume", "--no-progress"]) == 0
+    a, b = load(straight), load(stopped)
+    for (name, p), q in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(p, q), name
+    assert json.loads((stopped / "results.json").read_text())["test"] == \
+        json.loads((straight / "results.json").read_text())["test"]
+
+
+def test_refuses_to_overwrite_a_run_and_rejects_bad_options(trained_run, capsys):
+    assert main(["train", "--out", str(trained_run)] + TINY) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert main(["train", "--model", "nope", "--out", str(trained_run.parent / "x")] + TINY) == 2
+    assert "unknown model" in capsys.readouterr().err
+    assert main(["train", "--hidden-classes"] + [str(c) for c in range(10)] + ["--extra-slots", "0",
+                 "--out", str(trained_run.parent / "y"), "--device", "cpu"]) == 2
+    assert "nothing left to learn" in capsys.readouterr().err
+
+
+def test_corrupt_final_checkpoint_is_a_clear_error(trained_run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run, copy)
+    (copy / "final.pt").write_bytes(b"not a checkpoint")
+    assert main(["evaluate", str(copy)]) == 2
+    assert "corrupt" in capsys.readouterr().err
+
+
+def test_python_dash_m_entry_point():
+    done = subprocess.run([sys.executable, "-m", "pyro_sus", "models"], capture_output=True, text=True, check=True)
+    assert "gmdgm" in done.stdout
+
+
+def test_evaluate_function_on_a_loaded_run(trained_run):
+    results = evaluate(load(trained_run), plot=False)
+    assert set(results["test"]) >= {"accuracy", "known_accuracy", "novel_accuracy", "paper_protocol_accuracy",
+                                    "hungarian_accuracy", "nmi", "ari", "confusion_matrix"}
