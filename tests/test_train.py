@@ -9,6 +9,7 @@ import torch
 from pyro_sus.io import CheckpointError, load_checkpoint
 from pyro_sus.models import build_model
 from pyro_sus.train import TrainConfig, TrainingData, TrainingDiverged, train
+from conftest import DEVICES
 
 
 def toy_data(seed=0):
@@ -113,3 +114,18 @@ def test_bad_train_config():
         TrainConfig(lr_schedule="linear")
     with pytest.raises(ValueError, match="epochs"):
         TrainConfig(epochs=0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_trains_on_every_available_device(device, tmp_path):
+    model = toy_model()
+    history = train(model, toy_data(), config(epochs=2, device=device), tmp_path, progress=False)
+    assert len(history) == 2 and np.isfinite(history[-1]["loss"])
+    assert next(model.parameters()).device.type == device
+    assert load_checkpoint(tmp_path / "last.pt", map_location="cpu")["epoch"] == 2
+
+
+def test_cuda_request_without_a_gpu_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        train(toy_model(), toy_data(), config(device="cuda"), progress=False)
