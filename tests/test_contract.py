@@ -10,8 +10,8 @@ from conftest import DEVICES
 N_SLOTS, X_DIM, Z_DIM = 4, 12, 3
 
 
-def make(name, device):
-    return build_model(name, x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(16, 8)).to(device)
+def make(name, device, **options):
+    return build_model(name, x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(16, 8), **options).to(device)
 
 
 def batches(device):
@@ -21,10 +21,11 @@ def batches(device):
     return x_u, x_l, y_l
 
 
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_loss_finite_and_gradients_reach_every_parameter(name, device):
-    model = make(name, device)
+def test_loss_finite_and_gradients_reach_every_parameter(name, device, likelihood):
+    model = make(name, device, likelihood=likelihood)
     loss = model.loss(*batches(device))
     assert loss.shape == () and torch.isfinite(loss)
     loss.backward()
@@ -79,3 +80,24 @@ def test_two_models_in_one_process_keep_their_own_parameters(name):
     second.loss(x_u, x_l, y_l)  # running the second must not pull in the first's parameters
     for p, b in zip(second.parameters(), before):
         assert torch.equal(p, b)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_gaussian_likelihood_has_the_configured_fixed_scale(name):
+    model = make(name, "cpu", likelihood="gaussian", gaussian_scale=0.3)
+    z, y = torch.randn(6, Z_DIM), torch.arange(6) % N_SLOTS
+    likelihood = model.likelihood(z, y)
+    x = torch.randn(6, X_DIM)
+    mean = likelihood.base_dist.loc
+    expected = torch.distributions.Normal(mean, 0.3).log_prob(x).sum(-1)
+    torch.testing.assert_close(likelihood.log_prob(x), expected)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_class_prior_is_used_by_the_model(name):
+    model = make(name, "cpu", class_prior=(0.7, 0.1, 0.1, 0.1))
+    trace = poutine.trace(model.model).get_trace(torch.zeros(3, X_DIM), torch.tensor([0, 1, 3]))
+    torch.testing.assert_close(trace.nodes["y"]["fn"].log_prob(torch.tensor([0, 1, 3])),
+                               torch.tensor([0.7, 0.1, 0.1]).log())
+    with pytest.raises(ValueError, match="class_prior"):
+        make(name, "cpu", class_prior=(0.5, 0.5, 0.5, 0.5))

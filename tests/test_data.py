@@ -178,3 +178,16 @@ def test_preprocessor_keeps_high_variance_dims_and_inverts():
         pre.transform(np.zeros((2, 5)))
     with pytest.raises(DataError, match="no input dimension"):
         Preprocessor.fit(np.zeros((10, 3)))
+
+
+def test_sus_class_prior():
+    from pyro_sus.priors import class_prior
+
+    prior = class_prior(5, 10)
+    assert prior[:5].tolist() == pytest.approx([0.1] * 5) and prior[5:].tolist() == pytest.approx([0.05] * 10)
+    assert class_prior(5, 10, known_mass=0.8)[:5].sum().item() == pytest.approx(0.8)
+    assert class_prior(5, 0).tolist() == pytest.approx([0.2] * 5)   # semi-supervised: uniform
+    assert class_prior(0, 4).tolist() == pytest.approx([0.25] * 4)  # clustering: uniform
+    assert class_prior(2, 2, kind="uniform").tolist() == pytest.approx([0.25] * 4)
+    with pytest.raises(ValueError):
+        class_prior(2, 2, kind="zipf")
