@@ -239,10 +239,12 @@ class Split:
 
     @property
     def regime(self) -> str:
-        """'semi-supervised', 'semi-unsupervised' or 'unsupervised'."""
+        """The model's set-up: 'unsupervised' (no known class), 'semi-unsupervised' (known classes
+        plus extra slots for discovery) or 'semi-supervised' (known classes only; with hidden
+        classes this is Willetts' "accidental" SUS)."""
         if self.n_known == 0:
             return "unsupervised"
-        return "semi-unsupervised" if self.hidden_classes else "semi-supervised"
+        return "semi-unsupervised" if self.n_extra else "semi-supervised"
 
     def class_to_slot(self, labels: np.ndarray) -> np.ndarray:
         """Map known class ids to their slots (raises DataError for any other label)."""

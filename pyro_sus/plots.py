@@ -28,7 +28,8 @@ def plot_confusion(scored: dict[str, Any], path: str | Path | None = None, title
     ax.set_yticks(range(len(classes)), classes)
     ax.set_xlabel("predicted class (after mapping)")
     ax.set_ylabel("true class")
-    ax.set_title(title or f"accuracy {scored['accuracy']:.3f}")
+    accuracy = f"accuracy {scored['accuracy']:.3f}"
+    ax.set_title(f"{title}\n{accuracy}" if title else accuracy)
     fig.colorbar(image, ax=ax, fraction=0.046)
     if path is not None:
         fig.savefig(path, dpi=100, bbox_inches="tight")

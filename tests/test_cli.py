@@ -130,3 +130,22 @@ def test_evaluate_function_on_a_loaded_run(trained_run):
     results = evaluate(load(trained_run), plot=False)
     assert set(results["test"]) >= {"accuracy", "known_accuracy", "novel_accuracy", "paper_protocol_accuracy",
                                     "hungarian_accuracy", "nmi", "ari", "confusion_matrix"}
+
+
+def test_train_on_a_users_npz_without_a_test_set(tmp_path):
+    data = load_dataset("digits")
+    y = data.y_train.copy()
+    y[(y >= 8) | (np.arange(len(y)) % 4 != 0)] = -1   # classes 8, 9 never labelled; 3/4 of the rest unlabelled
+    # the user knows nothing about classes 8 and 9, so nothing scores the discovered clusters
+    source = tmp_path / "mine.npz"
+    np.savez(source, x=data.x_train, y=y)
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", str(source), "--extra-slots", "3", "--epochs", "1", "--hidden-dims", "16",
+                 "--device", "cpu", "--no-progress", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert "test" not in results and results["regime"] == "semi-unsupervised"
+    assert results["n_slots"] == 11 and results["known_classes"] == list(range(8))
+    with np.load(out / "split.npz") as split:
+        assert results["validation"]["n"] == int((y[split["validation_idx"]] >= 0).sum()) > 0
+    assert (out / "confusion.png").is_file()
+    assert results["validation"]["novel_accuracy"] is None  # every scored point is of a known class

@@ -59,6 +59,8 @@ def test_semi_supervised_and_unsupervised_limits():
     y = labels_10_classes()
     ss = make_split(y, labels_per_class=2)
     assert ss.regime == "semi-supervised" and ss.n_extra == 0 and ss.n_slots == 10
+    accidental = make_split(y, hidden_classes=[8, 9], labels_per_class=2, n_extra=0)
+    assert accidental.regime == "semi-supervised" and accidental.n_slots == 8
     us = make_split(y, hidden_classes=range(10), n_extra=20)
     assert us.regime == "unsupervised" and len(us.labelled_idx) == 0 and us.n_slots == 20
 
