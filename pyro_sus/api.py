@@ -1,8 +1,8 @@
 """Python entry points: ``fit``, ``evaluate``, ``predict`` and ``load``, all around a run folder.
 
-A run folder holds ``run.json`` (every option, to rebuild data and model), ``model.json`` (model
-config), ``split.npz``, ``preprocess.npz``, ``last.pt`` (training state, for ``--resume``),
-``final.pt`` (final weights), ``metrics.jsonl``, and after evaluation ``mapping.json``,
+A run folder holds ``run.json`` (every option, to rebuild data and model), ``split.npz``,
+``preprocess.npz``, ``last.pt`` (training state, for ``--resume``), ``final.json`` + ``final.pt``
+(model config and final weights), ``metrics.jsonl``, and after evaluation ``mapping.json``,
 ``results.json`` and ``confusion.png``.
 """
 
@@ -23,7 +23,7 @@ import torch
 
 from . import __version__
 from .data import DataError, Dataset, Preprocessor, Split, load_dataset, make_split
-from .io import CheckpointError, atomic_torch_save, atomic_write_json, load_checkpoint
+from .io import CheckpointError, atomic_write_json
 from .metrics import UNMAPPED, honest_mapping, score
 from .models import get_model_class
 from .priors import class_prior
@@ -183,7 +183,6 @@ def _train_run(run_dir: Path, resume: bool, stop_after: int | None, progress: bo
     config = TrainConfig(**info["train"])
     seed_everything(config.seed)  # the seed fixes the initial weights too
     model = _build(info, split, pre)
-    model.save(run_dir, "model")
     training_data = _training_data(data, split, pre)
     if model.config.likelihood == "bernoulli":
         for part in (training_data.x_labelled, training_data.x_unlabelled):
@@ -199,7 +198,7 @@ def _train_run(run_dir: Path, resume: bool, stop_after: int | None, progress: bo
     atomic_write_json(run_dir / "run.json", info)
     if history[-1]["epoch"] < config.epochs:  # stopped early on purpose: last.pt holds the state
         return None
-    atomic_torch_save(model.state_dict(), run_dir / "final.pt")
+    model.save(run_dir, "final")
     run = Run(run_dir, info, model, pre, split)
     if evaluate_after:
         evaluate(run, dataset=data)
@@ -210,15 +209,10 @@ def load(run_dir: str | Path, device: str = "cpu") -> Run:
     """Rebuild a finished run (weights from ``final.pt``) with its validation mapping if evaluated."""
     run_dir = Path(run_dir)
     info, split, pre = _load_parts(run_dir)
-    model = _build(info, split, pre)
     if not (run_dir / "final.pt").is_file():
         raise CheckpointError(f"{run_dir} has no final.pt: training did not finish; continue it with "
                               f"`pyro-sus train --resume --out {run_dir}`")
-    state = load_checkpoint(run_dir / "final.pt")
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as err:
-        raise CheckpointError(f"{run_dir / 'final.pt'} does not match this run's model ({err})") from err
+    model = get_model_class(info["model"]).load(run_dir, "final")
     model.to(resolve_device(device)).eval()
     mapping = None
     if (run_dir / "mapping.json").is_file():

@@ -26,7 +26,7 @@ def trained_run(tmp_path_factory):
 
 
 def test_train_writes_a_complete_run_folder(trained_run):
-    for name in ("run.json", "model.json", "model.pt", "split.npz", "preprocess.npz", "last.pt", "final.pt",
+    for name in ("run.json", "final.json", "final.pt", "split.npz", "preprocess.npz", "last.pt", "final.pt",
                  "metrics.jsonl", "mapping.json", "results.json", "confusion.png"):
         assert (trained_run / name).is_file(), name
     results = json.loads((trained_run / "results.json").read_text())
