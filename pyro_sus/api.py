@@ -109,11 +109,12 @@ def fit(
     stop_after: int | None = None,
     progress: bool = True,
     evaluate_after: bool = True,
-) -> Run:
+) -> Run | None:
     """Split the data, train ``model`` and (by default) evaluate it; everything lands in ``run_dir``.
 
     ``resume=True`` continues an interrupted run in ``run_dir`` with the options saved there;
-    ``stop_after=k`` trains only up to epoch k now (a time-limited session), to be resumed later.
+    ``stop_after=k`` trains only up to epoch k now (a time-limited session) and returns None: the
+    state is in ``run_dir/last.pt``, to be resumed later.
     """
     run_dir = Path(run_dir)
     if resume:
@@ -145,23 +146,32 @@ def fit(
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir, download)
     split = make_split(data.y_train, **info["split"])
     info["image_shape"] = list(data.image_shape) if data.image_shape else None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    np.savez(run_dir / "split.npz", **split.to_arrays())
     train_idx = np.concatenate([split.labelled_idx, split.unlabelled_idx])
     pre = Preprocessor.fit(data.x_train[train_idx], std_threshold)
+    _model_config(info, split, pre)  # bad model options fail here, before the run folder is written
+    run_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(run_dir / "split.npz", **split.to_arrays())
     np.savez(run_dir / "preprocess.npz", keep=pre.keep, fill=pre.fill)
     atomic_write_json(run_dir / "run.json", info)
     return _train_run(run_dir, resume=False, stop_after=stop_after, progress=progress,
                       evaluate_after=evaluate_after, dataset=data)
 
 
-def _build(info: dict[str, Any], split: Split, pre: Preprocessor) -> torch.nn.Module:
+def _model_config(info: dict[str, Any], split: Split, pre: Preprocessor):
+    """The model's config dataclass: sizes and class prior from the split, then the user's options."""
     cls = get_model_class(info["model"])
     options = {"x_dim": pre.output_dim, "n_slots": split.n_slots,
                "class_prior": class_prior(split.n_known, split.n_extra, info["prior"]["kind"],
                                           info["prior"]["known_mass"]).tolist()}
     options.update(info["model_options"])
-    return cls(cls.config_class(**options))
+    try:
+        return cls.config_class(**options)
+    except TypeError as err:  # an option this model does not have
+        raise ValueError(f"bad options for model {info['model']!r}: {err}") from None
+
+
+def _build(info: dict[str, Any], split: Split, pre: Preprocessor) -> torch.nn.Module:
+    return get_model_class(info["model"])(_model_config(info, split, pre))
 
 
 def _load_parts(run_dir: Path) -> tuple[dict[str, Any], Split, Preprocessor]:

@@ -109,6 +109,10 @@ def test_refuses_to_overwrite_a_run_and_rejects_bad_options(trained_run, capsys)
     assert main(["train", "--hidden-classes"] + [str(c) for c in range(10)] + ["--extra-slots", "0",
                  "--out", str(trained_run.parent / "y"), "--device", "cpu"]) == 2
     assert "nothing left to learn" in capsys.readouterr().err
+    bad_model = trained_run.parent / "z"
+    assert main(["train", "--known-mass", "1.5", "--hidden-classes", "9", "--out", str(bad_model)] + TINY[4:]) == 2
+    assert "known_mass" in capsys.readouterr().err
+    assert not bad_model.exists()  # nothing half-written to block a corrected retry
 
 
 def test_corrupt_final_checkpoint_is_a_clear_error(trained_run, tmp_path, capsys):
