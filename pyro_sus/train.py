@@ -65,7 +65,6 @@ class TrainingData:
     x_unlabelled: torch.Tensor
     x_val: torch.Tensor
     y_val: np.ndarray
-    n_known: int
 
     def to(self, device: torch.device) -> "TrainingData":
         move = lambda t: t.to(device)  # noqa: E731
@@ -109,12 +108,13 @@ def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
     generator.set_state(state["shuffle"])
 
 
-def _epoch_batches(n: int, n_steps: int, batch_size: int, generator: torch.Generator,
-                   device: torch.device) -> torch.Tensor:
-    """(n_steps, batch) indices: fresh permutations of range(n), cycled so every step is full."""
+def _epoch_batches(n: int, n_steps: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """(n_steps, batch) indices on the generator's device: fresh permutations of range(n), cycled
+    so that every step is full."""
+    batch_size = min(batch_size, n)
     repeats = math.ceil(n_steps * batch_size / n)
     order = torch.cat([torch.randperm(n, generator=generator, device=generator.device) for _ in range(repeats)])
-    return order[: n_steps * batch_size].view(n_steps, batch_size).to(device)
+    return order[: n_steps * batch_size].view(n_steps, batch_size)
 
 
 def _validation_metrics(model, data: TrainingData) -> dict[str, float]:
@@ -174,7 +174,7 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
     if n_unlabelled + n_labelled == 0:
         raise ValueError("no training data: both the labelled and the unlabelled sets are empty")
     # An epoch is one pass over the unlabelled set (Willetts); labelled batches cycle alongside.
-    n_steps = math.ceil(max(n_unlabelled, 1 if n_unlabelled else n_labelled) / config.batch_size)
+    n_steps = math.ceil((n_unlabelled or n_labelled) / config.batch_size)
     binarize = config.binarize and getattr(model.config, "likelihood", "bernoulli") == "bernoulli"
     model.train()
     last_epoch = config.epochs if stop_after is None else min(stop_after, config.epochs)
@@ -182,10 +182,8 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
                desc="training", unit="epoch", disable=not progress)
     for epoch in bar:
         started = time.perf_counter()
-        batches_u = (_epoch_batches(n_unlabelled, n_steps, min(config.batch_size, n_unlabelled), generator, device)
-                     if n_unlabelled else None)
-        batches_l = (_epoch_batches(n_labelled, n_steps, min(config.batch_size, n_labelled), generator, device)
-                     if n_labelled else None)
+        batches_u = _epoch_batches(n_unlabelled, n_steps, config.batch_size, generator) if n_unlabelled else None
+        batches_l = _epoch_batches(n_labelled, n_steps, config.batch_size, generator) if n_labelled else None
         loss_sum = torch.zeros((), device=device)
         for step in range(n_steps):
             x_u = data.x_unlabelled[batches_u[step]] if batches_u is not None else None

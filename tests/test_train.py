@@ -16,7 +16,7 @@ def toy_data(seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(60, 10, generator=g)
     return TrainingData(x_labelled=x[:12], y_labelled=torch.arange(12) % 3, x_unlabelled=x[12:50],
-                        x_val=x[50:], y_val=np.arange(10) % 4, n_known=3)
+                        x_val=x[50:], y_val=np.arange(10) % 4)
 
 
 def toy_model(name="gmdgm", seed=0, **options):
@@ -101,7 +101,7 @@ def test_training_reduces_the_loss_and_learns_the_labelled_classes():
     centres = torch.rand(3, 10, generator=g).round()
     y = torch.arange(300) % 3
     x = (0.8 * centres[y] + 0.1).clamp(0, 1)
-    data = TrainingData(x[:30], y[:30], x[30:], x[:0], np.zeros(0, int), 3)
+    data = TrainingData(x[:30], y[:30], x[30:], x[:0], np.zeros(0, int))
     model = build_model("m2", x_dim=10, n_slots=3, z_dim=2, hidden_dims=(16,), alpha=5.0)
     history = train(model, data, config(epochs=15, learning_rate=3e-3), progress=False)
     assert history[-1]["loss"] < history[0]["loss"]
