@@ -15,20 +15,27 @@ import numpy as np
 METRICS = ["accuracy", "known_accuracy", "novel_accuracy", "paper_protocol_accuracy", "hungarian_accuracy", "nmi"]
 
 
+
 def summarize(run_dirs: list[Path]) -> str:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for run_dir in run_dirs:
         results = json.loads((run_dir / "results.json").read_text())
         groups[(results["model"], results["dataset"], results["regime"], results["epochs"])].append(results)
     header = ("| model | data | regime | epochs | seeds | " + " | ".join(METRICS) +
-              " | train wall s / run | hardware |")
+              " | slots used (per seed) | train wall s / run | hardware |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for (model, dataset, regime, epochs), runs in sorted(groups.items()):
         cells = []
         for metric in METRICS:
             values = np.array([r["test"][metric] for r in runs if r["test"][metric] is not None])
-            cells.append(f"{100 * values.mean():.1f} ± {100 * values.std(ddof=1) if len(values) > 1 else 0:.1f}"
-                         if len(values) else "n/a")
+            if not len(values):
+                cells.append("n/a")
+            elif len(values) == 1:  # one seed: no spread to report
+                cells.append(f"{100 * values[0]:.1f}")
+            else:
+                cells.append(f"{100 * values.mean():.1f} ± {100 * values.std(ddof=1):.1f}")
+        used = [r["test"].get("slots_used") for r in runs]
+        cells.append("/".join(str(u) for u in used) if None not in used else "n/a")
         wall = np.mean([r["train_wall_seconds"] for r in runs])
         hw = runs[0]["hardware"]
         hardware = hw.get("gpu") or f"{hw['cpu']} x{hw['cpu_count']} ({hw['torch_threads']} torch threads)"

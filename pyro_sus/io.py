@@ -17,6 +17,12 @@ class CheckpointError(RuntimeError):
     """A checkpoint file is missing, truncated or not one of ours."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -26,6 +32,7 @@ def _atomic(path: Path, write) -> None:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one, never half
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -77,6 +77,7 @@ def score(slots: np.ndarray, labels: np.ndarray, mapping: np.ndarray,
         "nmi": float(normalized_mutual_info_score(labels, slots)),
         "ari": float(adjusted_rand_score(labels, slots)),
         "unmapped_fraction": float((predicted == UNMAPPED).mean()),
+        "slots_used": int(len(np.unique(slots))),  # how many slots receive any point: collapse shows here
         "confusion_classes": classes.tolist(),
         # rows: true class, columns: mapped prediction (same class order); unmapped points are
         # left out of the matrix but counted in ``unmapped_fraction``.

@@ -33,6 +33,7 @@ def test_score_hand_made_case():
     # paper protocol maps every slot on these points: 0->0 (tie 0/1 -> 0), 1->1 (tie), 2->0, 3->2 (tie), 4->3
     assert result["paper_protocol_accuracy"] == pytest.approx(5 / 8)
     assert result["unmapped_fraction"] == pytest.approx(1 / 8)
+    assert result["slots_used"] == 5
     matrix = np.array(result["confusion_matrix"])
     assert result["confusion_classes"] == [0, 1, 2, 3]
     assert matrix.sum() == 7  # the unmapped point is left out
