@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # runs headless (CI, servers); notebooks still show the returned figures
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+# No backend is forced: matplotlib falls back to Agg without a display (CI, servers), and
+# notebooks keep their inline backend so the returned figures show up.
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
 __all__ = ["plot_confusion", "plot_class_samples"]
 
