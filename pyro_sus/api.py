@@ -103,6 +103,7 @@ def fit(
     std_threshold: float | None = 0.1,
     prior: str = "sus",
     known_mass: float = 0.5,
+    class_probs: Sequence[float] | None = None,
     model_options: dict[str, Any] | None = None,
     train_options: dict[str, Any] | None = None,
     resume: bool = False,
@@ -114,9 +115,13 @@ def fit(
 
     ``resume=True`` continues an interrupted run in ``run_dir`` with the options saved there;
     ``stop_after=k`` trains only up to epoch k now (a time-limited session) and returns None: the
-    state is in ``run_dir/last.pt``, to be resumed later.
+    state is in ``run_dir/last.pt``, to be resumed later. ``prior`` is the class prior p(y) of models
+    that have one: ``"sus"`` (``known_mass`` on the known classes), ``"uniform"``, or your own
+    ``class_probs`` (one per slot, known classes first, in ascending class order, then extra slots).
     """
     run_dir = Path(run_dir)
+    if class_probs is not None:
+        prior = "given"
     if resume:
         return _train_run(run_dir, resume=True, stop_after=stop_after, progress=progress,
                           evaluate_after=evaluate_after,
@@ -136,7 +141,8 @@ def fit(
                   "validation_fraction": validation_fraction,
                   "seed": train_config.seed if split_seed is None else split_seed},
         "preprocess": {"std_threshold": std_threshold},
-        "prior": {"kind": prior, "known_mass": known_mass},
+        "prior": {"kind": prior, "known_mass": known_mass,
+                  "probs": [float(p) for p in class_probs] if class_probs is not None else None},
         "model_options": dict(model_options or {}),
         "train": dataclasses.asdict(train_config),
     }
@@ -148,7 +154,7 @@ def fit(
     info["image_shape"] = list(data.image_shape) if data.image_shape else None
     train_idx = np.concatenate([split.labelled_idx, split.unlabelled_idx])
     pre = Preprocessor.fit(data.x_train[train_idx], std_threshold)
-    _model_config(info, split, pre)  # bad model options fail here, before the run folder is written
+    _build(info, split, pre)  # bad model options fail here, before the run folder is written
     run_dir.mkdir(parents=True, exist_ok=True)
     np.savez(run_dir / "split.npz", **split.to_arrays())
     np.savez(run_dir / "preprocess.npz", keep=pre.keep, fill=pre.fill)
@@ -160,9 +166,11 @@ def fit(
 def _model_config(info: dict[str, Any], split: Split, pre: Preprocessor):
     """The model's config dataclass: sizes and class prior from the split, then the user's options."""
     cls = get_model_class(info["model"])
-    options = {"x_dim": pre.output_dim, "n_slots": split.n_slots,
-               "class_prior": class_prior(split.n_known, split.n_extra, info["prior"]["kind"],
-                                          info["prior"]["known_mass"]).tolist()}
+    options: dict[str, Any] = {"x_dim": pre.output_dim, "n_slots": split.n_slots}
+    if "class_prior" in {f.name for f in dataclasses.fields(cls.config_class)}:
+        prior = info["prior"]
+        options["class_prior"] = class_prior(split.n_known, split.n_extra, prior["kind"], prior["known_mass"],
+                                             prior.get("probs")).tolist()
     options.update(info["model_options"])
     try:
         return cls.config_class(**options)
@@ -194,7 +202,7 @@ def _train_run(run_dir: Path, resume: bool, stop_after: int | None, progress: bo
     seed_everything(config.seed)  # the seed fixes the initial weights too
     model = _build(info, split, pre)
     training_data = _training_data(data, split, pre)
-    if model.config.likelihood == "bernoulli":
+    if getattr(model.config, "likelihood", None) == "bernoulli":
         for part in (training_data.x_labelled, training_data.x_unlabelled):
             if len(part) and (part.min() < 0 or part.max() > 1):
                 raise DataError("the Bernoulli likelihood needs inputs in [0, 1]; rescale the data or "

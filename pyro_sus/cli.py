@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -39,6 +40,18 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     m = p.add_argument_group("model")
     m.add_argument("--prior", choices=["sus", "uniform"], default="sus", help="class prior p(y)")
     m.add_argument("--known-mass", type=float, default=0.5, help="prior mass on known classes (sus prior)")
+    m.add_argument("--class-probs", type=float, nargs="+", default=None,
+                   help="your own class prior: one number per slot (known classes ascending, then extra slots)")
+    m.add_argument("--posterior", default=None, help="posterior family for z: normal (default), flow, or a registered one")
+    m.add_argument("--flow-layers", type=int, default=None, help="number of flow transforms (--posterior flow)")
+    m.add_argument("--flow-kind", choices=["iaf", "maf", "nsf"], default=None, help="flow layer type (--posterior flow)")
+    m.add_argument("--latent-prior", default=None,
+                   help="p(z|y) family: standard_normal, class_gaussian, mixture, or a registered one (default: the model's)")
+    m.add_argument("--prior-components", type=int, default=None, help="components per slot (--latent-prior mixture)")
+    m.add_argument("--a-dim", type=int, default=None, help="auxiliary latent size (am2, agmdgm)")
+    m.add_argument("--labelled-weight", type=float, default=None, help="lambda of the latent-classifier VAE")
+    m.add_argument("--unlabelled-bound", choices=["paper", "exact"], default=None,
+                   help="latent-classifier VAE: E_p(y|z) log p(x|y,z) (paper) or log sum_y p(y|z)p(x|y,z) (exact)")
     m.add_argument("--z-dim", type=int, default=None)
     m.add_argument("--hidden-dims", type=int, nargs="+", default=None)
     m.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default=None)
@@ -59,6 +72,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyro-sus", description=__doc__)
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first (e.g. one registering your own models, priors or posteriors)")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     e = sub.add_parser("evaluate", help="score a run: honest / paper-protocol / Hungarian accuracy, NMI, ARI")
@@ -67,16 +82,23 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("run_dir")
     pr.add_argument("input", help=".npz (array 'x', else its first array) or .npy of raw inputs")
     pr.add_argument("--output", default=None, help=".csv or .npz (default: INPUT stem + _predictions.csv)")
-    sub.add_parser("models", help="list registered models")
+    sub.add_parser("models", help="list registered models, posterior families and latent priors")
     return parser
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .api import fit
 
-    model_options = {key: value for key, value in {
+    def given(options: dict) -> dict:
+        return {key: value for key, value in options.items() if value is not None}
+
+    model_options = given({
         "z_dim": args.z_dim, "hidden_dims": args.hidden_dims, "likelihood": args.likelihood,
-        "gaussian_scale": args.gaussian_scale, "alpha": args.alpha}.items() if value is not None}
+        "gaussian_scale": args.gaussian_scale, "alpha": args.alpha, "posterior": args.posterior,
+        "latent_prior": args.latent_prior, "a_dim": args.a_dim, "labelled_weight": args.labelled_weight,
+        "unlabelled_bound": args.unlabelled_bound,
+        "posterior_options": given({"transforms": args.flow_layers, "kind": args.flow_kind}) or None,
+        "latent_prior_options": given({"components": args.prior_components}) or None})
     train_options = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
                      "lr_schedule": args.lr_schedule, "clip_value": args.clip_value or None,
                      "binarize": not args.no_binarize, "seed": args.seed, "device": args.device,
@@ -86,7 +108,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
               labelled_fraction=args.labelled_fraction, n_extra=args.extra_slots,
               validation_fraction=args.validation_fraction, split_seed=args.split_seed,
               std_threshold=None if args.keep_all_dims else args.std_threshold, prior=args.prior,
-              known_mass=args.known_mass, model_options=model_options, train_options=train_options,
+              known_mass=args.known_mass, class_probs=args.class_probs, model_options=model_options, train_options=train_options,
               resume=args.resume, stop_after=args.stop_after, progress=not args.no_progress)
     if run is None:
         print(f"stopped after epoch {args.stop_after}; continue with: pyro-sus train --resume --out {args.out}")
@@ -152,9 +174,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from .models import MODELS
+    from .posteriors import POSTERIORS
+    from .priors import LATENT_PRIORS
 
-    for name, cls in sorted(MODELS.items()):
-        print(f"{name:10s} {(cls.__doc__ or '').strip().splitlines()[0]}")
+    for title, registry in (("models (--model)", MODELS), ("posteriors for z (--posterior)", POSTERIORS),
+                            ("latent priors (--latent-prior)", LATENT_PRIORS)):
+        print(title)
+        for name, part in sorted(registry.items()):
+            print(f"  {name:16s} {(part.__doc__ or '').strip().splitlines()[0]}")
     return 0
 
 
@@ -169,7 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .train import TrainingDiverged
 
     try:
+        for module in args.plugin:
+            importlib.import_module(module)
         return COMMANDS[args.command](args)
-    except (DataError, CheckpointError, TrainingDiverged, FileNotFoundError, FileExistsError, ValueError) as err:
+    except (DataError, CheckpointError, TrainingDiverged, FileNotFoundError, FileExistsError, ValueError,
+            ModuleNotFoundError) as err:
         print(f"pyro-sus {args.command}: error: {err}", file=sys.stderr)
         return 2

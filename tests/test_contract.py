@@ -1,17 +1,41 @@
-"""One contract every registered model keeps, on CPU always and on CUDA when present."""
+"""One contract every registered model keeps, with every posterior family, on CPU always and on
+CUDA when present: finite loss, gradients on every parameter, enumeration shapes, save/load."""
+
+import dataclasses
 
 import pytest
 import torch
 import pyro.poutine as poutine
+from pyro.poutine.util import site_is_subsample
 
-from pyro_sus.models import MODELS, build_model
+from pyro_sus.models import MODELS, GenerativeModel, build_model, get_model_class
+from pyro_sus.posteriors import POSTERIORS
+from pyro_sus.priors import LATENT_PRIORS
 from conftest import DEVICES
 
 N_SLOTS, X_DIM, Z_DIM = 4, 12, 3
+GENERATIVE = sorted(name for name, cls in MODELS.items() if issubclass(cls, GenerativeModel))
+# Every model, and every generative model once per posterior family.
+CASES = [(name, posterior) for name in sorted(MODELS)
+         for posterior in (sorted(POSTERIORS) if name in GENERATIVE else [None])]
+ENUMERATING = [case for case in CASES if get_model_class(case[0]).enumerates_unlabelled]
+SMALL_PART_OPTIONS = {"flow": {"transforms": 2, "flow_hidden": (8,)}}
 
 
-def make(name, device, **options):
-    return build_model(name, x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(16, 8), **options).to(device)
+def fields(name):
+    return {f.name for f in dataclasses.fields(get_model_class(name).config_class)}
+
+
+def make(name, device="cpu", posterior=None, **options):
+    config = {"x_dim": X_DIM, "n_slots": N_SLOTS, "hidden_dims": (16, 8)}
+    if "z_dim" in fields(name):
+        config["z_dim"] = Z_DIM
+    if "a_dim" in fields(name):
+        config["a_dim"] = 2
+    if posterior is not None:
+        config.update(posterior=posterior, posterior_options=SMALL_PART_OPTIONS.get(posterior, {}))
+    config.update(options)
+    return build_model(name, **config).to(device)
 
 
 def batches(device):
@@ -21,12 +45,7 @@ def batches(device):
     return x_u, x_l, y_l
 
 
-@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_loss_finite_and_gradients_reach_every_parameter(name, device, likelihood):
-    model = make(name, device, likelihood=likelihood)
-    loss = model.loss(*batches(device))
+def assert_every_parameter_learns(model, loss):
     assert loss.shape == () and torch.isfinite(loss)
     loss.backward()
     for pname, param in model.named_parameters():
@@ -35,26 +54,45 @@ def test_loss_finite_and_gradients_reach_every_parameter(name, device, likelihoo
         assert param.grad.abs().sum() > 0, f"{pname} has an all-zero gradient"
 
 
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_enumeration_shapes(name, device):
-    model = make(name, device)
+@pytest.mark.parametrize("name,posterior", CASES)
+def test_loss_finite_and_gradients_reach_every_parameter(name, posterior, device, likelihood):
+    if name not in GENERATIVE and likelihood == "gaussian":
+        pytest.skip("no likelihood in a discriminative model")
+    options = {"likelihood": likelihood} if name in GENERATIVE else {}
+    model = make(name, device, posterior, **options)
+    assert_every_parameter_learns(model, model.loss(*batches(device)))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name,posterior", ENUMERATING)
+def test_enumeration_shapes(name, posterior, device):
+    """Unobserved y is enumerated in the dim left of the plate, and every site scores (K, B) or (B,)."""
+    model = make(name, device, posterior)
     x_u, _, _ = batches(device)
-    trace = poutine.trace(poutine.enum(model.guide, first_available_dim=-2)).get_trace(x_u)
-    y, z = trace.nodes["y"]["value"], trace.nodes["z"]["value"]
-    assert y.shape == (N_SLOTS, 1)                      # enumerated in the dim left of the plate
-    assert z.shape == (N_SLOTS, len(x_u), Z_DIM)        # one z per value of y
-    likelihood = model.likelihood(z, y)
-    assert likelihood.batch_shape == (N_SLOTS, len(x_u))
-    assert likelihood.event_shape == (X_DIM,)
-    assert model.latent_prior(y).batch_shape[-2:] in {(N_SLOTS, 1), (N_SLOTS, len(x_u))}
+    guide = poutine.trace(poutine.enum(model.guide, first_available_dim=-2)).get_trace(x_u)
+    replayed = poutine.replay(model.model, trace=guide)
+    generative = poutine.trace(poutine.enum(replayed, first_available_dim=-2)).get_trace(x_u)
+    enumerated = 0
+    for trace in (guide, generative):
+        trace.compute_log_prob()
+        for site in trace.nodes.values():
+            if site["type"] != "sample" or site_is_subsample(site):
+                continue
+            if site["infer"].get("enumerate") == "parallel":
+                enumerated += 1
+                assert site["value"].shape == (N_SLOTS, 1)
+            shape = site["log_prob"].shape
+            assert shape in {(len(x_u),), (N_SLOTS, len(x_u))}, f"{site['name']} scores with shape {shape}"
+    assert enumerated >= 1
     assert model.classifier(x_u).shape == (len(x_u), N_SLOTS)
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_save_load_round_trip_gives_identical_predictions(name, device, tmp_path):
-    model = make(name, device)
+@pytest.mark.parametrize("name,posterior", CASES)
+def test_save_load_round_trip_gives_identical_predictions(name, posterior, device, tmp_path):
+    model = make(name, device, posterior)
     with torch.no_grad():  # move weights away from their init so a fresh model would differ
         for param in model.parameters():
             param.add_(0.1 * torch.randn_like(param))
@@ -63,13 +101,26 @@ def test_save_load_round_trip_gives_identical_predictions(name, device, tmp_path
     assert loaded.config == model.config
     x_u, _, _ = batches(device)
     torch.testing.assert_close(loaded.predict_proba(x_u), model.predict_proba(x_u), rtol=0, atol=0)
-    fresh = make(name, device)
+    fresh = make(name, device, posterior)
     assert not torch.equal(fresh.predict_proba(x_u), model.predict_proba(x_u))
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
+def test_predictions_are_probabilities_and_do_not_move_the_global_rng(name):
+    model = make(name)
+    x_u, _, _ = batches("cpu")
+    torch.manual_seed(3)
+    expected_next = torch.rand(1)
+    torch.manual_seed(3)
+    probs = model.predict_proba(x_u)
+    assert torch.equal(torch.rand(1), expected_next)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(len(x_u)))
+    torch.testing.assert_close(model.predict_proba(x_u), probs, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_two_models_in_one_process_keep_their_own_parameters(name):
-    first, second = make(name, "cpu"), make(name, "cpu")
+    first, second = make(name), make(name)
     x_u, x_l, y_l = batches("cpu")
     before = [p.clone() for p in second.parameters()]
     first.loss(x_u, x_l, y_l).backward()
@@ -82,9 +133,9 @@ def test_two_models_in_one_process_keep_their_own_parameters(name):
         assert torch.equal(p, b)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", GENERATIVE)
 def test_gaussian_likelihood_has_the_configured_fixed_scale(name):
-    model = make(name, "cpu", likelihood="gaussian", gaussian_scale=0.3)
+    model = make(name, likelihood="gaussian", gaussian_scale=0.3)
     z, y = torch.randn(6, Z_DIM), torch.arange(6) % N_SLOTS
     likelihood = model.likelihood(z, y)
     x = torch.randn(6, X_DIM)
@@ -93,11 +144,30 @@ def test_gaussian_likelihood_has_the_configured_fixed_scale(name):
     torch.testing.assert_close(likelihood.log_prob(x), expected)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("latent_prior", sorted(LATENT_PRIORS))
+@pytest.mark.parametrize("name", GENERATIVE)
+def test_every_latent_prior_plugs_into_every_generative_model(name, latent_prior):
+    model = make(name, latent_prior=latent_prior)
+    assert type(model.latent_prior) is LATENT_PRIORS[latent_prior]
+    assert_every_parameter_learns(model, model.loss(*batches("cpu")))
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODELS if "class_prior" in fields(n)))
 def test_class_prior_is_used_by_the_model(name):
-    model = make(name, "cpu", class_prior=(0.7, 0.1, 0.1, 0.1))
+    model = make(name, class_prior=(0.7, 0.1, 0.1, 0.1))
     trace = poutine.trace(model.model).get_trace(torch.zeros(3, X_DIM), torch.tensor([0, 1, 3]))
     torch.testing.assert_close(trace.nodes["y"]["fn"].log_prob(torch.tensor([0, 1, 3])),
                                torch.tensor([0.7, 0.1, 0.1]).log())
     with pytest.raises(ValueError, match="class_prior"):
-        make(name, "cpu", class_prior=(0.5, 0.5, 0.5, 0.5))
+        make(name, class_prior=(0.5, 0.5, 0.5, 0.5))
+
+
+def test_unknown_parts_and_options_fail_with_the_known_names():
+    with pytest.raises(ValueError, match="known posteriors: .*flow.*normal"):
+        make("m2", posterior="spline")
+    with pytest.raises(ValueError, match="known: .*class_gaussian"):
+        make("m2", latent_prior="vamp")
+    with pytest.raises(ValueError, match="bad options for posterior 'normal'"):
+        make("m2", posterior="normal", posterior_options={"transforms": 3})
+    with pytest.raises(ValueError, match="flow kind"):
+        make("m2", posterior="flow", posterior_options={"kind": "planar"})

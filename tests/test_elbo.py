@@ -5,7 +5,9 @@ import torch
 import pyro.poutine as poutine
 from torch.distributions import Categorical, Normal, Bernoulli
 
-from pyro_sus.models import build_model, MODELS
+from pyro_sus.models import build_model
+
+M2_FAMILY = ["m2", "gmdgm"]  # the auxiliary and latent-classifier models have their own checks in test_zoo.py
 
 
 def tiny(name, alpha=1.7):
@@ -42,7 +44,7 @@ def name_of(model):
     return type(model).registry_name
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", M2_FAMILY)
 def test_unlabelled_loss_is_enumerated_sum(name):
     model = tiny(name)
     x = torch.bernoulli(torch.full((6, 4), 0.5, dtype=torch.double))
@@ -57,7 +59,7 @@ def test_unlabelled_loss_is_enumerated_sum(name):
     torch.testing.assert_close(loss, -by_hand.sum())
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", M2_FAMILY)
 @pytest.mark.parametrize("alpha", [0.0, 2.5])
 def test_labelled_loss_is_elbo_plus_weighted_cross_entropy(name, alpha):
     model = tiny(name, alpha=alpha)

@@ -1,15 +1,22 @@
 """The model zoo. Importing this package registers every model."""
 
-from .base import DGMConfig, SemiUnsupervisedDGM
+from .auxiliary import AGMDGM, AM2, AuxiliaryDGM, AuxiliaryDGMConfig
+from .base import GenerativeConfig, GenerativeModel, ModelConfig, ZooModel
+from .baselines import M1, ClassifierConfig, LabelledOnlyClassifier, M1Config
+from .dgm import DGMConfig, SemiUnsupervisedDGM
 from .gmdgm import GMDGM, GMDGMConfig
+from .latent_classifier import LatentClassifierConfig, LatentClassifierVAE, SimplifiedLatentClassifierVAE
 from .m2 import M2, M2Config
 from .registry import MODELS, get_model_class, register_model
 
-__all__ = ["DGMConfig", "SemiUnsupervisedDGM", "M2", "M2Config", "GMDGM", "GMDGMConfig",
+__all__ = ["ModelConfig", "GenerativeConfig", "ZooModel", "GenerativeModel", "DGMConfig", "SemiUnsupervisedDGM",
+           "M2", "M2Config", "GMDGM", "GMDGMConfig", "AuxiliaryDGMConfig", "AuxiliaryDGM", "AM2", "AGMDGM",
+           "LatentClassifierConfig", "LatentClassifierVAE", "SimplifiedLatentClassifierVAE",
+           "ClassifierConfig", "LabelledOnlyClassifier", "M1Config", "M1",
            "MODELS", "get_model_class", "register_model", "build_model"]
 
 
-def build_model(name: str, **options) -> SemiUnsupervisedDGM:
+def build_model(name: str, **options) -> ZooModel:
     """Instantiate the registered model ``name`` from its config options."""
     cls = get_model_class(name)
     return cls(cls.config_class(**options))

@@ -1,63 +1,44 @@
-"""The shared shape of a semi-unsupervised deep generative model: config, model/guide, classifier."""
+"""What every model in the zoo shares: config dataclasses, the objective, prediction, persistence."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
-from torch.nn.functional import one_hot
-import pyro
 import pyro.distributions as dist
 from pyro.infer import TraceEnum_ELBO
 from pyro.nn import PyroModule
 
-from ..nn import MLP, broadcast_cat
-from ..posteriors import DiagonalNormalPosterior
-from ..priors import StandardNormalPrior
+from ..posteriors import POSTERIORS, build_posterior
+from ..priors import LATENT_PRIORS, build_latent_prior
 
-__all__ = ["DGMConfig", "SemiUnsupervisedDGM"]
+__all__ = ["ModelConfig", "GenerativeConfig", "ZooModel", "GenerativeModel", "LIKELIHOODS"]
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
 @dataclass
-class DGMConfig:
-    """Options shared by the M2-family models; saved as JSON beside the weights."""
+class ModelConfig:
+    """Options every model has; saved as JSON beside the weights."""
 
     x_dim: int
     n_slots: int
-    z_dim: int = 5
     hidden_dims: tuple[int, ...] = (500, 500)
-    likelihood: str = "bernoulli"
-    gaussian_scale: float = 0.01
-    alpha: float = 1.1
-    class_prior: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         self.hidden_dims = tuple(int(h) for h in self.hidden_dims)
-        if self.class_prior is not None:
-            self.class_prior = tuple(float(p) for p in self.class_prior)
-        if self.x_dim < 1 or self.n_slots < 1 or self.z_dim < 1:
-            raise ValueError(f"x_dim, n_slots and z_dim must be positive: {self}")
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
-        if self.alpha < 0:
-            raise ValueError(f"alpha (classifier weight) must be >= 0, got {self.alpha}")
-        if self.class_prior is not None:
-            prior = torch.tensor(self.class_prior)
-            if len(prior) != self.n_slots or (prior < 0).any() or abs(float(prior.sum()) - 1) > 1e-4:
-                raise ValueError(f"class_prior must be {self.n_slots} non-negative numbers summing to 1")
+        if self.x_dim < 1 or self.n_slots < 1 or any(h < 1 for h in self.hidden_dims):
+            raise ValueError(f"x_dim, n_slots and hidden_dims must be positive: {self}")
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "DGMConfig":
+    def from_json(cls, data: dict[str, Any]) -> "ModelConfig":
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:
@@ -65,100 +46,112 @@ class DGMConfig:
         return cls(**data)
 
 
-class SemiUnsupervisedDGM(PyroModule):
-    """Base of M2 and GM-DGM: p(y) p(z|y) p(x|z[,y]) with guide q(y|x) q(z|x,y).
+@dataclass
+class GenerativeConfig(ModelConfig):
+    """Options of models with a continuous latent z, a decoder p(x|...) and a posterior q(z|...).
 
-    Subclasses choose the latent prior (``make_latent_prior``) and whether the decoder sees y
-    (``decoder_sees_y``). Parameters live in the module, not in Pyro's global param store, so
-    several models can be trained in one process; train with ``TraceEnum_ELBO.differentiable_loss``
-    and any torch optimizer (see :mod:`pyro_sus.train`).
+    ``posterior`` / ``latent_prior`` name registered families (:mod:`pyro_sus.posteriors`,
+    :mod:`pyro_sus.priors`); their keyword options go in ``posterior_options`` /
+    ``latent_prior_options``. ``latent_prior=None`` means the model's own default.
     """
 
-    config_class: ClassVar[type[DGMConfig]] = DGMConfig
+    z_dim: int = 5
+    likelihood: str = "bernoulli"
+    gaussian_scale: float = 0.01
+    posterior: str = "normal"
+    posterior_options: dict[str, Any] = field(default_factory=dict)
+    latent_prior: str | None = None
+    latent_prior_options: dict[str, Any] = field(default_factory=dict)
 
-    def __init__(self, config: DGMConfig) -> None:
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # Options are stored as their JSON form (tuples become lists) so a saved config compares
+        # equal to the one it was written from, and an option JSON cannot hold fails here.
+        self.posterior_options = _as_json("posterior_options", self.posterior_options)
+        self.latent_prior_options = _as_json("latent_prior_options", self.latent_prior_options)
+        if self.z_dim < 1:
+            raise ValueError(f"z_dim must be positive, got {self.z_dim}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
+        if not self.gaussian_scale > 0:
+            raise ValueError(f"gaussian_scale must be positive, got {self.gaussian_scale}")
+        if self.posterior not in POSTERIORS:
+            raise ValueError(f"unknown posterior {self.posterior!r}; known posteriors: {sorted(POSTERIORS)}")
+        if self.latent_prior is not None and self.latent_prior not in LATENT_PRIORS:
+            raise ValueError(f"unknown latent prior {self.latent_prior!r}; known: {sorted(LATENT_PRIORS)}")
+
+
+def _as_json(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return json.loads(json.dumps(dict(options)))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a JSON-serialisable dict of keyword options: {err}") from None
+
+
+class ZooModel(PyroModule):
+    """Base of every model: ``model(x, y=None)``, ``guide(x, y=None)``, ``classifier(x)``, ``loss``.
+
+    Parameters live in the module, not in Pyro's global param store, so several models can be
+    trained in one process; the shared trainer (:mod:`pyro_sus.train`) minimises :meth:`loss`
+    with any torch optimizer.
+    """
+
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    registry_name: ClassVar[str]
+    #: Whether unlabelled batches enter the objective (False for a labelled-data-only baseline).
+    uses_unlabelled: ClassVar[bool] = True
+    #: Whether the unlabelled objective enumerates a discrete site (False: no warning that none is).
+    enumerates_unlabelled: ClassVar[bool] = True
+    #: Seed of the draws a stochastic classifier makes in :meth:`predict_proba` (repeatable output).
+    prediction_seed: ClassVar[int] = 0
+
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        k, hidden = config.n_slots, config.hidden_dims
-        prior = torch.tensor(config.class_prior) if config.class_prior else torch.full((k,), 1.0 / k)
-        self.register_buffer("class_probs", prior)
-        self.classifier_net = MLP(config.x_dim, hidden, k)
-        self.posterior = DiagonalNormalPosterior(config.x_dim + k, config.z_dim, hidden)
-        self.latent_prior = self.make_latent_prior()
-        self.decoder = MLP(self.decoder_input_dim(), tuple(reversed(hidden)), config.x_dim)
-        if config.likelihood == "gaussian":
-            self.register_buffer("obs_scale", torch.tensor(float(config.gaussian_scale)))
-        # y is summed out exactly; the single plate "data" is the only plate. Labelled batches have
-        # nothing to enumerate, which is expected, so their instance does not warn about it.
-        self._elbo = TraceEnum_ELBO(max_plate_nesting=1)
+        # A single plate "data"; enumerated discrete sites go to its left. Labelled batches often
+        # have nothing to enumerate, which is expected, so their instance does not warn about it.
+        self._elbo = TraceEnum_ELBO(max_plate_nesting=1, strict_enumeration_warning=self.enumerates_unlabelled)
         self._elbo_labelled = TraceEnum_ELBO(max_plate_nesting=1, strict_enumeration_warning=False)
 
-    # -- parts a subclass chooses (defaults are M2's) -------------------------------------------
-    decoder_sees_y: ClassVar[bool] = True
-
-    def make_latent_prior(self) -> nn.Module:
-        """p(z|y) as a module mapping y to a ``Distribution``; N(0, I) by default."""
-        return StandardNormalPrior(self.config.z_dim)
-
-    def decoder_input_dim(self) -> int:
-        return self.config.z_dim + (self.config.n_slots if self.decoder_sees_y else 0)
-
-    def decoder_input(self, z: torch.Tensor, y_onehot: torch.Tensor) -> torch.Tensor:
-        return broadcast_cat(z, y_onehot) if self.decoder_sees_y else z
-
-    # -- the generative story -------------------------------------------------------------------
-    def likelihood(self, z: torch.Tensor, y: torch.Tensor) -> dist.Distribution:
-        """p(x | z, y) as a distribution over the flattened input."""
-        out = self.decoder(self.decoder_input(z, one_hot(y, self.config.n_slots).to(z.dtype)))
-        if self.config.likelihood == "bernoulli":
-            # Grey levels are allowed as soft targets (no binarisation at evaluation), hence no
-            # support check on the observed values.
-            return dist.Bernoulli(logits=out, validate_args=False).to_event(1)
-        return dist.Normal(out, self.obs_scale).to_event(1)
-
     def model(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
-        """y ~ p(y); z ~ p(z|y); x ~ p(x|z, y). ``y=None`` leaves y latent."""
-        with pyro.plate("data", x.shape[0]):
-            y = pyro.sample("y", dist.Categorical(probs=self.class_probs), obs=y)
-            z = pyro.sample("z", self.latent_prior(y))
-            pyro.sample("x", self.likelihood(z, y), obs=x)
+        raise NotImplementedError
 
     def guide(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
-        """y ~ q(y|x) (enumerated when unobserved); z ~ q(z|x, y); plus alpha * CE when observed."""
-        with pyro.plate("data", x.shape[0]):
-            y_dist = dist.Categorical(logits=self.classifier(x))
-            if y is None:
-                y = pyro.sample("y", y_dist, infer={"enumerate": "parallel"})
-            else:
-                # A guide factor f enters the loss as +f, so -alpha*log q(y|x) adds alpha*CE.
-                # has_rsample=True: the term is a plain differentiable function of the classifier;
-                # False would add score-function gradients (tests/test_elbo.py pins this).
-                pyro.factor("classifier_loss", -self.config.alpha * y_dist.log_prob(y), has_rsample=True)
-            y_onehot = one_hot(y, self.config.n_slots).to(x.dtype)
-            pyro.sample("z", self.posterior(broadcast_cat(x, y_onehot)))
+        raise NotImplementedError
 
     def classifier(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of q(y|x) over the ``n_slots`` slots."""
-        return self.classifier_net(x)
+        """Logits (or log-probabilities) of the model's q(y|x) over the ``n_slots`` slots."""
+        raise NotImplementedError
 
-    # -- objective used by the shared trainer ---------------------------------------------------
+    @property
+    def labelled_weight(self) -> float:
+        """Weight of the labelled bound against the unlabelled one (Jurasiński's lambda)."""
+        return 1.0
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
     def loss(self, x_unlabelled: torch.Tensor | None, x_labelled: torch.Tensor | None = None,
              y_labelled: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-point negative ELBO of each batch, summed: -L_u(x) and -L_l(x, y) + alpha * CE.
+        """Per-point negative bound of each batch, summed: -U(x) and -w * L(x, y) (+ classifier terms).
 
         One call covers labelled, unlabelled and classifier terms, so one optimizer step does too.
         """
-        total = torch.zeros((), device=self.class_probs.device)
-        if x_unlabelled is not None and len(x_unlabelled):
+        total = torch.zeros((), device=self._device())
+        if self.uses_unlabelled and x_unlabelled is not None and len(x_unlabelled):
             total = total + self._elbo.differentiable_loss(self.model, self.guide, x_unlabelled) / len(x_unlabelled)
         if x_labelled is not None and len(x_labelled):
-            total = total + self._elbo_labelled.differentiable_loss(self.model, self.guide, x_labelled, y_labelled) / len(x_labelled)
+            labelled = self._elbo_labelled.differentiable_loss(self.model, self.guide, x_labelled, y_labelled)
+            total = total + self.labelled_weight * labelled / len(x_labelled)
         return total
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
-        """q(y|x) for every row of ``x``, computed in batches without gradients."""
-        return torch.cat([torch.softmax(self.classifier(chunk), dim=-1) for chunk in x.split(batch_size)])
+        """q(y|x) for every row of ``x``, in batches, without gradients; repeatable for every model."""
+        devices = [x.device] if x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # leaves the caller's random streams untouched
+            torch.manual_seed(self.prediction_seed)
+            return torch.cat([torch.softmax(self.classifier(chunk), dim=-1) for chunk in x.split(batch_size)])
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, directory: str | Path, name: str = "model") -> None:
@@ -171,7 +164,7 @@ class SemiUnsupervisedDGM(PyroModule):
         atomic_torch_save(self.state_dict(), directory / f"{name}.pt")
 
     @classmethod
-    def load(cls, directory: str | Path, name: str = "model", map_location: str = "cpu") -> "SemiUnsupervisedDGM":
+    def load(cls, directory: str | Path, name: str = "model", map_location: str = "cpu") -> "ZooModel":
         """Rebuild a model written by :meth:`save` (config JSON + weights)."""
         from ..io import CheckpointError, load_checkpoint
 
@@ -185,3 +178,35 @@ class SemiUnsupervisedDGM(PyroModule):
         except (RuntimeError, TypeError, AttributeError) as err:
             raise CheckpointError(f"{directory / name}.pt does not match {cls.__name__} ({err})") from err
         return model
+
+
+class GenerativeModel(ZooModel):
+    """A zoo model with a decoder p(x|...) and a continuous latent z with swappable parts."""
+
+    config_class: ClassVar[type[GenerativeConfig]] = GenerativeConfig
+    #: The latent prior used when the config names none.
+    default_latent_prior: ClassVar[str] = "standard_normal"
+
+    def __init__(self, config: GenerativeConfig) -> None:
+        super().__init__(config)
+        if config.likelihood == "gaussian":
+            self.register_buffer("obs_scale", torch.tensor(float(config.gaussian_scale)))
+
+    def build_posterior(self, context_dim: int) -> torch.nn.Module:
+        """q(z | context) from the configured family."""
+        c = self.config
+        return build_posterior(c.posterior, context_dim, c.z_dim, c.hidden_dims, c.posterior_options)
+
+    def build_latent_prior(self, n_slots: int) -> torch.nn.Module:
+        """p(z | y) over ``n_slots`` values of y from the configured (or default) family."""
+        c = self.config
+        return build_latent_prior(c.latent_prior or self.default_latent_prior, n_slots, c.z_dim,
+                                  c.latent_prior_options)
+
+    def observation(self, decoder_out: torch.Tensor) -> dist.Distribution:
+        """p(x | ...) from the decoder output: Bernoulli logits, or Gaussian means with a fixed scale."""
+        if self.config.likelihood == "bernoulli":
+            # Grey levels are allowed as soft targets (no binarisation at evaluation), hence no
+            # support check on the observed values.
+            return dist.Bernoulli(logits=decoder_out, validate_args=False).to_event(1)
+        return dist.Normal(decoder_out, self.obs_scale).to_event(1)

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
-
-from ..priors import ClassGaussianPrior
-from .base import DGMConfig, SemiUnsupervisedDGM
+from .dgm import DGMConfig, SemiUnsupervisedDGM
 from .registry import register_model
 
 __all__ = ["GMDGM", "GMDGMConfig"]
@@ -17,9 +14,7 @@ __all__ = ["GMDGM", "GMDGMConfig"]
 
 @dataclass
 class GMDGMConfig(DGMConfig):
-    """GM-DGM options; ``prior_loc_init_scale`` is the spread of the initial p(z|y) means."""
-
-    prior_loc_init_scale: float = 1.0
+    """GM-DGM options (see :class:`DGMConfig`); p(z|y) defaults to ``"class_gaussian"``."""
 
 
 @register_model("gmdgm")
@@ -31,8 +26,5 @@ class GMDGM(SemiUnsupervisedDGM):
     """
 
     config_class = GMDGMConfig
-
     decoder_sees_y = False
-
-    def make_latent_prior(self) -> nn.Module:
-        return ClassGaussianPrior(self.config.n_slots, self.config.z_dim, self.config.prior_loc_init_scale)
+    default_latent_prior = "class_gaussian"

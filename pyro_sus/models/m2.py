@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import DGMConfig, SemiUnsupervisedDGM
+from .dgm import DGMConfig, SemiUnsupervisedDGM
 from .registry import register_model
 
 __all__ = ["M2", "M2Config"]
@@ -26,3 +26,4 @@ class M2(SemiUnsupervisedDGM):
 
     config_class = M2Config
     decoder_sees_y = True
+    default_latent_prior = "standard_normal"

@@ -1,0 +1,238 @@
+"""The property that makes each zoo model (and each swappable part) what it is."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+import pyro.poutine as poutine
+from torch.distributions import Bernoulli, Categorical, Normal
+
+from pyro_sus.models import build_model
+from pyro_sus.posteriors import FlowPosterior, build_posterior
+from pyro_sus.priors import ClassGaussianPrior, ClassMixturePrior, class_prior
+
+X_DIM, N_SLOTS, Z_DIM = 4, 3, 2
+
+
+def bits(n, seed=0):
+    torch.manual_seed(seed)
+    return torch.bernoulli(torch.full((n, X_DIM), 0.5, dtype=torch.double))
+
+
+def guide_trace(model, x, y=None, seed=123):
+    torch.manual_seed(seed)
+    return poutine.trace(poutine.enum(model.guide, first_available_dim=-2)).get_trace(x, y)
+
+
+def bernoulli_log_lik(model, decoder_input, x):
+    return Bernoulli(logits=model.decoder(decoder_input)).log_prob(x).sum(-1)
+
+
+# -- flow posterior ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["iaf", "maf", "nsf"])
+def test_flow_posterior_samples_follow_its_density(kind):
+    """The density integrates to one and the samples' mean matches the density's (1-D z, a grid)."""
+    torch.manual_seed(0)
+    flow = FlowPosterior(context_dim=3, z_dim=1, hidden_dims=(8,), transforms=3, kind=kind).double()
+    with torch.no_grad():  # push the layers away from identity so the density is not just the base
+        for param in flow.flow.transform.parameters():
+            param.add_(0.3 * torch.randn_like(param))
+    q = flow(torch.tensor([[0.5, -1.0, 2.0]], dtype=torch.double))
+    grid = torch.linspace(-20, 20, 40001, dtype=torch.double).view(-1, 1, 1)
+    with torch.no_grad():
+        density = q.dist.log_prob(grid).exp().view(-1)      # recomputed, not the cached value
+        samples = q.dist.sample((40000,)).view(-1)
+    step = float(grid[1] - grid[0])
+    assert abs(float(density.sum()) * step - 1.0) < 1e-3
+    grid_mean = float((grid.view(-1) * density).sum()) * step
+    assert abs(float(samples.mean()) - grid_mean) < 0.05 * max(1.0, float(samples.std()))
+
+
+def test_flow_posterior_scores_its_own_samples_with_the_cached_log_density():
+    torch.manual_seed(0)
+    flow = FlowPosterior(context_dim=5, z_dim=3, hidden_dims=(8,), transforms=2)
+    q = flow(torch.randn(2, 4, 5))                      # an enumerated (K, B) batch
+    z = q()
+    assert z.shape == (2, 4, 3) and q.batch_shape == (2, 4) and q.event_shape == (3,)
+    torch.testing.assert_close(q.log_prob(z), q.dist.log_prob(z), atol=1e-4, rtol=1e-4)
+
+
+def test_flow_posterior_changes_the_bound_and_trains_its_layers():
+    x = bits(8).float()
+    normal = build_model("lcvae", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(8,))
+    flow = build_model("lcvae", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(8,), posterior="flow")
+    assert isinstance(flow.posterior, FlowPosterior) and not isinstance(normal.posterior, FlowPosterior)
+    loss = flow.loss(x)
+    loss.backward()
+    layer_grads = [p.grad for p in flow.posterior.flow.transform.parameters()]
+    assert layer_grads and all(g is not None and g.abs().sum() > 0 for g in layer_grads)
+
+
+# -- latent priors and the class prior ------------------------------------------------------------
+
+def test_mixture_prior_density_is_the_weighted_sum_of_its_components():
+    torch.manual_seed(0)
+    prior = ClassMixturePrior(n_slots=3, z_dim=2, components=4)
+    with torch.no_grad():
+        prior.logits.normal_()
+    y, z = torch.tensor([2, 0]), torch.randn(2, 2)
+    weights = torch.softmax(prior.logits[y], -1)                       # (B, M)
+    comp = Normal(prior.loc[y], prior.log_scale[y].exp()).log_prob(z.unsqueeze(1)).sum(-1).exp()
+    torch.testing.assert_close(prior(y).log_prob(z), (weights * comp).sum(-1).log())
+
+
+def test_mixture_with_one_component_is_the_class_gaussian():
+    torch.manual_seed(0)
+    mixture, gaussian = ClassMixturePrior(3, 2, components=1), ClassGaussianPrior(3, 2)
+    with torch.no_grad():
+        gaussian.loc.copy_(mixture.loc[:, 0])
+        gaussian.log_scale.copy_(mixture.log_scale[:, 0])
+    y, z = torch.arange(3).view(3, 1), torch.randn(5, 2)              # enumerated y against a batch of z
+    torch.testing.assert_close(mixture(y).log_prob(z), gaussian(y).log_prob(z))
+
+
+def test_given_class_prior_is_normalised_and_checked():
+    torch.testing.assert_close(class_prior(2, 1, "given", probs=[2, 1, 1]), torch.tensor([0.5, 0.25, 0.25]))
+    with pytest.raises(ValueError, match="3 probabilities"):
+        class_prior(2, 1, "given", probs=[0.5, 0.5])
+    with pytest.raises(ValueError, match="non-negative"):
+        class_prior(2, 1, "given", probs=[1.0, -0.5, 0.5])
+
+
+# -- auxiliary models ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["am2", "agmdgm"])
+def test_auxiliary_unlabelled_loss_is_the_enumerated_sum(name):
+    """-U(x) = -( E_q(y|a,x)[log p(x|z,y) + log p(z|y) + log p(y) + log p(a|..) - log q(z|a,x,y)]
+    + H[q(y|a,x)] - log q(a|x) ) with the same draws of a and z."""
+    model = build_model(name, x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, a_dim=2, hidden_dims=(5,),
+                        class_prior=(0.5, 0.3, 0.2)).double()
+    x = bits(6)
+    trace = guide_trace(model, x)
+    a, z = trace.nodes["a"]["value"], trace.nodes["z"]["value"]          # (B, A), (K, B, Z)
+    torch.manual_seed(123)
+    loss = model._elbo.differentiable_loss(model.model, model.guide, x)
+
+    y = torch.arange(N_SLOTS).view(N_SLOTS, 1).expand(N_SLOTS, 6)
+    onehot = F.one_hot(y, N_SLOTS).double()
+    x_b, a_b = x.expand(N_SLOTS, 6, X_DIM), a.expand(N_SLOTS, 6, 2)
+    q_y = Categorical(logits=model.classifier_net(torch.cat([x, a], -1)))
+    log_q_z = model.posterior(torch.cat([x_b, a_b, onehot], -1)).log_prob(z)
+    dec_in = torch.cat([z, onehot], -1) if model.decoder_sees_y else z
+    log_px = bernoulli_log_lik(model, dec_in, x_b)
+    log_pz = model.latent_prior(y).log_prob(z)
+    aux_in = torch.cat(([x_b] if model.aux_prior_sees_x else []) + [onehot, z], -1)
+    log_pa = model.aux_prior(aux_in).log_prob(a_b)
+    log_py = model.class_probs.log()[y]
+    per_y = log_px + log_pz + log_py + log_pa - log_q_z
+    by_hand = (q_y.probs.T * per_y).sum(0) + q_y.entropy() - model.aux_posterior(x).log_prob(a)
+    torch.testing.assert_close(loss, -by_hand.sum())
+
+
+def test_agmdgm_aux_prior_ignores_x_and_am2_uses_it():
+    am2 = build_model("am2", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, a_dim=2, hidden_dims=(5,))
+    agm = build_model("agmdgm", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, a_dim=2, hidden_dims=(5,))
+    first = am2.aux_prior.trunk.body[0]
+    assert first.in_features == X_DIM + N_SLOTS + Z_DIM
+    assert agm.aux_prior.trunk.body[0].in_features == N_SLOTS + Z_DIM
+
+
+# -- latent-classifier VAE -------------------------------------------------------------------------
+
+def lcvae(name="lcvae", **options):
+    return build_model(name, x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(5,), **options).double()
+
+
+def test_lcvae_unlabelled_loss_is_the_papers_bound():
+    """-U(x) = -( E_p(y|z) log p(x|y,z) + log p(z) - log q(z|x) ), Proposition 2 of the thesis."""
+    model, x = lcvae(), bits(6)
+    z = guide_trace(model, x).nodes["z"]["value"]                          # (B, Z): z is drawn before y
+    torch.manual_seed(123)
+    loss = model._elbo.differentiable_loss(model.model, model.guide, x)
+    p_y = Categorical(logits=model.latent_classifier(z)).probs.T           # (K, B)
+    onehot = F.one_hot(torch.arange(N_SLOTS), N_SLOTS).double().view(N_SLOTS, 1, N_SLOTS).expand(N_SLOTS, 6, N_SLOTS)
+    log_px = bernoulli_log_lik(model, torch.cat([z.expand(N_SLOTS, 6, Z_DIM), onehot], -1), x)
+    by_hand = (p_y * log_px).sum(0) + Normal(0.0, 1.0).log_prob(z).sum(-1) - model.posterior(x).log_prob(z)
+    torch.testing.assert_close(loss, -by_hand.sum())
+
+    # The "exact" bound sums y inside the likelihood: log sum_y p(y|z) p(x|y,z) >= E_p(y|z) log p(x|y,z).
+    exact = lcvae(unlabelled_bound="exact")
+    exact.load_state_dict(model.state_dict())
+    torch.manual_seed(123)
+    exact_loss = exact._elbo.differentiable_loss(exact.model, exact.guide, x)
+    exact_by_hand = (torch.logsumexp(p_y.log() + log_px, 0) + Normal(0.0, 1.0).log_prob(z).sum(-1)
+                     - model.posterior(x).log_prob(z))
+    torch.testing.assert_close(exact_loss, -exact_by_hand.sum())
+    assert exact_loss < loss
+
+
+def test_lcvae_labelled_loss_is_lambda_times_the_papers_bound():
+    """-lambda * L(x,y), L = log p(x|y,z) + log p(y|z) + log p(z) - log q(z|x) (Proposition 1)."""
+    model, x, y = lcvae(labelled_weight=0.3), bits(5), torch.tensor([0, 2, 1, 1, 0])
+    z = guide_trace(model, x, y).nodes["z"]["value"]
+    torch.manual_seed(123)
+    loss = model.loss(None, x, y)
+    onehot = F.one_hot(y, N_SLOTS).double()
+    bound = (bernoulli_log_lik(model, torch.cat([z, onehot], -1), x)
+             + Categorical(logits=model.latent_classifier(z)).log_prob(y)
+             + Normal(0.0, 1.0).log_prob(z).sum(-1) - model.posterior(x).log_prob(z))
+    torch.testing.assert_close(loss, -0.3 * bound.mean())
+
+
+def test_unlabelled_data_trains_the_lcvae_classifier_but_not_the_simplified_one():
+    x = bits(6)
+    for name, expect_signal in (("lcvae", True), ("lcvae-simple", False)):
+        model = lcvae(name)
+        model.loss(x).backward()
+        grads = [p.grad for p in model.latent_classifier.parameters()]
+        has_signal = any(g is not None and g.abs().sum() > 0 for g in grads)
+        assert has_signal == expect_signal, name
+
+
+def test_simplified_decoder_ignores_y():
+    model = lcvae("lcvae-simple")
+    z = torch.randn(4, Z_DIM, dtype=torch.double)
+    first, second = model.likelihood(z, torch.tensor([0, 0, 0, 0])), model.likelihood(z, torch.tensor([1, 2, 1, 2]))
+    torch.testing.assert_close(first.base_dist.logits, second.base_dist.logits)
+    assert model.decoder[0].in_features == Z_DIM
+
+
+def test_lcvae_classifier_averages_p_y_given_z_over_posterior_draws():
+    model, x = lcvae(prediction_samples=4000), bits(3)
+    torch.manual_seed(0)
+    q = model.posterior(x)
+    want = torch.softmax(model.latent_classifier(q.sample((4000,))), -1).mean(0)
+    got = model.predict_proba(x)
+    torch.testing.assert_close(got, want, atol=0.02, rtol=0)
+
+
+# -- baselines -------------------------------------------------------------------------------------
+
+def test_labelled_only_classifier_minimises_cross_entropy_and_ignores_unlabelled_data():
+    model = build_model("classifier", x_dim=X_DIM, n_slots=N_SLOTS, hidden_dims=(5,)).double()
+    x, y = bits(5), torch.tensor([0, 2, 1, 1, 0])
+    torch.testing.assert_close(model.loss(None, x, y), F.cross_entropy(model.classifier(x), y))
+    assert float(model.loss(bits(7, seed=1))) == 0.0
+
+
+def test_m1_encoder_never_sees_a_label():
+    """The classifier term reaches only the head: encoder gradients are those of the plain VAE."""
+    model = build_model("m1", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(5,)).double()
+    x, y = bits(5), torch.tensor([0, 2, 1, 1, 0])
+    encoder = list(model.posterior.parameters()) + list(model.decoder.parameters())
+    torch.manual_seed(7)
+    with_labels = torch.autograd.grad(model.loss(None, x, y), encoder)
+    torch.manual_seed(7)
+    without = torch.autograd.grad(model.loss(x), encoder)
+    for a, b in zip(with_labels, without):
+        torch.testing.assert_close(a, b)
+    head_grads = torch.autograd.grad(model.loss(None, x, y), list(model.head.parameters()))
+    assert all(g.abs().sum() > 0 for g in head_grads)
+
+
+def test_posterior_families_are_built_by_name_with_options():
+    flow = build_posterior("flow", 6, 3, (8,), {"transforms": 3, "kind": "maf"})
+    assert isinstance(flow, FlowPosterior) and len(flow.flow.transform.transforms) == 3
+    assert math.isclose(float(flow(torch.zeros(2, 6)).log_prob(torch.zeros(2, 3)).shape.numel()), 2)
