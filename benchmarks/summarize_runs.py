@@ -16,13 +16,23 @@ METRICS = ["accuracy", "known_accuracy", "novel_accuracy", "paper_protocol_accur
 
 
 
+VARIANT_OPTIONS = ("posterior", "posterior_options", "latent_prior", "latent_prior_options", "unlabelled_bound")
+
+
+def _label(results: dict) -> str:
+    """The model name plus the part choices that make it a variant (e.g. ``lcvae (posterior=flow)``)."""
+    options = results.get("model_options", {})
+    parts = [f"{key}={options[key]}" for key in VARIANT_OPTIONS if options.get(key)]
+    return results["model"] + (f" ({', '.join(parts)})" if parts else "")
+
+
 def summarize(run_dirs: list[Path]) -> str:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for run_dir in run_dirs:
         results = json.loads((run_dir / "results.json").read_text())
-        groups[(results["model"], results["dataset"], results["regime"], results["epochs"])].append(results)
+        groups[(_label(results), results["dataset"], results["regime"], results["epochs"])].append(results)
     header = ("| model | data | regime | epochs | seeds | " + " | ".join(METRICS) +
-              " | slots used (per seed) | train wall s / run | hardware |")
+              " | test bound (nats/point) | slots used (per seed) | train wall s / run | hardware |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for (model, dataset, regime, epochs), runs in sorted(groups.items()):
         cells = []
@@ -34,6 +44,8 @@ def summarize(run_dirs: list[Path]) -> str:
                 cells.append(f"{100 * values[0]:.1f}")
             else:
                 cells.append(f"{100 * values.mean():.1f} ± {100 * values.std(ddof=1):.1f}")
+        bounds = [r["test"].get("unlabelled_bound") for r in runs]
+        cells.append(f"{np.mean(bounds):.1f}" if None not in bounds else "n/a")
         used = [r["test"].get("slots_used") for r in runs]
         cells.append("/".join(str(u) for u in used) if None not in used else "n/a")
         wall = np.mean([r["train_wall_seconds"] for r in runs])

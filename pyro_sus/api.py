@@ -61,6 +61,12 @@ class Run:
         self.model.eval()
         return self.model.predict_proba(features).cpu().numpy()
 
+    def unlabelled_bound(self, x: np.ndarray, n_samples: int = 4) -> float | None:
+        """Mean per point of the model's unlabelled bound on raw inputs ``x`` (nats, higher is better)."""
+        device = next(self.model.parameters()).device
+        self.model.eval()
+        return self.model.unlabelled_bound(torch.tensor(self.preprocessor.transform(x), device=device), n_samples)
+
     def predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Per point: slot, predicted class (known label or the majority label of the discovered
         cluster on the validation split; -1 when that cluster got no validation point), whether the
@@ -257,7 +263,8 @@ def evaluate(run: Run | str | Path, dataset: Dataset | None = None, plot: bool =
         "note": "slots < n_known are the known classes; extra slots take the majority class of the validation "
                 "points they receive (-1: none received)"})
     results: dict[str, Any] = {
-        "model": run.info["model"], "dataset": run.info["dataset"], "regime": split.regime,
+        "model": run.info["model"], "model_options": run.info.get("model_options", {}),
+        "dataset": run.info["dataset"], "regime": split.regime,
         "known_classes": list(split.known_classes), "hidden_classes": list(split.hidden_classes),
         "n_slots": split.n_slots, "n_labelled": int(len(split.labelled_idx)),
         "n_unlabelled": int(len(split.unlabelled_idx)), "epochs": run.info["train"]["epochs"],
@@ -271,6 +278,10 @@ def evaluate(run: Run | str | Path, dataset: Dataset | None = None, plot: bool =
         keep = data.y_test >= 0
         test_slots = run.predict_proba(data.x_test[keep]).argmax(-1)
         results["test"] = score(test_slots, data.y_test[keep], mapping, split.known_classes, split.n_slots)
+        # The bound each model maximises on unlabelled data, per test point: compares guides and priors
+        # of one model (e.g. a flow posterior against the diagonal Normal); across models it compares
+        # bounds of different generative models, which is only loosely meaningful.
+        results["test"]["unlabelled_bound"] = run.unlabelled_bound(data.x_test[keep])
     atomic_write_json(run.run_dir / "results.json", results)
     scored = results.get("test") or results.get("validation")
     if plot and scored is not None:

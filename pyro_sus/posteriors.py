@@ -23,6 +23,7 @@ import zuko
 from pyro.contrib.zuko import ZukoToPyro
 
 from .nn import MLP
+from ._registry import same_definition
 
 __all__ = ["POSTERIORS", "register_posterior", "build_posterior", "DiagonalNormalPosterior",
            "FlowPosterior", "posterior_mean"]
@@ -37,7 +38,7 @@ def register_posterior(name: str) -> Callable[[F], F]:
     """Decorator adding a posterior family (class or factory) to :data:`POSTERIORS` as ``name``."""
 
     def decorate(family: F) -> F:
-        if name in POSTERIORS:
+        if name in POSTERIORS and not same_definition(POSTERIORS[name], family):
             raise ValueError(f"posterior family {name!r} is already registered")
         POSTERIORS[name] = family
         return family

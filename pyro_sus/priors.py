@@ -18,6 +18,8 @@ import torch
 from torch import nn
 import pyro.distributions as dist
 
+from ._registry import same_definition
+
 __all__ = ["class_prior", "LATENT_PRIORS", "register_latent_prior", "build_latent_prior",
            "StandardNormalPrior", "ClassGaussianPrior", "ClassMixturePrior"]
 
@@ -59,7 +61,7 @@ def register_latent_prior(name: str) -> Callable[[F], F]:
     """Decorator adding a latent prior family (class or factory) to :data:`LATENT_PRIORS`."""
 
     def decorate(family: F) -> F:
-        if name in LATENT_PRIORS:
+        if name in LATENT_PRIORS and not same_definition(LATENT_PRIORS[name], family):
             raise ValueError(f"latent prior {name!r} is already registered")
         LATENT_PRIORS[name] = family
         return family

@@ -153,3 +153,62 @@ def test_train_on_a_users_npz_without_a_test_set(tmp_path):
         assert results["validation"]["n"] == int((y[split["validation_idx"]] >= 0).sum()) > 0
     assert (out / "confusion.png").is_file()
     assert results["validation"]["novel_accuracy"] is None  # every scored point is of a known class
+
+
+def test_swapped_parts_from_the_cli_survive_the_run_folder(tmp_path):
+    """A flow posterior, a mixture prior and a user's class prior, trained and reloaded from disk."""
+    out = tmp_path / "parts"
+    class_probs = ["0.2"] * 7 + ["0.6", "0.6", "0.6", "0.6"]  # normalised by the prior: 7 known + 4 extra
+    assert main(["train", "--model", "gmdgm", "--posterior", "flow", "--flow-layers", "2", "--flow-kind", "maf",
+                 "--latent-prior", "mixture", "--prior-components", "2", "--class-probs", *class_probs,
+                 "--out", str(out)] + TINY) == 0
+    config = json.loads((out / "final.json").read_text())
+    assert config["posterior"] == "flow" and config["posterior_options"] == {"transforms": 2, "kind": "maf"}
+    assert config["latent_prior"] == "mixture" and config["latent_prior_options"] == {"components": 2}
+    np.testing.assert_allclose(config["class_prior"], [0.2 / 3.8] * 7 + [0.6 / 3.8] * 4, rtol=1e-5)
+    run = load(out)
+    assert type(run.model.posterior).__name__ == "FlowPosterior"
+    assert json.loads((out / "results.json").read_text())["model_options"]["posterior"] == "flow"
+
+
+@pytest.mark.parametrize("model,extra", [("lcvae", ["--labelled-weight", "0.5", "--unlabelled-bound", "exact"]),
+                                         ("am2", ["--a-dim", "3"]), ("classifier", [])])
+def test_model_specific_options_from_the_cli(model, extra, tmp_path):
+    args = TINY
+    if model == "classifier":  # no latent z: drop "--z-dim 2"
+        at = TINY.index("--z-dim")
+        args = TINY[:at] + TINY[at + 2:]
+    out = tmp_path / model
+    assert main(["train", "--model", model, "--out", str(out)] + extra + args) == 0
+    assert "test" in json.loads((out / "results.json").read_text())
+
+
+def test_bad_part_choices_are_one_line_errors(tmp_path, capsys):
+    assert main(["train", "--posterior", "spline", "--out", str(tmp_path / "a")] + TINY) == 2
+    assert "known posteriors" in capsys.readouterr().err
+    assert main(["train", "--flow-layers", "3", "--out", str(tmp_path / "b")] + TINY) == 2
+    assert "bad options for posterior 'normal'" in capsys.readouterr().err
+    assert main(["train", "--model", "classifier", "--out", str(tmp_path / "c")] + TINY) == 2
+    assert "bad options for model 'classifier'" in capsys.readouterr().err
+    assert main(["train", "--class-probs", "0.5", "0.5", "--out", str(tmp_path / "d")] + TINY) == 2
+    assert "11 probabilities" in capsys.readouterr().err
+    assert main(["--plugin", "no_such_module_xyz", "models"]) == 2
+    assert "no_such_module_xyz" in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in "abcd")
+
+
+def test_plugin_registers_a_users_prior_for_the_cli(tmp_path, monkeypatch, capsys):
+    (tmp_path / "my_priors.py").write_text(
+        "import torch, pyro.distributions as dist\n"
+        "from pyro_sus.priors import register_latent_prior, ClassGaussianPrior\n"
+        "@register_latent_prior('student_t_test')\n"
+        "class StudentT(ClassGaussianPrior):\n"
+        "    '''p(z|y): Student-t per slot.'''\n"
+        "    def forward(self, y):\n"
+        "        return dist.StudentT(3.0, self.loc[y], self.log_scale[y].exp()).to_event(1)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "run"
+    assert main(["--plugin", "my_priors", "train", "--latent-prior", "student_t_test", "--out", str(out)] + TINY) == 0
+    assert main(["--plugin", "my_priors", "models"]) == 0
+    assert "student_t_test" in capsys.readouterr().out
+    assert main(["--plugin", "my_priors", "evaluate", str(out)]) == 0

@@ -236,3 +236,31 @@ def test_posterior_families_are_built_by_name_with_options():
     flow = build_posterior("flow", 6, 3, (8,), {"transforms": 3, "kind": "maf"})
     assert isinstance(flow, FlowPosterior) and len(flow.flow.transform.transforms) == 3
     assert math.isclose(float(flow(torch.zeros(2, 6)).log_prob(torch.zeros(2, 3)).shape.numel()), 2)
+
+
+def test_unlabelled_bound_is_the_negative_mean_loss_and_none_without_an_unlabelled_objective():
+    model = build_model("gmdgm", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(5,)).double()
+    x = bits(10)
+    torch.manual_seed(model.prediction_seed)
+    want = -float(model._elbo.loss(model.model, model.guide, x)) / len(x)
+    assert model.unlabelled_bound(x, n_samples=1) == pytest.approx(want)
+    assert model.unlabelled_bound(x, n_samples=3) == model.unlabelled_bound(x, n_samples=3)  # repeatable
+    classifier = build_model("classifier", x_dim=X_DIM, n_slots=N_SLOTS, hidden_dims=(5,))
+    assert classifier.unlabelled_bound(x.float()) is None
+
+
+def test_registries_accept_a_redefinition_but_not_a_clash():
+    from torch import nn
+    from pyro_sus.priors import LATENT_PRIORS, register_latent_prior
+
+    def define():
+        @register_latent_prior("test_redefined")
+        class Redefined(nn.Module):
+            """A prior defined twice, as a re-run notebook cell does."""
+        return Redefined
+
+    first, second = define(), define()
+    assert LATENT_PRIORS["test_redefined"] is second is not first
+    with pytest.raises(ValueError, match="already registered"):
+        register_latent_prior("test_redefined")(nn.Identity)
+    del LATENT_PRIORS["test_redefined"]

@@ -146,6 +146,19 @@ class ZooModel(PyroModule):
         return total
 
     @torch.no_grad()
+    def unlabelled_bound(self, x: torch.Tensor, n_samples: int = 4, batch_size: int = 1024) -> float | None:
+        """Mean per point of the bound the model maximises on unlabelled data (nats; higher is
+        better), averaged over ``n_samples`` draws; None for a model with no unlabelled objective."""
+        if not self.uses_unlabelled or not len(x):
+            return None
+        devices = [x.device] if x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.prediction_seed)
+            total = sum(float(self._elbo.loss(self.model, self.guide, chunk))
+                        for _ in range(n_samples) for chunk in x.split(batch_size))
+        return -total / (n_samples * len(x))
+
+    @torch.no_grad()
     def predict_proba(self, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
         """q(y|x) for every row of ``x``, in batches, without gradients; repeatable for every model."""
         devices = [x.device] if x.device.type == "cuda" else []

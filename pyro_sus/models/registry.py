@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+from .._registry import same_definition
+
 __all__ = ["MODELS", "register_model", "get_model_class"]
 
 MODELS: dict[str, type] = {}
@@ -15,7 +17,7 @@ def register_model(name: str) -> Callable[[T], T]:
     """Class decorator adding a model to :data:`MODELS` under ``name``."""
 
     def decorate(cls: T) -> T:
-        if name in MODELS:
+        if name in MODELS and not same_definition(MODELS[name], cls):
             raise ValueError(f"model name {name!r} already registered by {MODELS[name].__name__}")
         MODELS[name] = cls
         cls.registry_name = name
