@@ -57,6 +57,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default=None)
     m.add_argument("--gaussian-scale", type=float, default=None)
     m.add_argument("--alpha", type=float, default=None, help="classifier weight on labelled data")
+    m.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other field of the model's config as JSON, or a plain string (e.g. encoder=conv, "
+                        "w_assignment=5); repeatable")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, default=100)
     t.add_argument("--batch-size", type=int, default=100, help="per step: this many labelled + unlabelled")
@@ -99,6 +102,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "unlabelled_bound": args.unlabelled_bound,
         "posterior_options": given({"transforms": args.flow_layers, "kind": args.flow_kind}) or None,
         "latent_prior_options": given({"components": args.prior_components}) or None})
+    model_options.update(_parse_options(args.model_option))
     train_options = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
                      "lr_schedule": args.lr_schedule, "clip_value": args.clip_value or None,
                      "binarize": not args.no_binarize, "seed": args.seed, "device": args.device,
@@ -115,6 +119,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     _print_results(json.loads((run.run_dir / "results.json").read_text()), run.run_dir)
     return 0
+
+
+def _parse_options(pairs: Sequence[str]) -> dict:
+    """``KEY=VALUE`` pairs; VALUE is read as JSON when it parses, else kept as a string."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--model-option wants KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
 
 
 def _print_results(results: dict, run_dir: Path) -> None:

@@ -212,3 +212,13 @@ def test_plugin_registers_a_users_prior_for_the_cli(tmp_path, monkeypatch, capsy
     assert main(["--plugin", "my_priors", "models"]) == 0
     assert "student_t_test" in capsys.readouterr().out
     assert main(["--plugin", "my_priors", "evaluate", str(out)]) == 0
+
+
+def test_model_option_pairs_reach_the_config(tmp_path, capsys):
+    out = tmp_path / "cat"
+    assert main(["train", "--model", "catvae", "--model-option", "category_inference=gumbel",
+                 "--model-option", "w_assignment=2.5", "--out", str(out)] + TINY) == 0
+    config = json.loads((out / "final.json").read_text())
+    assert config["category_inference"] == "gumbel" and config["w_assignment"] == 2.5
+    assert main(["train", "--model-option", "oops", "--out", str(tmp_path / "bad")] + TINY) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err

@@ -264,3 +264,81 @@ def test_registries_accept_a_redefinition_but_not_a_clash():
     with pytest.raises(ValueError, match="already registered"):
         register_latent_prior("test_redefined")(nn.Identity)
     del LATENT_PRIORS["test_redefined"]
+
+
+# -- categorical VAE with auxiliary tasks (Arias Figueroa & Ramírez Rivera) --------------------------
+
+from pyro_sus.models.catvae import assignment_loss, feature_loss, nearest_labels  # noqa: E402
+
+
+def test_assignment_gives_an_unlabelled_point_the_label_of_its_nearest_labelled_feature():
+    labelled = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]])
+    labels = torch.tensor([4, 2, 9])
+    points = torch.tensor([[0.9, 0.1], [0.1, 0.95], [0.6, 0.8], [1.0, 0.0]])
+    assert nearest_labels(points, labelled, labels).tolist() == [4, 2, 9, 4]
+
+
+def test_assignment_loss_is_equation_16():
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    assigned = torch.tensor([0, 1])
+    t = torch.tanh
+    first = t(-torch.log(torch.tensor(0.7))) + t(torch.log(torch.tensor(0.2))) + t(torch.log(torch.tensor(0.1))) + 1
+    second = t(-torch.log(torch.tensor(0.1))) + t(torch.log(torch.tensor(0.1))) + t(torch.log(torch.tensor(0.8))) + 1
+    torch.testing.assert_close(assignment_loss(probs, assigned), (first + second) / 4)
+    # the loss is lower when the assigned class gets the mass
+    assert assignment_loss(probs, torch.tensor([0, 2])) < assignment_loss(probs, assigned)
+
+
+def test_feature_loss_is_the_normalised_mean_distance_to_the_class_labelled_features():
+    labelled = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    labels = torch.tensor([0, 1, 0])
+    point = torch.tensor([[0.0, 1.0]])
+    want = (torch.dist(point[0], labelled[0]) + torch.dist(point[0], labelled[2])) / (2 * math.sqrt(2))
+    torch.testing.assert_close(feature_loss(point, torch.tensor([0]), labelled, labels), want.view(1))
+    torch.testing.assert_close(feature_loss(point, torch.tensor([1]), labelled, labels), torch.zeros(1))
+
+
+def catvae(**options):
+    return build_model("catvae", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(5,), **options).double()
+
+
+def test_catvae_features_are_non_negative_unit_vectors():
+    f = build_model("catvae", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=16, hidden_dims=(5,)).double().feature(bits(6))
+    assert (f >= 0).all()
+    torch.testing.assert_close(f.norm(dim=-1), torch.ones(6, dtype=torch.double))
+
+
+def test_catvae_elbo_part_is_weighted_reconstruction_minus_normalised_categorical_kl():
+    """The Pyro ELBO term of Eq. 8: w_R/|x| E_q(C|f) log p(x|f,C) - w_C/log K KL(q(C|f) || uniform)."""
+    model, x = catvae(w_reconstruction=2.0, w_categorical=0.5), bits(6)
+    f = model.feature(x)
+    got = model._elbo_weight * model._elbo.differentiable_loss(model.model, model.guide, x, None, f)
+    q = torch.softmax(model.category_head(f), -1)                                   # (B, K)
+    log_px = torch.stack([model.likelihood(f, torch.full((6,), k)).log_prob(x) for k in range(N_SLOTS)], -1)
+    kl = (q * (q * N_SLOTS).log()).sum(-1)
+    want = -(2.0 / X_DIM * (q * log_px).sum(-1) - 0.5 / math.log(N_SLOTS) * kl).sum()
+    torch.testing.assert_close(got, want)
+
+
+def test_catvae_gumbel_mode_samples_relaxed_categories_and_trains():
+    model, x = catvae(category_inference="gumbel", temperature=0.5), bits(6)
+    trace = poutine.trace(model.guide).get_trace(x)
+    c = trace.nodes["y"]["value"]
+    assert c.shape == (6, N_SLOTS) and torch.allclose(c.sum(-1), torch.ones(6, dtype=torch.double))
+    assert ((c > 0) & (c < 1)).all()  # relaxed, not one-hot
+    loss = model.loss(x, bits(3, seed=1), torch.tensor([0, 1, 2]))
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters())
+
+
+def test_catvae_conv_networks_read_and_write_28x28_images_under_enumeration():
+    model = build_model("catvae", x_dim=784, n_slots=3, encoder="conv", hidden_dims=(8,))
+    x = torch.bernoulli(torch.full((4, 784), 0.3))
+    assert model.feature(x).shape == (4, 50)
+    trace = poutine.trace(poutine.enum(model.guide, first_available_dim=-2)).get_trace(x)
+    assert model.likelihood(model.feature(x), trace.nodes["y"]["value"]).batch_shape == (3, 4)
+    loss = model.loss(x, x[:2], torch.tensor([0, 2]))
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters())
+    with pytest.raises(ValueError, match="28 x 28"):
+        build_model("catvae", x_dim=700, n_slots=3, encoder="conv")

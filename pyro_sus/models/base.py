@@ -197,6 +197,8 @@ class GenerativeModel(ZooModel):
     """A zoo model with a decoder p(x|...) and a continuous latent z with swappable parts."""
 
     config_class: ClassVar[type[GenerativeConfig]] = GenerativeConfig
+    #: Whether the posterior family and latent prior can be swapped (False: z is not a latent with a prior).
+    swappable_parts: ClassVar[bool] = True
     #: The latent prior used when the config names none.
     default_latent_prior: ClassVar[str] = "standard_normal"
 
