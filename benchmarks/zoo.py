@@ -41,6 +41,7 @@ VARIANTS = {
     "classifier": ["--model", "classifier"],
     "catvae": ["--model", "catvae"],
     "catvae-gumbel": ["--model", "catvae", "--model-option", "category_inference=gumbel"],
+    "catvae-paper-feature-loss": ["--model", "catvae", "--model-option", "feature_loss=paper"],
     # The paper's convolutional networks read whole 28 x 28 images: MNIST-shaped data only.
     "catvae-conv": ["--model", "catvae", "--model-option", "encoder=conv", "--keep-all-dims"],
 }

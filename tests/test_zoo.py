@@ -342,3 +342,30 @@ def test_catvae_conv_networks_read_and_write_28x28_images_under_enumeration():
     assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters())
     with pytest.raises(ValueError, match="28 x 28"):
         build_model("catvae", x_dim=700, n_slots=3, encoder="conv")
+
+
+def test_knn_vote_takes_the_majority_label_of_the_k_nearest():
+    from pyro_sus.models.catvae import nearest_labels as vote
+    labelled = torch.tensor([[0.0], [0.1], [0.2], [1.0]])
+    labels = torch.tensor([3, 5, 5, 3])
+    assert vote(torch.tensor([[0.0]]), labelled, labels, neighbours=1).tolist() == [3]
+    assert vote(torch.tensor([[0.0]]), labelled, labels, neighbours=3).tolist() == [5]
+
+
+def test_lifted_structure_loss_matches_its_definition_and_vanishes_for_separated_classes():
+    from pyro_sus.models.catvae import lifted_structure_loss
+    f = torch.tensor([[0.0, 0.0], [0.3, 0.0], [0.0, 0.4]])
+    labels = torch.tensor([0, 0, 1])
+    d01, d02, d12 = 0.3, 0.4, 0.5
+    j = d01 + math.log(math.exp(1.0 - d02) + math.exp(1.0 - d12))   # the one positive pair, both orders
+    assert float(lifted_structure_loss(f, labels, margin=1.0)) == pytest.approx(max(j, 0.0) ** 2 / 2, rel=1e-5)
+    far = torch.tensor([[0.0, 0.0], [0.01, 0.0], [3.0, 0.0], [3.01, 0.0]])
+    assert float(lifted_structure_loss(far, torch.tensor([0, 0, 1, 1]), margin=1.0)) == 0.0
+
+
+def test_catvae_feature_loss_choice():
+    model = catvae(feature_loss="paper")
+    x, x_l, y_l = bits(6), bits(3, seed=1), torch.tensor([0, 1, 2])
+    assert torch.isfinite(model.loss(x, x_l, y_l))
+    with pytest.raises(ValueError, match="feature_loss"):
+        catvae(feature_loss="triplet")
