@@ -10,6 +10,7 @@ z = 5, 100 labelled + 100 unlabelled points per step.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 
@@ -17,14 +18,20 @@ import pyro
 import torch
 
 from pyro_sus.api import hardware_info
-from pyro_sus.models import MODELS, build_model
+from pyro_sus.models import MODELS, get_model_class
 
 
 def time_model(name: str, device: torch.device, x_dim: int, slots: int, hidden: list[int], batch: int,
                steps: int, warmup: int = 3) -> float:
     """Seconds per optimizer step (median over ``steps``)."""
     torch.manual_seed(0)
-    model = build_model(name, x_dim=x_dim, n_slots=slots, z_dim=5, hidden_dims=hidden).to(device)
+    cls = get_model_class(name.split("+")[0])
+    options = {"x_dim": x_dim, "n_slots": slots, "hidden_dims": hidden}
+    if "z_dim" in {f.name for f in dataclasses.fields(cls.config_class)}:
+        options["z_dim"] = 5
+    if name.endswith("+flow"):
+        options["posterior"] = "flow"
+    model = cls(cls.config_class(**options)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
     x_u = torch.rand(batch, x_dim, device=device)
     x_l = torch.rand(batch, x_dim, device=device)
@@ -55,13 +62,15 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, nargs="+", default=[500, 500])
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="registered names, NAME+flow for a flow posterior (default: every model)")
     args = parser.parse_args()
     device = torch.device(args.device)
     rows = []
-    for name in sorted(MODELS):
+    for name in args.models or sorted(MODELS):
         seconds = time_model(name, device, args.x_dim, args.slots, args.hidden, args.batch, args.steps)
         rows.append({"model": name, "seconds_per_step": seconds, "images_per_second": 2 * args.batch / seconds})
-        print(f"{name:8s} {1000 * seconds:8.1f} ms/step  {2 * args.batch / seconds:9.0f} images/s")
+        print(f"{name:14s} {1000 * seconds:8.1f} ms/step  {2 * args.batch / seconds:9.0f} images/s")
     print(json.dumps({"settings": vars(args), "hardware": hardware_info(device), "results": rows}, indent=2))
 
 

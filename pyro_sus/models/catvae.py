@@ -240,6 +240,10 @@ class CategoricalVAE(GenerativeModel):
     def classifier(self, x: torch.Tensor) -> torch.Tensor:
         return self.category_head(self.feature(x))
 
+    def unlabelled_bound(self, x: torch.Tensor, n_samples: int = 4, batch_size: int = 1024) -> None:
+        """None: Eq. 8 reweights the ELBO's terms (and f has no prior), so it is not a bound on log p(x)."""
+        return None
+
     def _category_probs(self, logits: torch.Tensor) -> torch.Tensor:
         """P(c|x) of Eq. 16: q(C|f), or the Gumbel-softmax sample (Eq. 6) when C is sampled."""
         if self.config.category_inference == "gumbel":
