@@ -16,13 +16,14 @@ METRICS = ["accuracy", "known_accuracy", "novel_accuracy", "paper_protocol_accur
 
 
 
-VARIANT_OPTIONS = ("posterior", "posterior_options", "latent_prior", "latent_prior_options", "unlabelled_bound")
+# Options every variant of a setting shares; any other model option names a variant.
+SHARED_OPTIONS = {"z_dim", "hidden_dims", "likelihood", "gaussian_scale"}
 
 
 def _label(results: dict) -> str:
-    """The model name plus the part choices that make it a variant (e.g. ``lcvae (posterior=flow)``)."""
+    """The model name plus the options that make it a variant (e.g. ``lcvae (posterior=flow, ...)``)."""
     options = results.get("model_options", {})
-    parts = [f"{key}={options[key]}" for key in VARIANT_OPTIONS if options.get(key)]
+    parts = [f"{key}={value}" for key, value in sorted(options.items()) if key not in SHARED_OPTIONS and value]
     return results["model"] + (f" ({', '.join(parts)})" if parts else "")
 
 

@@ -39,11 +39,12 @@ VARIANTS = {
     "lcvae-simple": ["--model", "lcvae-simple"],
     "m1": ["--model", "m1"],
     "classifier": ["--model", "classifier"],
-    "catvae": ["--model", "catvae"],
-    "catvae-gumbel": ["--model", "catvae", "--model-option", "category_inference=gumbel"],
-    "catvae-paper-feature-loss": ["--model", "catvae", "--model-option", "feature_loss=paper"],
+    # For the categorical VAE z is the feature f: the paper's size, 50, in every setting.
+    "catvae": ["--model", "catvae", "--z-dim", "50"],
+    "catvae-gumbel": ["--model", "catvae", "--z-dim", "50", "--model-option", "category_inference=gumbel"],
+    "catvae-paper-feature-loss": ["--model", "catvae", "--z-dim", "50", "--model-option", "feature_loss=paper"],
     # The paper's convolutional networks read whole 28 x 28 images: MNIST-shaped data only.
-    "catvae-conv": ["--model", "catvae", "--model-option", "encoder=conv", "--keep-all-dims"],
+    "catvae-conv": ["--model", "catvae", "--z-dim", "50", "--model-option", "encoder=conv", "--keep-all-dims"],
 }
 IMAGE_28_ONLY = {"catvae-conv"}
 
@@ -85,8 +86,9 @@ def main() -> int:
             return f"{name}-seed{seed}", 0  # done before: keep it
         common = without_z_dim(setting) if name == "classifier" else setting
         resume = ["--resume", "--out", str(run_dir), "--no-progress"] if (run_dir / "last.pt").is_file() else None
+        # The variant's own options come last, so they override the setting's (e.g. catvae's --z-dim).
         command = [sys.executable, "-m", "pyro_sus", "train"] + (
-            resume or VARIANTS[name] + common + extra + ["--seed", str(seed), "--out", str(run_dir)])
+            resume or common + extra + VARIANTS[name] + ["--seed", str(seed), "--out", str(run_dir)])
         with open(args.out / f"{name}-seed{seed}.log", "a") as log:
             code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         return f"{name}-seed{seed}", code

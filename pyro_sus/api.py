@@ -173,10 +173,12 @@ def _model_config(info: dict[str, Any], split: Split, pre: Preprocessor):
     """The model's config dataclass: sizes and class prior from the split, then the user's options."""
     cls = get_model_class(info["model"])
     options: dict[str, Any] = {"x_dim": pre.output_dim, "n_slots": split.n_slots}
+    prior = info["prior"]
     if "class_prior" in {f.name for f in dataclasses.fields(cls.config_class)}:
-        prior = info["prior"]
         options["class_prior"] = class_prior(split.n_known, split.n_extra, prior["kind"], prior["known_mass"],
                                              prior.get("probs")).tolist()
+    elif prior["kind"] == "given":
+        raise ValueError(f"model {info['model']!r} has no class prior p(y) to set (class_probs)")
     options.update(info["model_options"])
     try:
         return cls.config_class(**options)

@@ -192,9 +192,11 @@ def test_bad_part_choices_are_one_line_errors(tmp_path, capsys):
     assert "bad options for model 'classifier'" in capsys.readouterr().err
     assert main(["train", "--class-probs", "0.5", "0.5", "--out", str(tmp_path / "d")] + TINY) == 2
     assert "11 probabilities" in capsys.readouterr().err
+    assert main(["train", "--model", "lcvae", "--class-probs"] + ["1"] * 11 + ["--out", str(tmp_path / "e")] + TINY) == 2
+    assert "no class prior" in capsys.readouterr().err
     assert main(["--plugin", "no_such_module_xyz", "models"]) == 2
     assert "no_such_module_xyz" in capsys.readouterr().err
-    assert not any((tmp_path / name).exists() for name in "abcd")
+    assert not any((tmp_path / name).exists() for name in "abcde")
 
 
 def test_plugin_registers_a_users_prior_for_the_cli(tmp_path, monkeypatch, capsys):
