@@ -112,7 +112,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
               labelled_fraction=args.labelled_fraction, n_extra=args.extra_slots,
               validation_fraction=args.validation_fraction, split_seed=args.split_seed,
               std_threshold=None if args.keep_all_dims else args.std_threshold, prior=args.prior,
-              known_mass=args.known_mass, class_probs=args.class_probs, model_options=model_options, train_options=train_options,
+              known_mass=args.known_mass, class_probs=args.class_probs, model_options=model_options,
+              train_options=train_options,
               resume=args.resume, stop_after=args.stop_after, progress=not args.no_progress)
     if run is None:
         print(f"stopped after epoch {args.stop_after}; continue with: pyro-sus train --resume --out {args.out}")
