@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from pyro_sus import evaluate, fit, load, load_dataset, predict
+from pyro_sus import evaluate, load, load_dataset, predict
 from pyro_sus.cli import main
 from pyro_sus.models import MODELS
 

@@ -1,6 +1,5 @@
 """Every tutorial notebook runs top to bottom with tiny settings (CI set in its environment)."""
 
-import os
 from pathlib import Path
 
 import nbformat

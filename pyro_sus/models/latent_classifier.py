@@ -14,6 +14,7 @@ decoder ignores y, so unlabelled data no longer trains the classifier.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -109,7 +110,7 @@ class LatentClassifierVAE(GenerativeModel):
         q = self.posterior(x)
         draws = [q() for _ in range(self.config.prediction_samples)]
         log_probs = torch.stack([torch.log_softmax(self.latent_classifier(z), -1) for z in draws])
-        return torch.logsumexp(log_probs, 0) - torch.log(torch.tensor(float(len(draws))))
+        return torch.logsumexp(log_probs, 0) - math.log(len(draws))
 
 
 @register_model("lcvae-simple")
