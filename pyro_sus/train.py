@@ -58,18 +58,28 @@ class TrainConfig:
 
 @dataclass
 class TrainingData:
-    """Tensors resident on the training device; ``y_labelled`` are slots, ``y_val`` true classes."""
+    """Tensors resident on the training device; ``y_labelled`` are slots, ``y_val`` true classes.
+
+    ``w_labelled`` (optional) weights each label, e.g. the confidence of a propagated label in
+    active labelling; a model that takes weights gets them as ``loss(..., w_labelled=...)``."""
 
     x_labelled: torch.Tensor
     y_labelled: torch.Tensor
     x_unlabelled: torch.Tensor
     x_val: torch.Tensor
     y_val: np.ndarray
+    w_labelled: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.w_labelled is not None and (self.w_labelled.shape != self.y_labelled.shape
+                                            or not bool(((self.w_labelled >= 0) & (self.w_labelled <= 1)).all())):
+            raise ValueError("w_labelled needs one weight in [0, 1] per label")
 
     def to(self, device: torch.device) -> "TrainingData":
-        move = lambda t: t.to(device)  # noqa: E731
+        move = lambda t: t.to(device) if t is not None else None  # noqa: E731
         return dataclasses.replace(self, x_labelled=move(self.x_labelled), y_labelled=move(self.y_labelled),
-                                   x_unlabelled=move(self.x_unlabelled), x_val=move(self.x_val))
+                                   x_unlabelled=move(self.x_unlabelled), x_val=move(self.x_val),
+                                   w_labelled=move(self.w_labelled))
 
 
 class TrainingDiverged(RuntimeError):
@@ -189,11 +199,13 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
             x_u = data.x_unlabelled[batches_u[step]] if batches_u is not None else None
             x_l = data.x_labelled[batches_l[step]] if batches_l is not None else None
             y_l = data.y_labelled[batches_l[step]] if batches_l is not None else None
+            weights = ({"w_labelled": data.w_labelled[batches_l[step]]}
+                       if data.w_labelled is not None and batches_l is not None else {})
             if binarize:  # dynamic binarisation: a fresh Bernoulli draw of every batch
                 x_u = torch.bernoulli(x_u) if x_u is not None else None
                 x_l = torch.bernoulli(x_l) if x_l is not None else None
             with pyro.validation_enabled(config.validate):
-                loss = model.loss(x_u, x_l, y_l)
+                loss = model.loss(x_u, x_l, y_l, **weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             # Check the gradients too: a NaN input can leave TraceEnum_ELBO's loss finite while

@@ -129,3 +129,18 @@ def test_cuda_request_without_a_gpu_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="no CUDA device"):
         train(toy_model(), toy_data(), config(device="cuda"), progress=False)
+
+
+def test_label_weights_reach_a_model_that_takes_them(tmp_path):
+    torch.manual_seed(0)
+    x = torch.rand(40, 6)
+    y = torch.arange(40) % 3
+    data = TrainingData(x[:20], y[:20], x[20:], x[:0], np.zeros(0, int), w_labelled=torch.linspace(0, 1, 20))
+    model = build_model("betavae", x_dim=6, n_slots=3, z_dim=2, hidden_dims=(8,))
+    history = train(model, data, TrainConfig(epochs=2, batch_size=10, device="cpu"), tmp_path, progress=False)
+    assert len(history) == 2 and all(np.isfinite(h["loss"]) for h in history)
+    with pytest.raises(ValueError, match="one weight in"):
+        TrainingData(x[:20], y[:20], x[20:], x[:0], np.zeros(0, int), w_labelled=torch.full((20,), 2.0))
+    m2 = build_model("m2", x_dim=6, n_slots=3, z_dim=2, hidden_dims=(8,))
+    with pytest.raises(ValueError, match="per-label weights"):
+        train(m2, data, TrainConfig(epochs=1, batch_size=10, device="cpu"), None, progress=False)

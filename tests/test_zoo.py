@@ -369,3 +369,29 @@ def test_catvae_feature_loss_choice():
     assert torch.isfinite(model.loss(x, x_l, y_l))
     with pytest.raises(ValueError, match="feature_loss"):
         catvae(feature_loss="triplet")
+
+
+# -- beta-VAE with a classifier head (Vengalil & Sinha) ---------------------------------------------
+
+def test_betavae_labelled_loss_is_reconstruction_beta_kl_and_weighted_cross_entropy():
+    model = build_model("betavae", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(5,),
+                        beta=3.0, gamma=7.0).double()
+    x, y, w = bits(5), torch.tensor([0, 2, 1, 1, 0]), torch.tensor([1.0, 0.5, 0.0, 0.25, 1.0], dtype=torch.double)
+    torch.manual_seed(123)
+    z = poutine.trace(model.guide).get_trace(x, y, w).nodes["z"]["value"]
+    torch.manual_seed(123)
+    loss = model.loss(None, x, y, w)
+    q = model.posterior(x)
+    log_px = bernoulli_log_lik(model, z, x)
+    kl_sample = q.log_prob(z) - Normal(0.0, 1.0).log_prob(z).sum(-1)
+    ce = -Categorical(logits=model.head(z)).log_prob(y)
+    torch.testing.assert_close(loss, (-log_px + 3.0 * kl_sample + 7.0 * w * ce).mean())
+
+
+def test_betavae_zero_weight_labels_do_not_train_the_head_and_other_models_refuse_weights():
+    model = build_model("betavae", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(5,)).double()
+    x, y = bits(4), torch.tensor([0, 1, 2, 0])
+    model.loss(None, x, y, torch.zeros(4, dtype=torch.double)).backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.head.parameters())
+    with pytest.raises(ValueError, match="per-label weights"):
+        build_model("m2", x_dim=X_DIM, n_slots=N_SLOTS).loss(None, x.float(), y, torch.ones(4))

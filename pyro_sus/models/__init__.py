@@ -2,6 +2,7 @@
 
 from .auxiliary import AGMDGM, AM2, AuxiliaryDGM, AuxiliaryDGMConfig
 from .base import GenerativeConfig, GenerativeModel, ModelConfig, ZooModel
+from .betavae import BetaVAEClassifier, BetaVAEClassifierConfig
 from .catvae import CategoricalVAE, CategoricalVAEConfig
 from .baselines import M1, ClassifierConfig, LabelledOnlyClassifier, M1Config
 from .dgm import DGMConfig, SemiUnsupervisedDGM
@@ -13,7 +14,7 @@ from .registry import MODELS, get_model_class, register_model
 __all__ = ["ModelConfig", "GenerativeConfig", "ZooModel", "GenerativeModel", "DGMConfig", "SemiUnsupervisedDGM",
            "M2", "M2Config", "GMDGM", "GMDGMConfig", "AuxiliaryDGMConfig", "AuxiliaryDGM", "AM2", "AGMDGM",
            "LatentClassifierConfig", "LatentClassifierVAE", "SimplifiedLatentClassifierVAE",
-           "CategoricalVAEConfig", "CategoricalVAE", "ClassifierConfig", "LabelledOnlyClassifier", "M1Config", "M1",
+           "BetaVAEClassifierConfig", "BetaVAEClassifier", "CategoricalVAEConfig", "CategoricalVAE", "ClassifierConfig", "LabelledOnlyClassifier", "M1Config", "M1",
            "MODELS", "get_model_class", "register_model", "build_model"]
 
 

@@ -102,6 +102,8 @@ class ZooModel(PyroModule):
     uses_unlabelled: ClassVar[bool] = True
     #: Whether the unlabelled objective enumerates a discrete site (False: no warning that none is).
     enumerates_unlabelled: ClassVar[bool] = True
+    #: Whether ``loss`` accepts per-label weights (``w_labelled``), e.g. propagated-label confidences.
+    takes_label_weights: ClassVar[bool] = False
     #: Seed of the draws a stochastic classifier makes in :meth:`predict_proba` (repeatable output).
     prediction_seed: ClassVar[int] = 0
 
@@ -132,16 +134,20 @@ class ZooModel(PyroModule):
         return next(self.parameters()).device
 
     def loss(self, x_unlabelled: torch.Tensor | None, x_labelled: torch.Tensor | None = None,
-             y_labelled: torch.Tensor | None = None) -> torch.Tensor:
+             y_labelled: torch.Tensor | None = None, w_labelled: torch.Tensor | None = None) -> torch.Tensor:
         """Per-point negative bound of each batch, summed: -U(x) and -w * L(x, y) (+ classifier terms).
 
         One call covers labelled, unlabelled and classifier terms, so one optimizer step does too.
+        ``w_labelled`` weights each label, for models that take weights (``takes_label_weights``).
         """
+        if w_labelled is not None and not self.takes_label_weights:
+            raise ValueError(f"model {type(self).__name__} does not take per-label weights")
         total = torch.zeros((), device=self._device())
         if self.uses_unlabelled and x_unlabelled is not None and len(x_unlabelled):
             total = total + self._elbo.differentiable_loss(self.model, self.guide, x_unlabelled) / len(x_unlabelled)
         if x_labelled is not None and len(x_labelled):
-            labelled = self._elbo_labelled.differentiable_loss(self.model, self.guide, x_labelled, y_labelled)
+            extra = (w_labelled,) if w_labelled is not None else ()
+            labelled = self._elbo_labelled.differentiable_loss(self.model, self.guide, x_labelled, y_labelled, *extra)
             total = total + self.labelled_weight * labelled / len(x_labelled)
         return total
 

@@ -252,8 +252,10 @@ class CategoricalVAE(GenerativeModel):
         return torch.softmax(logits, -1)
 
     def loss(self, x_unlabelled: torch.Tensor | None, x_labelled: torch.Tensor | None = None,
-             y_labelled: torch.Tensor | None = None) -> torch.Tensor:
+             y_labelled: torch.Tensor | None = None, w_labelled: torch.Tensor | None = None) -> torch.Tensor:
         """Eq. 8 over one batch: weighted -ELBO (L_R + L_C), plus w_A L_A and w_F L_F."""
+        if w_labelled is not None:
+            raise ValueError("model CategoricalVAE does not take per-label weights")
         c = self.config
         parts_f, parts_assigned, total = [], [], torch.zeros((), device=self.class_probs.device)
         has_u = x_unlabelled is not None and len(x_unlabelled)
