@@ -13,7 +13,7 @@ so every family must broadcast over leading dimensions; the contract tests check
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,38 +23,24 @@ import zuko
 from pyro.contrib.zuko import ZukoToPyro
 
 from .nn import MLP
-from ._registry import same_definition
+from ._registry import build, registrar
 
 __all__ = ["POSTERIORS", "register_posterior", "build_posterior", "DiagonalNormalPosterior",
            "FlowPosterior", "posterior_mean"]
 
 POSTERIORS: dict[str, Callable[..., nn.Module]] = {}
-F = TypeVar("F", bound=Callable[..., nn.Module])
 
 SCALE_FLOOR = 1e-4
 
 
-def register_posterior(name: str) -> Callable[[F], F]:
-    """Decorator adding a posterior family (class or factory) to :data:`POSTERIORS` as ``name``."""
-
-    def decorate(family: F) -> F:
-        if name in POSTERIORS and not same_definition(POSTERIORS[name], family):
-            raise ValueError(f"posterior family {name!r} is already registered")
-        POSTERIORS[name] = family
-        return family
-
-    return decorate
+register_posterior = registrar(POSTERIORS, "posterior")
+register_posterior.__doc__ = "Decorator adding a posterior family (class or factory) to :data:`POSTERIORS` as ``name``."
 
 
 def build_posterior(name: str, context_dim: int, z_dim: int, hidden_dims: Sequence[int],
                     options: dict[str, Any] | None = None) -> nn.Module:
     """Instantiate the registered family ``name``; unknown names or options raise ValueError."""
-    if name not in POSTERIORS:
-        raise ValueError(f"unknown posterior {name!r}; known posteriors: {sorted(POSTERIORS)}")
-    try:
-        return POSTERIORS[name](context_dim, z_dim, tuple(hidden_dims), **(options or {}))
-    except TypeError as err:
-        raise ValueError(f"bad options for posterior {name!r}: {err}") from None
+    return build(POSTERIORS, "posterior", "posteriors", name, context_dim, z_dim, tuple(hidden_dims), options=options)
 
 
 class _Trunk(nn.Module):

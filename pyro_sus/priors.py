@@ -12,19 +12,18 @@ Add your own with :func:`register_latent_prior` (``tutorials/03_extending_priors
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import nn
 import pyro.distributions as dist
 
-from ._registry import same_definition
+from ._registry import build, registrar
 
 __all__ = ["class_prior", "LATENT_PRIORS", "register_latent_prior", "build_latent_prior",
            "StandardNormalPrior", "ClassGaussianPrior", "ClassMixturePrior"]
 
 LATENT_PRIORS: dict[str, Callable[..., nn.Module]] = {}
-F = TypeVar("F", bound=Callable[..., nn.Module])
 
 
 def class_prior(n_known: int, n_extra: int, kind: str = "sus", known_mass: float = 0.5,
@@ -57,26 +56,13 @@ def class_prior(n_known: int, n_extra: int, kind: str = "sus", known_mass: float
                       torch.full((n_extra,), (1.0 - known_mass) / n_extra)])
 
 
-def register_latent_prior(name: str) -> Callable[[F], F]:
-    """Decorator adding a latent prior family (class or factory) to :data:`LATENT_PRIORS`."""
-
-    def decorate(family: F) -> F:
-        if name in LATENT_PRIORS and not same_definition(LATENT_PRIORS[name], family):
-            raise ValueError(f"latent prior {name!r} is already registered")
-        LATENT_PRIORS[name] = family
-        return family
-
-    return decorate
+register_latent_prior = registrar(LATENT_PRIORS, "latent prior")
+register_latent_prior.__doc__ = "Decorator adding a latent prior family (class or factory) to :data:`LATENT_PRIORS`."
 
 
 def build_latent_prior(name: str, n_slots: int, z_dim: int, options: dict[str, Any] | None = None) -> nn.Module:
     """Instantiate the registered latent prior ``name``; unknown names or options raise ValueError."""
-    if name not in LATENT_PRIORS:
-        raise ValueError(f"unknown latent prior {name!r}; known latent priors: {sorted(LATENT_PRIORS)}")
-    try:
-        return LATENT_PRIORS[name](n_slots, z_dim, **(options or {}))
-    except TypeError as err:
-        raise ValueError(f"bad options for latent prior {name!r}: {err}") from None
+    return build(LATENT_PRIORS, "latent prior", "latent priors", name, n_slots, z_dim, options=options)
 
 
 @register_latent_prior("standard_normal")

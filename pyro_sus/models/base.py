@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,7 +17,7 @@ from pyro.nn import PyroModule
 from ..posteriors import POSTERIORS, build_posterior
 from ..priors import LATENT_PRIORS, build_latent_prior
 
-__all__ = ["ModelConfig", "GenerativeConfig", "ZooModel", "GenerativeModel", "LIKELIHOODS"]
+__all__ = ["ModelConfig", "GenerativeConfig", "ZooModel", "GenerativeModel", "LIKELIHOODS", "check_class_prior"]
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -79,6 +80,16 @@ class GenerativeConfig(ModelConfig):
             raise ValueError(f"unknown posterior {self.posterior!r}; known posteriors: {sorted(POSTERIORS)}")
         if self.latent_prior is not None and self.latent_prior not in LATENT_PRIORS:
             raise ValueError(f"unknown latent prior {self.latent_prior!r}; known: {sorted(LATENT_PRIORS)}")
+
+
+def check_class_prior(class_prior: Sequence[float] | None, n_slots: int) -> tuple[float, ...] | None:
+    """``class_prior`` as a tuple of floats, after checking it is ``n_slots`` non-negative numbers summing to 1."""
+    if class_prior is None:
+        return None
+    prior = tuple(float(p) for p in class_prior)
+    if len(prior) != n_slots or any(p < 0 for p in prior) or abs(sum(prior) - 1) > 1e-4:
+        raise ValueError(f"class_prior must be {n_slots} non-negative numbers summing to 1")
+    return prior
 
 
 def _as_json(name: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -223,6 +234,10 @@ class GenerativeModel(ZooModel):
         c = self.config
         return build_latent_prior(c.latent_prior or self.default_latent_prior, n_slots, c.z_dim,
                                   c.latent_prior_options)
+
+    def unconditional_latent_prior(self, x: torch.Tensor) -> dist.Distribution:
+        """p(z) for each row of ``x``, for models with no class variable above z (prior built over one slot)."""
+        return self.latent_prior(torch.zeros(x.shape[:1], dtype=torch.long, device=x.device))
 
     def observation(self, decoder_out: torch.Tensor) -> dist.Distribution:
         """p(x | ...) from the decoder output: Bernoulli logits, or Gaussian means with a fixed scale."""

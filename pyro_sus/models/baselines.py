@@ -89,7 +89,7 @@ class M1(GenerativeModel):
     def model(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         """z ~ p(z); x ~ p(x|z). Labels are not part of M1's generative model."""
         with pyro.plate("data", x.shape[0]):
-            z = pyro.sample("z", self.latent_prior(torch.zeros(x.shape[:1], dtype=torch.long, device=x.device)))
+            z = pyro.sample("z", self.unconditional_latent_prior(x))
             pyro.sample("x", self.likelihood(z), obs=x)
 
     def guide(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:

@@ -63,7 +63,7 @@ class BetaVAEClassifier(GenerativeModel):
         """z ~ N(0, I); x ~ p(x|z). The scale on z (here and in the guide) makes the KL term beta KL."""
         with pyro.plate("data", x.shape[0]):
             with poutine.scale(scale=self.config.beta):
-                z = pyro.sample("z", self.latent_prior(torch.zeros(x.shape[:1], dtype=torch.long, device=x.device)))
+                z = pyro.sample("z", self.unconditional_latent_prior(x))
             pyro.sample("x", self.likelihood(z), obs=x)
 
     def guide(self, x: torch.Tensor, y: torch.Tensor | None = None, w: torch.Tensor | None = None) -> None:

@@ -41,7 +41,7 @@ from pyro import poutine
 from pyro.infer import TraceEnum_ELBO
 
 from ..nn import MLP, broadcast_cat
-from .base import GenerativeModel, GenerativeConfig
+from .base import GenerativeConfig, GenerativeModel, check_class_prior
 from .registry import register_model
 
 __all__ = ["CategoricalVAEConfig", "CategoricalVAE", "assignment_loss", "feature_loss", "lifted_structure_loss",
@@ -81,10 +81,7 @@ class CategoricalVAEConfig(GenerativeConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.class_prior is not None:
-            self.class_prior = tuple(float(p) for p in self.class_prior)
-            if len(self.class_prior) != self.n_slots or abs(sum(self.class_prior) - 1) > 1e-4:
-                raise ValueError(f"class_prior must be {self.n_slots} probabilities summing to 1")
+        self.class_prior = check_class_prior(self.class_prior, self.n_slots)
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if self.encoder == "conv" and self.x_dim != MNIST_SIDE ** 2:

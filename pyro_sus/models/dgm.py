@@ -11,7 +11,7 @@ import pyro
 import pyro.distributions as dist
 
 from ..nn import MLP, broadcast_cat
-from .base import GenerativeConfig, GenerativeModel
+from .base import GenerativeConfig, GenerativeModel, check_class_prior
 
 __all__ = ["DGMConfig", "SemiUnsupervisedDGM"]
 
@@ -25,14 +25,9 @@ class DGMConfig(GenerativeConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.class_prior is not None:
-            self.class_prior = tuple(float(p) for p in self.class_prior)
+        self.class_prior = check_class_prior(self.class_prior, self.n_slots)
         if self.alpha < 0:
             raise ValueError(f"alpha (classifier weight) must be >= 0, got {self.alpha}")
-        if self.class_prior is not None:
-            prior = torch.tensor(self.class_prior)
-            if len(prior) != self.n_slots or (prior < 0).any() or abs(float(prior.sum()) - 1) > 1e-4:
-                raise ValueError(f"class_prior must be {self.n_slots} non-negative numbers summing to 1")
 
 
 class SemiUnsupervisedDGM(GenerativeModel):

@@ -89,7 +89,7 @@ class LatentClassifierVAE(GenerativeModel):
         paper's bound, here for the exact one); the simplified variant skips y when it is unobserved,
         because p(x|z) does not depend on it and sum_y p(y|z) = 1."""
         with pyro.plate("data", x.shape[0]):
-            z = pyro.sample("z", self.latent_prior(torch.zeros(x.shape[:1], dtype=torch.long, device=x.device)))
+            z = pyro.sample("z", self.unconditional_latent_prior(x))
             if y is not None or self.decoder_sees_y:
                 exact = y is None and self.config.unlabelled_bound == "exact"
                 y = pyro.sample("y", self._y_given_z(z), obs=y,
