@@ -1,4 +1,4 @@
-"""The ``pyro-sus`` command: train, evaluate, predict, models."""
+"""The ``pyro-sus`` command: train, evaluate, predict, active, reproduce, models."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="split a data set, train a model, evaluate it",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="gmdgm", help="registered model name (see `pyro-sus models`)")
-    p.add_argument("--dataset", default="digits", help="digits, mnist, fashion-mnist, or a path to a .npz")
+    p.add_argument("--dataset", default="digits", help="digits, mnist, fashion-mnist, har (UCI HAR layout), or a path to a .npz")
     p.add_argument("--data-dir", default=None, help="folder holding mnist/ and fashion-mnist/ (else $PYRO_SUS_DATA)")
     p.add_argument("--download", action="store_true", help="fetch MNIST/Fashion-MNIST with torchvision (needs network)")
     p.add_argument("--out", default="runs/latest", help="run folder")
@@ -73,6 +73,45 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--no-progress", action="store_true")
 
 
+def _active_parser(sub: argparse._SubParsersAction) -> None:
+    from .active import CLUSTER_METHODS, CONFIDENCE_FUNCTIONS, METRICS, ORACLES, REFINE, ActiveConfig
+
+    d = ActiveConfig()
+    p = sub.add_parser("active", help="active labelling from zero labels: cluster, ask about centres, retrain",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", default=d.dataset, help="digits, mnist, fashion-mnist, har (UCI HAR layout), or a path to a .npz")
+    p.add_argument("--data-dir", default=None, help="folder holding mnist/ and fashion-mnist/ (else $PYRO_SUS_DATA)")
+    p.add_argument("--out", default="runs/active", help="run folder")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out with its saved options; saved answers are not asked again")
+    p.add_argument("--model", default=d.model, help="a model with per-label weights and embed/decode")
+    p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a field of the model's config (e.g. beta=1, z_dim=10); repeatable")
+    p.add_argument("--rounds", type=int, default=d.rounds, help="labelling rounds after the unsupervised warm-up")
+    p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs, help="unsupervised epochs before round 1")
+    p.add_argument("--epochs-per-round", type=int, default=d.epochs_per_round)
+    p.add_argument("--clusters", type=int, default=d.n_clusters, help="top-level clusters (answers) per round")
+    p.add_argument("--sub-clusters", type=int, default=d.sub_clusters, help="sub-clusters of a cluster whose centre is invalid")
+    p.add_argument("--depth", type=int, default=d.max_depth, help="levels of clustering (1: no sub-clustering)")
+    p.add_argument("--budget", type=int, default=d.budget_per_round, help="answers per round at most")
+    p.add_argument("--method", choices=CLUSTER_METHODS, default=d.method)
+    p.add_argument("--metric", choices=METRICS, default=d.metric, help="distance to the centre (k-means confidence)")
+    p.add_argument("--refine", choices=REFINE, default=d.refine,
+                   help="spread: spend budget left after invalid centres on sub-clusters of the widest valid clusters "
+                        "(our extension; none = the paper)")
+    p.add_argument("--confidence", choices=CONFIDENCE_FUNCTIONS, default=d.confidence, help="f(d): exp(-a d) or exp(-a d^2)")
+    p.add_argument("--rate", type=float, default=d.rate, help="a in f(d)")
+    p.add_argument("--oracle", choices=ORACLES, default=d.oracle,
+                   help="simulated: true label of the nearest training image; interactive: you answer in the terminal")
+    p.add_argument("--oracle-confidence", type=float, default=d.oracle_confidence, help="p_c of the simulated oracle")
+    p.add_argument("--max-train", type=int, default=None, help="use a random subset of this many training points")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.learning_rate)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--no-progress", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyro-sus", description=__doc__)
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
@@ -85,6 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("run_dir")
     pr.add_argument("input", help=".npz (array 'x', else its first array) or .npy of raw inputs")
     pr.add_argument("--output", default=None, help=".csv or .npz (default: INPUT stem + _predictions.csv)")
+    _active_parser(sub)
+    r = sub.add_parser("reproduce", help="reproduce a paper's table: runs, aggregation, our number beside the paper's",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    r.add_argument("name", nargs="?", help="experiment (see --list)")
+    r.add_argument("--list", action="store_true", help="list the experiments with their rows and paper numbers")
+    r.add_argument("--seeds", type=int, default=None, help="runs per row (default: the paper's)")
+    r.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the paper's; fewer = REDUCED)")
+    r.add_argument("--rows", nargs="+", default=None, metavar="ROW", help="only these rows (labels as in --list)")
+    r.add_argument("--jobs", type=int, default=1, help="training runs at once (processes), on one GPU or the CPU cores")
+    r.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
+    r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    r.add_argument("--data-dir", default=None, help="folder holding mnist/, fashion-mnist/, 'UCI HAR Dataset/'")
+    r.add_argument("--out", default="runs/reproduce", help="root folder; the experiment's runs go in OUT/NAME")
+    r.add_argument("--smoke", action="store_true", help="tiny data, 1 epoch, 1 seed: checks the setup, not a result")
+    r.add_argument("--write-results", nargs="?", const="docs/RESULTS.md", default=None, metavar="PATH",
+                   help="write the generated section into this results page")
     sub.add_parser("models", help="list registered models, posterior families and latent priors")
     return parser
 
@@ -191,6 +246,63 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_active(args: argparse.Namespace) -> int:
+    from .active import ActiveConfig, OracleStopped, run_active
+
+    config = None
+    if not args.resume:
+        config = ActiveConfig(
+            dataset=args.dataset, data_dir=args.data_dir, model=args.model,
+            model_options=_parse_options(args.model_option), rounds=args.rounds, warmup_epochs=args.warmup_epochs,
+            epochs_per_round=args.epochs_per_round, n_clusters=args.clusters, sub_clusters=args.sub_clusters,
+            max_depth=args.depth, budget_per_round=args.budget, method=args.method, metric=args.metric,
+            refine=args.refine,
+            confidence=args.confidence, rate=args.rate, oracle=args.oracle, oracle_confidence=args.oracle_confidence,
+            max_train=args.max_train, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
+            device=args.device)
+    try:
+        run = run_active(config, args.out, resume=args.resume, progress=not args.no_progress)
+    except OracleStopped as stop:
+        print(f"{stop}: pyro-sus active --resume --out {args.out}")
+        return 0
+    print("round  answers  invalid  coverage  label acc  test acc")
+    for r in run.rounds:
+        fmt = lambda v: "    n/a" if v is None else f"{v:7.4f}"  # noqa: E731
+        print(f"{r['round']:5d}  {r['answers_total']:7d}  {r['invalid_answers']:7d}  {r['coverage']:8.1%}  "
+              f"{fmt(r['label_accuracy'])}    {fmt(r['test_accuracy'])}")
+    print(f"  per-round records: {run.run_dir / 'rounds.json'}; centres: {run.run_dir}/round_*/centres.png")
+    return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import EXPERIMENTS, METRIC_NAMES, render_markdown, reproduce, write_results_section
+
+    if args.list:
+        for name, experiment in EXPERIMENTS.items():
+            print(f"{name}: {experiment.table} [{experiment.dataset}, {experiment.epochs} epochs, "
+                  f"{experiment.seeds} runs]")
+            for row in experiment.rows:
+                numbers = ", ".join(f"{METRIC_NAMES.get(k, k)} {m:g}" + (f" ± {sd:g}" if sd is not None else "")
+                                    for k, (m, sd) in row.paper.items())
+                print(f"    {row.label!r}: paper {numbers}")
+            if experiment.data_note:
+                print(f"    ({experiment.data_note})")
+        return 0
+    if not args.name:
+        raise ValueError("name an experiment (pyro-sus reproduce --list shows them)")
+    summary, statuses = reproduce(args.name, args.out, seeds=args.seeds, epochs=args.epochs, rows=args.rows,
+                                  device=args.device, jobs=args.jobs, data_dir=args.data_dir, smoke=args.smoke,
+                                  threads=args.threads, plugins=args.plugin)
+    print(render_markdown(summary))
+    failed = sorted(job for job, code in statuses.items() if code != 0)
+    for job in failed:
+        print(f"FAILED: {job} (log: {json.loads(Path(job).read_text())['log']})", file=sys.stderr)
+    if args.write_results:
+        write_results_section(summary, args.write_results)
+        print(f"wrote the section to {args.write_results}")
+    return 1 if failed else 0
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from .models import MODELS
     from .posteriors import POSTERIORS
@@ -204,7 +316,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "models": _cmd_models}
+COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "active": _cmd_active,
+            "reproduce": _cmd_reproduce, "models": _cmd_models}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -180,6 +180,45 @@ def _load_digits(data_dir: str | Path | None = None, download: bool = False) -> 
     return Dataset("digits", x_train, y_train, x_test, y_test, image_shape=(8, 8))
 
 
+HAR_FOLDER = "UCI HAR Dataset"
+
+
+def _read_har_table(path: Path, what: str) -> np.ndarray:
+    if not path.is_file():
+        raise FileNotFoundError(f"har: {path} is missing")
+    try:
+        return np.loadtxt(path, dtype=np.float64, ndmin=2 if what == "x" else 1)
+    except ValueError as err:
+        raise DataError(f"har: {path} is not a whitespace-separated table of numbers ({err})") from err
+
+
+def _load_har(data_dir: str | Path | None = None, download: bool = False) -> Dataset:
+    """The public UCI HAR data set in its own layout (``UCI HAR Dataset/{train,test}/X_*.txt``,
+    ``y_*.txt``: 561 features in [-1, 1], activities 1-6 stored here as 0-5). Not bundled, never
+    downloaded; the HAR set of Willetts et al. (Stisen et al.'s) is a different one."""
+    root = resolve_data_dir(data_dir)
+    if download:
+        raise DataError("har: no download; get 'UCI HAR Dataset' from the UCI repository and pass its parent folder")
+    if root is None:
+        raise DataError(f"har: no data folder given. Pass data_dir (CLI: --data-dir) or set ${DATA_ENV} to a "
+                        f"folder holding '{HAR_FOLDER}/'")
+    candidates = [root / "har" / HAR_FOLDER, root / HAR_FOLDER, root / "har", root]
+    folder = next((c for c in candidates if (c / "train" / "X_train.txt").is_file()), None)
+    if folder is None:
+        raise FileNotFoundError(f"har: cannot find '{HAR_FOLDER}/train/X_train.txt' under {root} "
+                                f"(looked in {', '.join(str(c) for c in candidates)})")
+    arrays = {}
+    for split in ("train", "test"):
+        x = _read_har_table(folder / split / f"X_{split}.txt", "x")
+        y = _read_har_table(folder / split / f"y_{split}.txt", "y")
+        if len(x) != len(y):
+            raise DataError(f"har {split}: {len(x)} rows of features but {len(y)} labels")
+        if (y != np.round(y)).any() or (y < 1).any():
+            raise DataError(f"har {split}: activity labels must be integers from 1")
+        arrays[split] = (x.astype(np.float32), y.astype(np.int64) - 1)
+    return Dataset("har", arrays["train"][0], arrays["train"][1], arrays["test"][0], arrays["test"][1])
+
+
 def _load_npz(path: str | Path) -> Dataset:
     path = Path(path)
     if not path.is_file():
@@ -198,13 +237,14 @@ def _load_npz(path: str | Path) -> Dataset:
 
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "digits": _load_digits,
+    "har": _load_har,
     "mnist": lambda data_dir=None, download=False: _load_idx_dataset("mnist", data_dir, download),
     "fashion-mnist": lambda data_dir=None, download=False: _load_idx_dataset("fashion-mnist", data_dir, download),
 }
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = False) -> Dataset:
-    """Load a named data set (``digits``, ``mnist``, ``fashion-mnist``) or a user's ``.npz`` path."""
+    """Load a named data set (``digits``, ``mnist``, ``fashion-mnist``, ``har``) or a user's ``.npz`` path."""
     if name in DATASETS:
         return DATASETS[name](data_dir=data_dir, download=download)
     if name.endswith(".npz") or Path(name).is_file():

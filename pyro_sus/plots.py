@@ -1,4 +1,5 @@
-"""Figures a run writes: the confusion matrix, and samples of p(x|y) per slot."""
+"""Figures a run writes: the confusion matrix, samples of p(x|y) per slot, and the active loop's
+decoded centres and per-round accuracy."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["plot_confusion", "plot_class_samples"]
+__all__ = ["plot_confusion", "plot_class_samples", "plot_centres", "plot_active_rounds"]
 
 
 def plot_confusion(scored: dict[str, Any], path: str | Path | None = None, title: str = "",
@@ -58,6 +59,47 @@ def plot_class_samples(run, slots: list[int] | None = None, n_samples: int = 6, 
             axes[row, col].axis("off")
         label = run.mapping[slot] if run.mapping is not None else -1
         axes[0, col].set_title(f"y={slot}" + (f"\n({label})" if label >= 0 else ""), fontsize=7)
+    if path is not None:
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+    return fig
+
+
+def plot_centres(images: np.ndarray, titles: list[str], image_shape: tuple[int, ...] | None,
+                 path: str | Path | None = None, title: str = "", columns: int = 10) -> plt.Figure:
+    """A grid of decoded cluster centres (raw data layout), each with its title (e.g. the answer)."""
+    images = np.asarray(images)
+    columns = max(1, min(columns, len(images)))
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.1 * columns, 1.3 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, label in zip(axes.flat, images, titles):
+        if image_shape is not None and len(image_shape) == 2:
+            ax.imshow(image.reshape(image_shape), cmap="gray", vmin=0, vmax=1)
+        else:  # not an image: the feature vector as a bar chart
+            ax.bar(range(image.size), image.reshape(-1))
+        ax.set_title(label, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    if path is not None:
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+    return fig
+
+
+def plot_active_rounds(records: list[dict[str, Any]], path: str | Path | None = None) -> plt.Figure:
+    """Test accuracy and labelled coverage per round of the active loop, with answers spent."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    scored = [r for r in records if r.get("test_accuracy") is not None]
+    ax.plot([r["round"] for r in scored], [r["test_accuracy"] for r in scored], "o-", label="test accuracy")
+    ax.plot([r["round"] for r in records], [r["coverage"] for r in records], "s--", label="labelled coverage")
+    for r in scored:
+        ax.annotate(f"{r['answers_total']}", (r["round"], r["test_accuracy"]), textcoords="offset points",
+                    xytext=(0, 6), ha="center", fontsize=7)
+    ax.set_xlabel("round (numbers: answers spent so far)")
+    ax.set_ylim(0, 1.05)
+    ax.legend(loc="lower right", fontsize=8)
     if path is not None:
         fig.savefig(path, dpi=100, bbox_inches="tight")
         plt.close(fig)

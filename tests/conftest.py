@@ -1,6 +1,7 @@
 """Every test starts from a clean Pyro param store, with validation on and every RNG seeded."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pyro
@@ -31,3 +32,21 @@ def shared_data_dir():
 
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture
+def write_har():
+    """A writer of small copies of the UCI HAR layout: six activities (1-6) that differ in their mean."""
+
+    def write(root, n_features=12, seed=0):
+        rng = np.random.default_rng(seed)
+        folder = Path(root) / "UCI HAR Dataset"
+        for split, n in (("train", 300), ("test", 120)):
+            (folder / split).mkdir(parents=True, exist_ok=True)
+            y = np.arange(n) % 6 + 1
+            x = np.clip(0.1 * rng.normal(size=(n, n_features)) + (y[:, None] - 3.5) / 5, -1, 1)
+            np.savetxt(folder / split / f"X_{split}.txt", x, fmt="%.6e")
+            np.savetxt(folder / split / f"y_{split}.txt", y, fmt="%d")
+        return Path(root)
+
+    return write

@@ -224,3 +224,18 @@ def test_model_option_pairs_reach_the_config(tmp_path, capsys):
     assert config["category_inference"] == "gumbel" and config["w_assignment"] == 2.5
     assert main(["train", "--model-option", "oops", "--out", str(tmp_path / "bad")] + TINY) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_active_command_runs_rounds_resumes_and_rejects_bad_models(tmp_path, capsys):
+    out = tmp_path / "active"
+    args = ["active", "--dataset", "digits", "--rounds", "1", "--warmup-epochs", "1", "--epochs-per-round", "1",
+            "--max-train", "200", "--budget", "20", "--device", "cpu", "--no-progress", "--out", str(out),
+            "--model-option", "hidden_dims=[16]", "--model-option", "beta=1"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "test acc" in printed and (out / "rounds.json").is_file()
+    saved = json.loads((out / "active.json").read_text())["config"]
+    assert saved["model_options"] == {"hidden_dims": [16], "beta": 1} and saved["max_train"] == 200
+    assert main(["active", "--resume", "--out", str(out), "--no-progress"]) == 0  # finished: nothing to do
+    assert main(["active", "--model", "m2", "--out", str(tmp_path / "m2")]) == 2
+    assert "cannot run the active loop" in capsys.readouterr().err

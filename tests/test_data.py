@@ -193,3 +193,25 @@ def test_sus_class_prior():
     assert class_prior(2, 2, kind="uniform").tolist() == pytest.approx([0.25] * 4)
     with pytest.raises(ValueError):
         class_prior(2, 2, kind="zipf")
+
+
+def test_har_reads_the_uci_layout_and_shifts_activities_to_zero(tmp_path, write_har):
+    root = write_har(tmp_path, n_features=7)
+    data = load_dataset("har", root)
+    assert data.x_train.shape == (300, 7) and data.x_test.shape == (120, 7)
+    assert data.classes.tolist() == [0, 1, 2, 3, 4, 5] and data.image_shape is None
+    expected = np.loadtxt(root / "UCI HAR Dataset" / "train" / "y_train.txt").astype(int) - 1
+    assert (data.y_train == expected).all()
+    assert load_dataset("har", root / "UCI HAR Dataset").x_train.shape == (300, 7)  # the folder itself works too
+
+
+def test_har_errors_name_the_missing_file_or_the_bad_label(tmp_path, write_har):
+    with pytest.raises(FileNotFoundError, match="UCI HAR Dataset/train/X_train.txt"):
+        load_dataset("har", tmp_path)
+    root = write_har(tmp_path)
+    (root / "UCI HAR Dataset" / "test" / "y_test.txt").write_text("0\n" * 120)
+    with pytest.raises(DataError, match="integers from 1"):
+        load_dataset("har", root)
+    (root / "UCI HAR Dataset" / "test" / "y_test.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="y_test.txt"):
+        load_dataset("har", root)

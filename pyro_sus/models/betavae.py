@@ -78,4 +78,12 @@ class BetaVAEClassifier(GenerativeModel):
 
     def classifier(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the head at the posterior mean of z."""
-        return self.head(posterior_mean(self.posterior(x)))
+        return self.head(self.embed(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The posterior mean E[z|x]: the latent the active loop clusters."""
+        return posterior_mean(self.posterior(x))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """The mean of p(x|z): what a cluster centre looks like."""
+        return self.likelihood(z).mean

@@ -1,10 +1,6 @@
-"""Active labelling of cluster centres, after Vengalil & Sinha (seed 003): cluster the latent
-space, ask an oracle about the centres only, and give every member its centre's label with a
-confidence w_n = p_c f(d_n) (Eqs. 2-3; for a Gaussian mixture, p_c times the posterior probability).
-
-This module holds the clustering, confidence, propagation and simulated-oracle steps. The loop
-that trains the model between rounds builds on them (issue 4).
-"""
+"""Latent clustering, confidence functions and label propagation (Vengalil & Sinha, seed 003):
+every member of a cluster takes its centre's label with a confidence w_n = p_c f(d_n) (Eqs. 2-3;
+for a Gaussian mixture, p_c times the member's posterior probability)."""
 
 from __future__ import annotations
 
@@ -12,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CONFIDENCE_FUNCTIONS", "confidence", "Clustering", "cluster_latents", "propagate_labels",
-           "SimulatedOracle", "NO_LABEL"]
+__all__ = ["CONFIDENCE_FUNCTIONS", "CLUSTER_METHODS", "METRICS", "NO_LABEL", "confidence", "Clustering",
+           "cluster_latents", "propagate_labels"]
 
 CONFIDENCE_FUNCTIONS = ("exponential", "gaussian")
 CLUSTER_METHODS = ("kmeans", "gmm")
@@ -105,30 +101,3 @@ def propagate_labels(clustering: Clustering, centre_labels: np.ndarray, centre_c
     weights = centre_confidence[clustering.assignments] * closeness
     weights[labels == NO_LABEL] = 0.0
     return labels, weights
-
-
-class SimulatedOracle:
-    """Answers for a decoded centre with the true label of the nearest real training point.
-
-    It answers "invalid" (``NO_LABEL``) when that point's neighbourhood is mixed: fewer than
-    ``purity`` of its ``neighbours`` nearest points share its label. Every valid answer comes with
-    the stated ``confidence``."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, confidence: float = 1.0, neighbours: int = 10,
-                 purity: float = 0.6) -> None:
-        self.x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-        self.y = np.asarray(y, dtype=np.int64)
-        if len(self.x) != len(self.y) or not len(self.y):
-            raise ValueError("the oracle needs as many labels as inputs, and at least one")
-        if not 0 <= confidence <= 1 or not 0 <= purity <= 1 or neighbours < 1:
-            raise ValueError("confidence and purity must lie in [0, 1], neighbours >= 1")
-        self.stated_confidence, self.neighbours, self.purity = confidence, neighbours, purity
-
-    def answer(self, image: np.ndarray) -> tuple[int, float]:
-        """(label, confidence) for one decoded centre; (NO_LABEL, 0.0) when its neighbourhood is mixed."""
-        distances = np.linalg.norm(self.x - np.asarray(image, dtype=np.float64).reshape(1, -1), axis=1)
-        nearest = np.argsort(distances, kind="stable")[: self.neighbours]
-        label = int(self.y[nearest[0]])
-        if (self.y[nearest] == label).mean() < self.purity:
-            return NO_LABEL, 0.0
-        return label, self.stated_confidence

@@ -1,0 +1,118 @@
+"""`pyro-sus reproduce`: every registered experiment runs end to end (smoke settings), aggregation and
+the results-page generator on fabricated run outputs, and a failing job that loses no other result."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pyro_sus.cli import main
+from pyro_sus.reproduce import (EXPERIMENTS, aggregate, get_experiment, plan_jobs, render_markdown, run_jobs,
+                                write_results_section)
+
+
+# The first row of every experiment, plus the rows with their own data handling: the US regime
+# (no known class) and accidental SUS (hidden classes without slots, test set restricted).
+SMOKE_ROWS = {name: [experiment.rows[0].label] for name, experiment in EXPERIMENTS.items()}
+SMOKE_ROWS["willetts-table1-mnist"].append("accidental SUS (5-9 unlabelled, no extra slots)")
+SMOKE_ROWS["willetts-table2-mnist"] = ["M2 US", "GM-DGM SUS"]
+
+
+def test_every_registered_experiment_runs_end_to_end_with_smoke_settings(tmp_path, shared_data_dir, write_har):
+    har = write_har(tmp_path / "har-data")
+    paths = []
+    for name, rows in SMOKE_ROWS.items():
+        data_dir = str(har) if get_experiment(name).dataset == "har" else shared_data_dir
+        paths += plan_jobs(name, tmp_path / "out", rows=rows, device="cpu", data_dir=data_dir, smoke=True)
+    statuses = run_jobs(paths, jobs=2, threads=1)
+    failed = [json.loads(Path(job).read_text())["log"] for job, code in statuses.items() if code]
+    assert not failed, [Path(log).read_text()[-2000:] for log in failed]
+    for name, rows in SMOKE_ROWS.items():
+        summary = aggregate(name, tmp_path / "out")
+        assert [r["row"] for r in summary["rows"]] == rows
+        for row in summary["rows"]:
+            assert row["smoke"] and row["seeds"] == [0] and row["epochs"] == [1]
+            for metric in row["metrics"].values():
+                assert metric["ours_mean"] is not None and 0 <= metric["ours_mean"] <= 100
+    accidental = json.loads(next((tmp_path / "out" / "willetts-table1-mnist" / "runs").glob("accidental*/results.json"))
+                            .read_text())
+    assert accidental["n_slots"] == 5 and set(accidental["test"]["confusion_classes"]) <= {0, 1, 2, 3, 4}
+    with pytest.raises(ValueError, match="smoke"):
+        write_results_section(aggregate("pyro-ssvae-tutorial", tmp_path / "out"), tmp_path / "RESULTS.md")
+
+
+def fabricate(tmp_path, name, row_values, epochs):
+    """Job files through plan_jobs, and a results.json per run with the given test accuracies (None: failed)."""
+    experiment = get_experiment(name)
+    rows = list(row_values)
+    paths = plan_jobs(name, tmp_path, seeds=max(len(v) for v in row_values.values()), epochs=epochs, rows=rows)
+    for path in paths:
+        job = json.loads(path.read_text())
+        value = row_values[job["row"]][job["seed"]]
+        if value is None:
+            continue
+        metric = next(iter(experiment.row(job["row"]).paper))
+        run_dir = Path(job["run_dir"])
+        run_dir.mkdir(parents=True)
+        (run_dir / "results.json").write_text(json.dumps({
+            "seed": job["seed"], "epochs": epochs, "train_wall_seconds": 100.0 + job["seed"],
+            "hardware": {"device": "cpu", "cpu": "x86_64", "torch_threads": 1},
+            "test": {metric: value}}))
+    return paths
+
+
+def test_aggregation_gives_mean_sd_and_difference_and_lists_failed_seeds(tmp_path):
+    fabricate(tmp_path, "willetts-workshop-table1", {"M2": [0.70, 0.72, 0.74], "GM-DGM": [0.90, None, 0.92]}, 20)
+    summary = aggregate("willetts-workshop-table1", tmp_path)
+    m2, gmdgm = summary["rows"]
+    accuracy = m2["metrics"]["paper_protocol_accuracy"]
+    assert accuracy["ours_mean"] == pytest.approx(72.0) and accuracy["ours_sd"] == pytest.approx(2.0)
+    assert accuracy["paper_mean"] == 74.3 and accuracy["difference"] == pytest.approx(72.0 - 74.3)
+    assert m2["metrics"]["known_accuracy"]["ours_mean"] is None          # not in the fabricated results
+    assert gmdgm["seeds"] == [0, 2] and gmdgm["failed_seeds"] == [1]
+    assert m2["wall_seconds_per_run"] == pytest.approx(101.0)
+    text = render_markdown(summary)
+    assert "REDUCED" in text and "72.0 ± 2.0" in text and "-2.3" in text and "(1 failed)" in text
+    assert json.loads((tmp_path / "willetts-workshop-table1" / "summary.json").read_text()) == summary
+    assert (tmp_path / "willetts-workshop-table1" / "summary.md").read_text() == text
+
+
+def test_results_section_is_inserted_once_and_replaced_in_place(tmp_path):
+    page = tmp_path / "RESULTS.md"
+    page.write_text("# Results\n\nhand-written text\n\n## Later section\n")
+    fabricate(tmp_path, "pyro-ssvae-tutorial", {"M2, 100 labels": [0.80]}, 50)
+    write_results_section(aggregate("pyro-ssvae-tutorial", tmp_path), page)
+    first = page.read_text()
+    assert "hand-written text" in first and "| M2, 100 labels | honest accuracy | 80.0 |" in first
+    assert "REDUCED" not in first                                       # the paper's 50 epochs and 1 run
+    fabricate(tmp_path / "again", "pyro-ssvae-tutorial", {"M2, 100 labels": [0.85]}, 50)
+    write_results_section(aggregate("pyro-ssvae-tutorial", tmp_path / "again"), page)
+    second = page.read_text()
+    assert second.count("BEGIN generated: pyro-sus reproduce pyro-ssvae-tutorial") == 1
+    assert "| 85.0 |" in second and "| 80.0 |" not in second and second.startswith(first.split("<!--")[0])
+
+
+def test_a_failing_job_is_reported_and_the_others_keep_their_results(tmp_path, shared_data_dir):
+    good = plan_jobs("pyro-ssvae-tutorial", tmp_path / "good", rows=["M2, 100 labels"], device="cpu",
+                     data_dir=shared_data_dir, smoke=True)
+    bad = plan_jobs("pyro-ssvae-tutorial", tmp_path / "bad", rows=["M2, 600 labels"], device="cpu",
+                    data_dir=str(tmp_path / "no-such-folder"), smoke=True)
+    statuses = run_jobs(bad + good, jobs=2, threads=1)
+    assert statuses[str(bad[0])] != 0 and statuses[str(good[0])] == 0
+    assert (tmp_path / "good" / "pyro-ssvae-tutorial" / "runs" / "m2-100-labels-seed0" / "results.json").is_file()
+    assert "cannot find" in (tmp_path / "bad" / "pyro-ssvae-tutorial" / "logs" / "m2-600-labels-seed0.log").read_text()
+    assert aggregate("pyro-ssvae-tutorial", tmp_path / "bad")["rows"][0]["failed_seeds"] == [0]
+    # Running again skips the finished job: its folder is untouched.
+    finished = (tmp_path / "good" / "pyro-ssvae-tutorial" / "runs" / "m2-100-labels-seed0" / "results.json")
+    stamp = finished.stat().st_mtime_ns
+    assert run_jobs(good, jobs=1, threads=1) == {str(good[0]): 0} and finished.stat().st_mtime_ns == stamp
+
+
+def test_cli_lists_experiments_and_rejects_unknown_ones(capsys):
+    assert main(["reproduce", "--list"]) == 0
+    listing = capsys.readouterr().out
+    for name in EXPERIMENTS:
+        assert name in listing
+    assert "93.19" in listing and "needs the UCI HAR Dataset" in listing
+    assert main(["reproduce", "no-such-table"]) == 2
+    assert "unknown experiment" in capsys.readouterr().err
