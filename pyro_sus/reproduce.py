@@ -13,6 +13,7 @@ tests; smoke runs are never written to the results page.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -199,7 +200,8 @@ _JURASINSKI_OURS = {0.001: (72.2, 3.7), 0.1: (91.7, 3.6), 0.5: (92.3, 2.8), 1: (
                     100: (80.2, 0.9), 10000: (70.9, 0.4)}
 _JURASINSKI_SIMPLE = {0.001: (82.1, 1.9), 0.1: (80.4, 0.7), 0.5: (79.5, 1.1), 1: (78.7, 0.7), 10: (76.7, 0.3),
                       100: (75.9, 0.8), 10000: (72.4, 0.9)}
-_JURASINSKI_SPLIT = {"labels_per_class": 10, "validation_fraction": 1 / 6, "prior": "uniform"}
+# All 784 pixels, scaled to [0, 1] (no std filter: that is Willetts' preprocessing, not Kingma's).
+_JURASINSKI_SPLIT = {"labels_per_class": 10, "validation_fraction": 1 / 6, "prior": "uniform", "std_threshold": None}
 _JURASINSKI_NETS = {"z_dim": 50, "hidden_dims": [500]}
 register_experiment(Experiment(
     "jurasinski-table1", "Jurasiński, Semi-supervised learning with a latent classifier VAE (seed 004)",
@@ -244,7 +246,7 @@ register_experiment(Experiment(
     "test accuracy at 100 / 600 / 1000 / 3000 labels", "mnist",
     {"epochs": 50, "learning_rate": 4.2e-4, "batch_size": 200, "lr_schedule": "constant"},
     tuple(Row(f"M2, {n} labels", "m2",
-              {"labels_per_class": n // 10, "validation_fraction": 1 / 6, "prior": "uniform",
+              {"labels_per_class": n // 10, "validation_fraction": 1 / 6, "prior": "uniform", "std_threshold": None,
                "model_options": {"z_dim": 50, "hidden_dims": [500], "alpha": 46.0}},
               {"accuracy": number}) for n, number in _PYRO_LABELS.items()),
     seeds=1, deviations=(
@@ -273,12 +275,20 @@ def plan_jobs(name: str, out: str | Path, seeds: int | None = None, epochs: int 
     root = Path(out) / name
     paths = []
     for row in chosen:
+        # What the run does; a finished run made from a different definition must not be mixed in.
+        spec = json.loads(json.dumps({"row": dataclasses.asdict(row), "train": experiment.train, "epochs": epochs,
+                                      "smoke": smoke}))
         for seed in range(n_seeds):
             slug = f"{_slug(row.label)}-seed{seed}"
             job = {"experiment": name, "row": row.label, "seed": seed, "epochs": epochs, "device": device,
                    "data_dir": data_dir, "smoke": smoke, "plugins": list(plugins), "run_dir": str(root / "runs" / slug),
-                   "log": str(root / "logs" / f"{slug}.log")}
+                   "log": str(root / "logs" / f"{slug}.log"), "spec": spec}
             path = root / "jobs" / f"{slug}.json"
+            if path.is_file() and Path(job["run_dir"]).is_dir():
+                old = json.loads(path.read_text())
+                if old.get("spec") != spec:
+                    raise ValueError(f"{job['run_dir']} was made with a different definition of {row.label!r} "
+                                     f"(options, epochs or smoke); use another --out or delete that run folder")
             atomic_write_json(path, job)
             paths.append(path)
     return paths
@@ -390,7 +400,7 @@ def aggregate(name: str, out: str | Path) -> dict[str, Any]:
                      "wall_seconds_per_run": float(np.mean(walls)) if walls else None, "hardware": hardware})
     summary = {"experiment": name, "paper": experiment.paper, "table": experiment.table,
                "paper_epochs": experiment.epochs, "paper_seeds": experiment.seeds,
-               "deviations": list(experiment.deviations), "rows": rows}
+               "deviations": list(experiment.deviations), "all_rows": len(rows) == len(experiment.rows), "rows": rows}
     atomic_write_json(root / "summary.json", summary)
     atomic_write_text(root / "summary.md", render_markdown(summary))
     return summary
@@ -423,6 +433,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
              f"Ours: {', '.join(map(str, epochs)) or 'n/a'} epochs, up to {seeds} seed(s)"
              + (" (**smoke run: tiny data, not a result**)" if any(r["smoke"] for r in rows) else "") + ".",
              f"Command: `pyro-sus reproduce {summary['experiment']}"
+             + ("" if summary.get("all_rows", True) else " --rows " + " ".join(f'"{r["row"]}"' for r in rows))
              + (f" --epochs {epochs[0]}" if epochs and epochs[0] != summary["paper_epochs"] else "")
              + (f" --seeds {seeds}" if seeds and seeds != summary["paper_seeds"] else "") + " --write-results`", "",
              "| row | metric | ours | paper | ours − paper | seeds | epochs | wall s / run | hardware |",
@@ -444,16 +455,22 @@ def write_results_section(summary: dict[str, Any], results_md: str | Path) -> No
     """Replace (or append) this experiment's generated section of ``results_md``."""
     if any(r["smoke"] for r in summary["rows"]):
         raise ValueError("smoke runs are not results: run without --smoke before writing to the results page")
+    import fcntl
+
     path = Path(results_md)
     begin = f"<!-- BEGIN generated: pyro-sus reproduce {summary['experiment']} -->"
     end = f"<!-- END generated: pyro-sus reproduce {summary['experiment']} -->"
     block = f"{begin}\n{render_markdown(summary)}{end}"
-    text = path.read_text() if path.is_file() else "# Results\n"
-    if begin in text and end in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    atomic_write_text(path, text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Two experiments finishing together must not drop each other's section: read-modify-write under a lock.
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = path.read_text() if path.is_file() else "# Results\n"
+        if begin in text and end in text:
+            text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
+        else:
+            text = text.rstrip("\n") + "\n\n" + block + "\n"
+        atomic_write_text(path, text)
 
 
 def reproduce(name: str, out: str | Path = "runs/reproduce", *, seeds: int | None = None, epochs: int | None = None,

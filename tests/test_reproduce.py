@@ -108,6 +108,13 @@ def test_a_failing_job_is_reported_and_the_others_keep_their_results(tmp_path, s
     assert run_jobs(good, jobs=1, threads=1) == {str(good[0]): 0} and finished.stat().st_mtime_ns == stamp
 
 
+def test_planning_refuses_to_mix_runs_of_a_different_definition(tmp_path):
+    fabricate(tmp_path, "pyro-ssvae-tutorial", {"M2, 100 labels": [0.80]}, 50)
+    plan_jobs("pyro-ssvae-tutorial", tmp_path, seeds=1, epochs=50, rows=["M2, 100 labels"])  # same: fine
+    with pytest.raises(ValueError, match="different definition"):
+        plan_jobs("pyro-ssvae-tutorial", tmp_path, seeds=1, epochs=20, rows=["M2, 100 labels"])
+
+
 def test_cli_lists_experiments_and_rejects_unknown_ones(capsys):
     assert main(["reproduce", "--list"]) == 0
     listing = capsys.readouterr().out

@@ -225,6 +225,13 @@ def _pool_indices(n_train: int, config: ActiveConfig) -> np.ndarray:
     return np.sort(np.random.default_rng(config.seed).choice(n_train, config.max_train, replace=False))
 
 
+def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "wb") as handle:
+        np.savez(handle, **arrays)
+    partial.replace(path)
+
+
 def _check_model(name: str) -> None:
     cls = get_model_class(name)
     if not (cls.takes_label_weights and hasattr(cls, "embed") and hasattr(cls, "decode")):
@@ -327,8 +334,9 @@ def run_active(config: ActiveConfig | None = None, run_dir: str | Path = "runs/a
                 book = AnswerBook(round_dir / "answers.json", n_classes)
                 asked = label_round(z, decode, oracle, book, config, seed=config.seed + round_index)
                 labels, weights, queries = asked.labels, asked.weights, asked.queries
-                np.savez(round_dir / "labels.npz", labels=labels, weights=weights)
+                # queries.json first: labels.npz is the marker that this round's labelling is complete.
                 atomic_write_json(round_dir / "queries.json", queries)
+                _atomic_savez(round_dir / "labels.npz", labels=labels, weights=weights)
                 titles = [f"{q['node']}: " + ("invalid" if q["label"] == NO_LABEL else f"{q['label']} ({q['confidence']:.2g})")
                           for q in queries]
                 plot_centres(asked.images, titles, data.image_shape, round_dir / "centres.png",
