@@ -6,6 +6,7 @@ import argparse
 import csv
 import importlib
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,6 +67,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--lr", type=float, default=3e-4)
     t.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine")
     t.add_argument("--clip-value", type=float, default=1.0, help="gradient value clipping; 0 disables")
+    t.add_argument("--labelled-scale", type=_labelled_scale, default="batch",
+                   help="weight of each step's labelled batch against its unlabelled one: batch (1, Willetts), "
+                        "dataset (labelled/unlabelled set sizes, Kingma and Pyro's SS-VAE) or a number")
     t.add_argument("--no-binarize", action="store_true", help="no dynamic binarisation of batches")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -161,7 +165,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     train_options = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
                      "lr_schedule": args.lr_schedule, "clip_value": args.clip_value or None,
                      "binarize": not args.no_binarize, "seed": args.seed, "device": args.device,
-                     "checkpoint_every": args.checkpoint_every}
+                     "checkpoint_every": args.checkpoint_every, "labelled_scale": args.labelled_scale}
     run = fit(args.model, args.dataset, args.out, data_dir=args.data_dir, download=args.download,
               hidden_classes=args.hidden_classes, labels_per_class=args.labels_per_class,
               labelled_fraction=args.labelled_fraction, n_extra=args.extra_slots,
@@ -175,6 +179,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     _print_results(json.loads((run.run_dir / "results.json").read_text()), run.run_dir)
     return 0
+
+
+def _labelled_scale(text: str) -> str | float:
+    """``--labelled-scale``: a named rule or a positive number."""
+    if text in ("batch", "dataset"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected batch, dataset or a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"the labelled scale must be > 0, got {text}")
+    return value
 
 
 def _parse_options(pairs: Sequence[str]) -> dict:

@@ -29,6 +29,12 @@ class TrainConfig:
     """Optimisation options. Defaults follow Willetts et al.'s released code (Adam 3e-4,
     gradient values clipped to [-1, 1], 100 labelled + 100 unlabelled per step).
 
+    ``labelled_scale`` weighs each step's labelled batch against its unlabelled batch (both are
+    per-point means): ``"batch"`` (1, Willetts' code) or ``"dataset"`` (labelled / unlabelled set
+    sizes, so that an epoch's gradient is that of the whole-data objective sum_L + sum_U, as in
+    Kingma et al. and Pyro's SS-VAE, which visit each label once per epoch), or a number > 0.
+    Jurasiński (Appendix D) shows that this ratio changes what M2 learns.
+
     ``validate`` turns on Pyro's and torch's argument checks in every step: slower, and a diverging
     run then fails inside a distribution instead of at the finite-loss check. The tests run models
     with validation on; training leaves it off.
@@ -44,6 +50,7 @@ class TrainConfig:
     device: str = "auto"
     checkpoint_every: int = 1
     validate: bool = False
+    labelled_scale: str | float = "batch"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
@@ -54,6 +61,18 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
         if self.clip_value is not None and self.clip_value <= 0:
             raise ValueError(f"clip_value must be > 0 or None, got {self.clip_value}")
+        if self.labelled_scale not in ("batch", "dataset") and not (
+                isinstance(self.labelled_scale, (int, float)) and not isinstance(self.labelled_scale, bool)
+                and math.isfinite(self.labelled_scale) and self.labelled_scale > 0):
+            raise ValueError(f"labelled_scale must be 'batch', 'dataset' or a number > 0, got {self.labelled_scale!r}")
+
+    def labelled_factor(self, n_labelled: int, n_unlabelled: int) -> float:
+        """The number ``labelled_scale`` stands for, given the two training set sizes."""
+        if self.labelled_scale == "batch" or not n_labelled or not n_unlabelled:
+            return 1.0
+        if self.labelled_scale == "dataset":
+            return n_labelled / n_unlabelled
+        return float(self.labelled_scale)
 
 
 @dataclass
@@ -185,6 +204,9 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
         raise ValueError("no training data: both the labelled and the unlabelled sets are empty")
     # An epoch is one pass over the unlabelled set (Willetts); labelled batches cycle alongside.
     n_steps = math.ceil((n_unlabelled or n_labelled) / config.batch_size)
+    labelled_scale = config.labelled_factor(n_labelled, n_unlabelled)
+    # Passed only when it is not 1, so a plugin model whose loss predates the option still trains.
+    scale = {"labelled_scale": labelled_scale} if labelled_scale != 1.0 else {}
     binarize = config.binarize and getattr(model.config, "likelihood", "bernoulli") == "bernoulli"
     model.train()
     last_epoch = config.epochs if stop_after is None else min(stop_after, config.epochs)
@@ -205,7 +227,7 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
                 x_u = torch.bernoulli(x_u) if x_u is not None else None
                 x_l = torch.bernoulli(x_l) if x_l is not None else None
             with pyro.validation_enabled(config.validate):
-                loss = model.loss(x_u, x_l, y_l, **weights)
+                loss = model.loss(x_u, x_l, y_l, **weights, **scale)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             # Check the gradients too: a NaN input can leave TraceEnum_ELBO's loss finite while

@@ -172,7 +172,8 @@ def test_swapped_parts_from_the_cli_survive_the_run_folder(tmp_path):
 
 
 @pytest.mark.parametrize("model,extra", [("lcvae", ["--labelled-weight", "0.5", "--unlabelled-bound", "exact"]),
-                                         ("am2", ["--a-dim", "3"]), ("classifier", [])])
+                                         ("am2", ["--a-dim", "3"]), ("classifier", []),
+                                         ("m2", ["--labelled-scale", "dataset"])])
 def test_model_specific_options_from_the_cli(model, extra, tmp_path):
     args = TINY
     if model == "classifier":  # no latent z: drop "--z-dim 2"
@@ -181,6 +182,8 @@ def test_model_specific_options_from_the_cli(model, extra, tmp_path):
     out = tmp_path / model
     assert main(["train", "--model", model, "--out", str(out)] + extra + args) == 0
     assert "test" in json.loads((out / "results.json").read_text())
+    if "--labelled-scale" in extra:
+        assert json.loads((out / "run.json").read_text())["train"]["labelled_scale"] == "dataset"
 
 
 def test_bad_part_choices_are_one_line_errors(tmp_path, capsys):
@@ -194,9 +197,12 @@ def test_bad_part_choices_are_one_line_errors(tmp_path, capsys):
     assert "11 probabilities" in capsys.readouterr().err
     assert main(["train", "--model", "lcvae", "--class-probs"] + ["1"] * 11 + ["--out", str(tmp_path / "e")] + TINY) == 2
     assert "no class prior" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse's own usage error
+        main(["train", "--labelled-scale", "0", "--out", str(tmp_path / "f")] + TINY)
+    assert "must be > 0" in capsys.readouterr().err
     assert main(["--plugin", "no_such_module_xyz", "models"]) == 2
     assert "no_such_module_xyz" in capsys.readouterr().err
-    assert not any((tmp_path / name).exists() for name in "abcde")
+    assert not any((tmp_path / name).exists() for name in "abcdef")
 
 
 def test_plugin_registers_a_users_prior_for_the_cli(tmp_path, monkeypatch, capsys):

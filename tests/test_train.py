@@ -144,3 +144,28 @@ def test_label_weights_reach_a_model_that_takes_them(tmp_path):
     m2 = build_model("m2", x_dim=6, n_slots=3, z_dim=2, hidden_dims=(8,))
     with pytest.raises(ValueError, match="per-label weights"):
         train(m2, data, TrainConfig(epochs=1, batch_size=10, device="cpu"), None, progress=False)
+
+
+def test_labelled_scale_weighs_the_labelled_batch_and_reaches_the_loss(monkeypatch):
+    for bad in ("sets", 0, -1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="labelled_scale"):
+            TrainConfig(labelled_scale=bad)
+    assert TrainConfig(labelled_scale="dataset").labelled_factor(12, 38) == pytest.approx(12 / 38)
+    assert TrainConfig(labelled_scale=0.5).labelled_factor(12, 38) == 0.5
+    assert TrainConfig().labelled_factor(12, 38) == TrainConfig(labelled_scale="dataset").labelled_factor(12, 0) == 1
+
+    model, data = toy_model("m2"), toy_data()
+    x_l, y_l = data.x_labelled, data.y_labelled
+    torch.manual_seed(5)
+    full = model.loss(None, x_l, y_l)
+    torch.manual_seed(5)
+    torch.testing.assert_close(model.loss(None, x_l, y_l, labelled_scale=0.25), 0.25 * full)
+
+    seen = []
+    loss = model.loss
+    monkeypatch.setattr(model, "loss", lambda *args, **kwargs: seen.append(kwargs.get("labelled_scale")) or
+                        loss(*args, **kwargs))
+    train(model, data, config(epochs=1, labelled_scale="dataset"), progress=False)
+    train(model, data, config(epochs=1), progress=False)
+    steps = -(-len(data.x_unlabelled) // 16)
+    assert seen == [pytest.approx(12 / 38)] * steps + [None] * steps  # "batch" passes nothing: plugins keep working

@@ -145,11 +145,13 @@ class ZooModel(PyroModule):
         return next(self.parameters()).device
 
     def loss(self, x_unlabelled: torch.Tensor | None, x_labelled: torch.Tensor | None = None,
-             y_labelled: torch.Tensor | None = None, w_labelled: torch.Tensor | None = None) -> torch.Tensor:
+             y_labelled: torch.Tensor | None = None, w_labelled: torch.Tensor | None = None,
+             labelled_scale: float = 1.0) -> torch.Tensor:
         """Per-point negative bound of each batch, summed: -U(x) and -w * L(x, y) (+ classifier terms).
 
         One call covers labelled, unlabelled and classifier terms, so one optimizer step does too.
         ``w_labelled`` weights each label, for models that take weights (``takes_label_weights``).
+        ``labelled_scale`` multiplies the labelled batch's terms (see ``TrainConfig.labelled_scale``).
         """
         if w_labelled is not None and not self.takes_label_weights:
             raise ValueError(f"model {type(self).__name__} does not take per-label weights")
@@ -159,7 +161,7 @@ class ZooModel(PyroModule):
         if x_labelled is not None and len(x_labelled):
             extra = (w_labelled,) if w_labelled is not None else ()
             labelled = self._elbo_labelled.differentiable_loss(self.model, self.guide, x_labelled, y_labelled, *extra)
-            total = total + self.labelled_weight * labelled / len(x_labelled)
+            total = total + labelled_scale * self.labelled_weight * labelled / len(x_labelled)
         return total
 
     @torch.no_grad()

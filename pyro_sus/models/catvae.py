@@ -249,8 +249,12 @@ class CategoricalVAE(GenerativeModel):
         return torch.softmax(logits, -1)
 
     def loss(self, x_unlabelled: torch.Tensor | None, x_labelled: torch.Tensor | None = None,
-             y_labelled: torch.Tensor | None = None, w_labelled: torch.Tensor | None = None) -> torch.Tensor:
-        """Eq. 8 over one batch: weighted -ELBO (L_R + L_C), plus w_A L_A and w_F L_F."""
+             y_labelled: torch.Tensor | None = None, w_labelled: torch.Tensor | None = None,
+             labelled_scale: float = 1.0) -> torch.Tensor:
+        """Eq. 8 over one batch: weighted -ELBO (L_R + L_C), plus w_A L_A and w_F L_F.
+
+        ``labelled_scale`` multiplies the labelled batch's ELBO; the assignment losses, which pool
+        labelled and unlabelled features, are left as they are."""
         if w_labelled is not None:
             raise ValueError("model CategoricalVAE does not take per-label weights")
         c = self.config
@@ -264,7 +268,7 @@ class CategoricalVAE(GenerativeModel):
             total = total + self._elbo_weight * elbo / len(x_unlabelled)
         if has_l:
             elbo = self._elbo_labelled.differentiable_loss(self.model, self.guide, x_labelled, y_labelled, f_l)
-            total = total + self._elbo_weight * elbo / len(x_labelled)
+            total = total + labelled_scale * self._elbo_weight * elbo / len(x_labelled)
             parts_f.append(f_l)
             parts_assigned.append(y_labelled)
             if has_u:  # the auxiliary task: unlabelled points take their nearest labelled label
