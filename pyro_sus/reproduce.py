@@ -244,7 +244,7 @@ _PYRO_LABELS = {100: (93.19, None), 600: (94.37, None), 1000: (94.87, None), 300
 register_experiment(Experiment(
     "pyro-ssvae-tutorial", "Pyro's SS-VAE tutorial (examples/vae/ss_vae_M2.py; a peer implementation, not a seed)",
     "test accuracy at 100 / 600 / 1000 / 3000 labels", "mnist",
-    # Pyro visits each label once per epoch: "dataset" gives one step the same mix of terms. No clipping.
+    # Pyro visits each label once per epoch: "dataset" gives each epoch the same objective. No clipping.
     {"epochs": 50, "learning_rate": 4.2e-4, "batch_size": 200, "lr_schedule": "constant", "clip_value": None,
      "labelled_scale": "dataset"},
     tuple(Row(f"M2, {n} labels", "m2",
