@@ -8,9 +8,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-__all__ = ["atomic_write_text", "atomic_write_json", "atomic_torch_save", "load_checkpoint", "CheckpointError"]
+__all__ = ["atomic_write_text", "atomic_write_json", "atomic_savez", "atomic_torch_save", "load_checkpoint", "CheckpointError"]
 
 
 class CheckpointError(RuntimeError):
@@ -47,6 +48,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_json(path: str | Path, data: Any) -> None:
     """Write ``data`` as indented JSON, atomically."""
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_savez(path: str | Path, **arrays: np.ndarray) -> None:
+    """``np.savez`` through a temp file and a rename."""
+    _atomic(Path(path), lambda handle: np.savez(handle, **arrays))
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:

@@ -37,7 +37,7 @@ import torch
 
 from ..api import hardware_info
 from ..data import Dataset, Preprocessor, load_dataset
-from ..io import atomic_write_json
+from ..io import atomic_savez, atomic_write_json
 from ..models import get_model_class
 from ..train import TrainConfig, TrainingData, resolve_device, seed_everything, train
 from .clustering import CLUSTER_METHODS, CONFIDENCE_FUNCTIONS, METRICS, NO_LABEL, cluster_latents, propagate_labels
@@ -225,13 +225,6 @@ def _pool_indices(n_train: int, config: ActiveConfig) -> np.ndarray:
     return np.sort(np.random.default_rng(config.seed).choice(n_train, config.max_train, replace=False))
 
 
-def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "wb") as handle:
-        np.savez(handle, **arrays)
-    partial.replace(path)
-
-
 def _check_model(name: str) -> None:
     cls = get_model_class(name)
     if not (cls.takes_label_weights and hasattr(cls, "embed") and hasattr(cls, "decode")):
@@ -336,7 +329,7 @@ def run_active(config: ActiveConfig | None = None, run_dir: str | Path = "runs/a
                 labels, weights, queries = asked.labels, asked.weights, asked.queries
                 # queries.json first: labels.npz is the marker that this round's labelling is complete.
                 atomic_write_json(round_dir / "queries.json", queries)
-                _atomic_savez(round_dir / "labels.npz", labels=labels, weights=weights)
+                atomic_savez(round_dir / "labels.npz", labels=labels, weights=weights)
                 titles = [f"{q['node']}: " + ("invalid" if q["label"] == NO_LABEL else f"{q['label']} ({q['confidence']:.2g})")
                           for q in queries]
                 plot_centres(asked.images, titles, data.image_shape, round_dir / "centres.png",
