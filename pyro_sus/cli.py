@@ -55,6 +55,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="latent-classifier VAE: E_p(y|z) log p(x|y,z) (paper) or log sum_y p(y|z)p(x|y,z) (exact)")
     m.add_argument("--z-dim", type=int, default=None)
     m.add_argument("--hidden-dims", type=int, nargs="+", default=None)
+    m.add_argument("--activation", default=None,
+                   help="hidden-layer nonlinearity of the MLPs: relu (default) or softplus (Pyro's SS-VAE, Kingma et al.)")
     m.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default=None)
     m.add_argument("--gaussian-scale", type=float, default=None)
     m.add_argument("--alpha", type=float, default=None, help="classifier weight on labelled data")
@@ -65,6 +67,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--epochs", type=int, default=100)
     t.add_argument("--batch-size", type=int, default=100, help="per step: this many labelled + unlabelled")
     t.add_argument("--lr", type=float, default=3e-4)
+    t.add_argument("--adam-beta1", type=float, default=0.9, help="Adam's first-moment decay (Pyro's SS-VAE run: 0.95)")
     t.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine")
     t.add_argument("--clip-value", type=float, default=1.0, help="gradient value clipping; 0 disables")
     t.add_argument("--labelled-scale", type=_labelled_scale, default="batch",
@@ -155,7 +158,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return {key: value for key, value in options.items() if value is not None}
 
     model_options = given({
-        "z_dim": args.z_dim, "hidden_dims": args.hidden_dims, "likelihood": args.likelihood,
+        "z_dim": args.z_dim, "hidden_dims": args.hidden_dims, "activation": args.activation,
+        "likelihood": args.likelihood,
         "gaussian_scale": args.gaussian_scale, "alpha": args.alpha, "posterior": args.posterior,
         "latent_prior": args.latent_prior, "a_dim": args.a_dim, "labelled_weight": args.labelled_weight,
         "unlabelled_bound": args.unlabelled_bound,
@@ -163,7 +167,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "latent_prior_options": given({"components": args.prior_components}) or None})
     model_options.update(_parse_options(args.model_option))
     train_options = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
-                     "lr_schedule": args.lr_schedule, "clip_value": args.clip_value or None,
+                     "adam_beta1": args.adam_beta1, "lr_schedule": args.lr_schedule, "clip_value": args.clip_value or None,
                      "binarize": not args.no_binarize, "seed": args.seed, "device": args.device,
                      "checkpoint_every": args.checkpoint_every, "labelled_scale": args.labelled_scale}
     run = fit(args.model, args.dataset, args.out, data_dir=args.data_dir, download=args.download,

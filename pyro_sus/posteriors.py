@@ -3,8 +3,9 @@
 A posterior family is a module ``family(context_dim, z_dim, hidden_dims, **options)`` whose
 ``forward(context)`` returns a Pyro ``Distribution`` with batch shape ``context.shape[:-1]`` and
 event shape ``(z_dim,)``. Families live in :data:`POSTERIORS`; a model's config names one
-(``posterior="flow"``) so the choice survives save/load and is available from the CLI. Add your
-own with :func:`register_posterior`.
+(``posterior="flow"``) so the choice survives save/load and is available from the CLI. A family
+that takes an ``activation`` keyword gets the model's hidden-layer activation when it is not ReLU
+(both built-in families do). Add your own with :func:`register_posterior`.
 
 Under parallel enumeration of y the context carries an extra leading dimension (``(K, B, D)``),
 so every family must broadcast over leading dimensions; the contract tests check this.
@@ -22,7 +23,7 @@ import pyro.distributions as dist
 import zuko
 from pyro.contrib.zuko import ZukoToPyro
 
-from .nn import MLP
+from .nn import MLP, activation_module
 from ._registry import build, registrar
 
 __all__ = ["POSTERIORS", "register_posterior", "build_posterior", "DiagonalNormalPosterior",
@@ -44,24 +45,25 @@ def build_posterior(name: str, context_dim: int, z_dim: int, hidden_dims: Sequen
 
 
 class _Trunk(nn.Module):
-    """The shared body of a conditional density: MLP layers with a ReLU on the last one."""
+    """The shared body of a conditional density: MLP layers with the activation on the last one too."""
 
-    def __init__(self, context_dim: int, hidden_dims: Sequence[int]) -> None:
+    def __init__(self, context_dim: int, hidden_dims: Sequence[int], activation: str = "relu") -> None:
         super().__init__()
-        self.body = MLP(context_dim, hidden_dims[:-1], hidden_dims[-1]) if hidden_dims else None
+        self.body = MLP(context_dim, hidden_dims[:-1], hidden_dims[-1], activation) if hidden_dims else None
         self.width = hidden_dims[-1] if hidden_dims else context_dim
+        self.activation = activation_module(activation)  # no parameters: saved weights do not change
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.body(context)) if self.body is not None else context
+        return self.activation(self.body(context)) if self.body is not None else context
 
 
 @register_posterior("normal")
 class DiagonalNormalPosterior(nn.Module):
     """q(z|c) = N(mu(c), diag sigma(c)^2), mean and scale sharing every layer but their own output."""
 
-    def __init__(self, context_dim: int, z_dim: int, hidden_dims: Sequence[int]) -> None:
+    def __init__(self, context_dim: int, z_dim: int, hidden_dims: Sequence[int], activation: str = "relu") -> None:
         super().__init__()
-        self.trunk = _Trunk(context_dim, hidden_dims)
+        self.trunk = _Trunk(context_dim, hidden_dims, activation)
         self.loc = nn.Linear(self.trunk.width, z_dim)
         self.scale = nn.Linear(self.trunk.width, z_dim)
 
@@ -99,13 +101,13 @@ class FlowPosterior(nn.Module):
     """
 
     def __init__(self, context_dim: int, z_dim: int, hidden_dims: Sequence[int], transforms: int = 4,
-                 flow_hidden: Sequence[int] = (64, 64), kind: str = "iaf") -> None:
+                 flow_hidden: Sequence[int] = (64, 64), kind: str = "iaf", activation: str = "relu") -> None:
         super().__init__()
         if kind not in FLOW_KINDS:
             raise ValueError(f"flow kind must be one of {FLOW_KINDS}, got {kind!r}")
         if transforms < 1:
             raise ValueError(f"a flow needs at least one transform, got {transforms}")
-        self.trunk = _Trunk(context_dim, hidden_dims)
+        self.trunk = _Trunk(context_dim, hidden_dims, activation)
         family = zuko.flows.NSF if kind == "nsf" else zuko.flows.MAF
         layers = family(z_dim, context=self.trunk.width, transforms=transforms,
                         hidden_features=tuple(flow_hidden)).transform

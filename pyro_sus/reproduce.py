@@ -240,23 +240,26 @@ register_experiment(Experiment(
         "Table III's error is reported here as accuracy (100 - error).",
     )))
 
+# Means over five random label selections; 95% confidence half-widths 0.60 / 0.70 / 0.38 / 0.12.
 _PYRO_LABELS = {100: (93.19, None), 600: (94.37, None), 1000: (94.87, None), 3000: (95.82, None)}
 register_experiment(Experiment(
     "pyro-ssvae-tutorial", "Pyro's SS-VAE tutorial (examples/vae/ss_vae_M2.py; a peer implementation, not a seed)",
     "test accuracy at 100 / 600 / 1000 / 3000 labels", "mnist",
-    # Pyro visits each label once per epoch: "dataset" gives each epoch the same objective. No clipping.
-    {"epochs": 50, "learning_rate": 4.2e-4, "batch_size": 200, "lr_schedule": "constant", "clip_value": None,
-     "labelled_scale": "dataset"},
+    # The script's defaults (50 epochs, Adam 4.2e-4 with beta1 0.95, batch 200, Softplus) on grey values. Pyro visits
+    # each label once per epoch: "dataset" gives each epoch the same objective. No clipping.
+    {"epochs": 50, "learning_rate": 4.2e-4, "adam_beta1": 0.95, "batch_size": 200, "lr_schedule": "constant",
+     "clip_value": None, "labelled_scale": "dataset", "binarize": False},
     tuple(Row(f"M2, {n} labels", "m2",
               {"labels_per_class": n // 10, "validation_fraction": 1 / 6, "prior": "uniform", "std_threshold": None,
-               "model_options": {"z_dim": 50, "hidden_dims": [500], "alpha": 46.0}},
+               "model_options": {"z_dim": 50, "hidden_dims": [500], "activation": "softplus", "alpha": 46.0}},
               {"accuracy": number}) for n, number in _PYRO_LABELS.items()),
-    seeds=1, deviations=(
-        "Adam beta1 = 0.9 (Pyro's run: 0.95).",
+    seeds=5, deviations=(
+        "Pyro's table gives no epochs or batch size (its numbers are means over five random label selections, "
+        "alpha' chosen on validation accuracy); the script's defaults are used, although its check that the "
+        "batch size divides the number of labels rejects batch 200 with 100 labels.",
         "Labelled and unlabelled batches in one step, the labelled terms scaled by (labelled / unlabelled set "
-        "sizes); Pyro interleaves one labelled batch per (unlabelled / labelled) unlabelled batches, which gives "
-        "the same objective per epoch but not the same sequence of steps.",
-        "ReLU hidden layers (Pyro's example: Softplus); dynamic binarisation of the pixels (Pyro: grey values).",
+        "sizes); Pyro interleaves one labelled batch per (unlabelled / labelled) unlabelled batches and takes "
+        "the auxiliary loss as a second Adam step: the same objective per epoch, another sequence of steps.",
         "The final epoch is scored; Pyro reports the test accuracy at the best validation epoch.",
     )))
 

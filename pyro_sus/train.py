@@ -43,6 +43,7 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 100
     learning_rate: float = 3e-4
+    adam_beta1: float = 0.9
     lr_schedule: str = "cosine"
     clip_value: float | None = 1.0
     binarize: bool = True
@@ -57,6 +58,8 @@ class TrainConfig:
             raise ValueError(f"epochs, batch_size and checkpoint_every must be >= 1: {self}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 <= self.adam_beta1 < 1:
+            raise ValueError(f"adam_beta1 must lie in [0, 1), got {self.adam_beta1}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
         if self.clip_value is not None and self.clip_value <= 0:
@@ -174,7 +177,7 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
     seed_everything(config.seed)
     model.to(device)
     data = data.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=(config.adam_beta1, 0.999))
     if config.lr_schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     else:

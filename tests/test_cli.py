@@ -173,7 +173,8 @@ def test_swapped_parts_from_the_cli_survive_the_run_folder(tmp_path):
 
 @pytest.mark.parametrize("model,extra", [("lcvae", ["--labelled-weight", "0.5", "--unlabelled-bound", "exact"]),
                                          ("am2", ["--a-dim", "3"]), ("classifier", []),
-                                         ("m2", ["--labelled-scale", "dataset"])])
+                                         ("m2", ["--labelled-scale", "dataset", "--adam-beta1", "0.95",
+                                                 "--activation", "softplus"])])
 def test_model_specific_options_from_the_cli(model, extra, tmp_path):
     args = TINY
     if model == "classifier":  # no latent z: drop "--z-dim 2"
@@ -183,7 +184,9 @@ def test_model_specific_options_from_the_cli(model, extra, tmp_path):
     assert main(["train", "--model", model, "--out", str(out)] + extra + args) == 0
     assert "test" in json.loads((out / "results.json").read_text())
     if "--labelled-scale" in extra:
-        assert json.loads((out / "run.json").read_text())["train"]["labelled_scale"] == "dataset"
+        train_options = json.loads((out / "run.json").read_text())["train"]
+        assert (train_options["labelled_scale"], train_options["adam_beta1"]) == ("dataset", 0.95)
+        assert json.loads((out / "run.json").read_text())["model_options"]["activation"] == "softplus"
 
 
 def test_bad_part_choices_are_one_line_errors(tmp_path, capsys):

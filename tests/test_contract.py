@@ -8,8 +8,11 @@ import torch
 import pyro.poutine as poutine
 from pyro.poutine.util import site_is_subsample
 
+from torch import nn
+
 from pyro_sus.models import MODELS, GenerativeModel, build_model, get_model_class
-from pyro_sus.posteriors import POSTERIORS
+from pyro_sus.nn import MLP
+from pyro_sus.posteriors import POSTERIORS, _Trunk
 from pyro_sus.priors import LATENT_PRIORS
 from conftest import DEVICES
 
@@ -104,6 +107,31 @@ def test_save_load_round_trip_gives_identical_predictions(name, posterior, devic
     torch.testing.assert_close(loaded.predict_proba(x_u), model.predict_proba(x_u), rtol=0, atol=0)
     fresh = make(name, device, posterior)
     assert not torch.equal(fresh.predict_proba(x_u), model.predict_proba(x_u))
+
+
+@pytest.mark.parametrize("name,posterior", CASES)
+def test_activation_reaches_every_hidden_layer_and_survives_save_load(name, posterior, tmp_path):
+    """``activation="softplus"`` replaces ReLU in every MLP and posterior trunk, keeps gradients
+    flowing, changes the outputs, and comes back from disk."""
+    def activations(model):
+        layers = [m for m in model.modules() if isinstance(m, (MLP, _Trunk))]
+        return layers, {type(a) for layer in layers for a in layer.modules() if isinstance(a, (nn.ReLU, nn.Softplus))}
+
+    torch.manual_seed(0)
+    model = make(name, "cpu", posterior, activation="softplus")
+    layers, kinds = activations(model)
+    assert layers and kinds == {nn.Softplus}
+    assert_every_parameter_learns(model, model.loss(*batches("cpu")))
+    model.save(tmp_path)
+    loaded = type(model).load(tmp_path, map_location="cpu")
+    assert loaded.config.activation == "softplus" and activations(loaded)[1] == {nn.Softplus}
+    torch.manual_seed(0)
+    relu = make(name, "cpu", posterior)
+    relu.load_state_dict(model.state_dict())  # same weights, other nonlinearity
+    x_u, _, _ = batches("cpu")
+    assert not torch.allclose(relu.predict_proba(x_u), model.predict_proba(x_u))
+    with pytest.raises(ValueError, match="activation must be one of"):
+        make(name, "cpu", posterior, activation="tanh")
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

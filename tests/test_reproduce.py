@@ -80,16 +80,17 @@ def test_aggregation_gives_mean_sd_and_difference_and_lists_failed_seeds(tmp_pat
 def test_results_section_is_inserted_once_and_replaced_in_place(tmp_path):
     page = tmp_path / "RESULTS.md"
     page.write_text("# Results\n\nhand-written text\n\n## Later section\n")
-    fabricate(tmp_path, "pyro-ssvae-tutorial", {"M2, 100 labels": [0.80]}, 50)
+    fabricate(tmp_path, "pyro-ssvae-tutorial", {"M2, 100 labels": [0.79, 0.80, 0.81, 0.80, 0.80]}, 50)
     write_results_section(aggregate("pyro-ssvae-tutorial", tmp_path), page)
     first = page.read_text()
-    assert "hand-written text" in first and "| M2, 100 labels | honest accuracy | 80.0 |" in first
-    assert "REDUCED" not in first                                       # the paper's 50 epochs and 1 run
+    assert "hand-written text" in first and "| M2, 100 labels | honest accuracy | 80.0 ± 0.7 |" in first
+    assert "REDUCED" not in first                                       # the paper's 50 epochs and 5 runs
     fabricate(tmp_path / "again", "pyro-ssvae-tutorial", {"M2, 100 labels": [0.85]}, 50)
     write_results_section(aggregate("pyro-ssvae-tutorial", tmp_path / "again"), page)
     second = page.read_text()
     assert second.count("BEGIN generated: pyro-sus reproduce pyro-ssvae-tutorial") == 1
-    assert "| 85.0 |" in second and "| 80.0 |" not in second and second.startswith(first.split("<!--")[0])
+    assert "| 85.0 |" in second and "80.0 ±" not in second and second.startswith(first.split("<!--")[0])
+    assert "REDUCED" in second                                          # 1 of the paper's 5 runs
 
 
 def test_a_failing_job_is_reported_and_the_others_keep_their_results(tmp_path, shared_data_dir):

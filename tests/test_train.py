@@ -114,6 +114,15 @@ def test_bad_train_config():
         TrainConfig(lr_schedule="linear")
     with pytest.raises(ValueError, match="epochs"):
         TrainConfig(epochs=0)
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="adam_beta1"):
+            TrainConfig(adam_beta1=bad)
+
+
+def test_adam_beta1_reaches_the_optimizer(tmp_path):
+    train(toy_model(), toy_data(), config(epochs=1, adam_beta1=0.95), tmp_path, progress=False)
+    groups = load_checkpoint(tmp_path / "last.pt", map_location="cpu")["optimizer"]["param_groups"]
+    assert [tuple(g["betas"]) for g in groups] == [(0.95, 0.999)]
 
 
 @pytest.mark.parametrize("device", DEVICES)

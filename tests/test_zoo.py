@@ -238,6 +238,23 @@ def test_posterior_families_are_built_by_name_with_options():
     assert math.isclose(float(flow(torch.zeros(2, 6)).log_prob(torch.zeros(2, 3)).shape.numel()), 2)
 
 
+def test_a_posterior_family_without_an_activation_option_builds_with_relu_and_refuses_softplus(monkeypatch):
+    from pyro_sus.posteriors import DiagonalNormalPosterior, POSTERIORS
+
+    class Plain(DiagonalNormalPosterior):
+        """A plugin family written before the option existed."""
+
+        def __init__(self, context_dim, z_dim, hidden_dims):
+            super().__init__(context_dim, z_dim, hidden_dims)
+
+    monkeypatch.setitem(POSTERIORS, "test_plain", Plain)
+    model = build_model("m2", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(5,), posterior="test_plain")
+    assert isinstance(model.posterior, Plain)
+    with pytest.raises(ValueError, match="activation"):
+        build_model("m2", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(5,), posterior="test_plain",
+                    activation="softplus")
+
+
 def test_unlabelled_bound_is_the_negative_mean_loss_and_none_without_an_unlabelled_objective():
     model = build_model("gmdgm", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(5,)).double()
     x = bits(10)
@@ -300,6 +317,12 @@ def test_feature_loss_is_the_normalised_mean_distance_to_the_class_labelled_feat
 
 def catvae(**options):
     return build_model("catvae", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(5,), **options).double()
+
+
+def test_catvae_conv_networks_refuse_another_activation():
+    with pytest.raises(ValueError, match="MLP encoder only"):
+        build_model("catvae", x_dim=784, n_slots=N_SLOTS, z_dim=Z_DIM, encoder="conv", activation="softplus")
+    assert catvae(activation="softplus").config.activation == "softplus"
 
 
 def test_catvae_features_are_non_negative_unit_vectors():

@@ -46,9 +46,9 @@ class AuxiliaryDGM(SemiUnsupervisedDGM):
     def __init__(self, config: AuxiliaryDGMConfig) -> None:
         super().__init__(config)
         x_dim, k, hidden = config.x_dim, config.n_slots, config.hidden_dims
-        self.aux_posterior = DiagonalNormalPosterior(x_dim, config.a_dim, hidden)
+        self.aux_posterior = DiagonalNormalPosterior(x_dim, config.a_dim, hidden, config.activation)
         self.aux_prior = DiagonalNormalPosterior((x_dim if self.aux_prior_sees_x else 0) + k + config.z_dim,
-                                                 config.a_dim, hidden)
+                                                 config.a_dim, hidden, config.activation)
 
     def classifier_input_dim(self) -> int:
         return self.config.x_dim + self.config.a_dim

@@ -14,6 +14,7 @@ import pyro.distributions as dist
 from pyro.infer import TraceEnum_ELBO
 from pyro.nn import PyroModule
 
+from ..nn import ACTIVATIONS
 from ..posteriors import POSTERIORS, build_posterior
 from ..priors import LATENT_PRIORS, build_latent_prior
 
@@ -29,11 +30,14 @@ class ModelConfig:
     x_dim: int
     n_slots: int
     hidden_dims: tuple[int, ...] = (500, 500)
+    activation: str = "relu"
 
     def __post_init__(self) -> None:
         self.hidden_dims = tuple(int(h) for h in self.hidden_dims)
         if self.x_dim < 1 or self.n_slots < 1 or any(h < 1 for h in self.hidden_dims):
             raise ValueError(f"x_dim, n_slots and hidden_dims must be positive: {self}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -229,7 +233,9 @@ class GenerativeModel(ZooModel):
     def build_posterior(self, context_dim: int) -> torch.nn.Module:
         """q(z | context) from the configured family."""
         c = self.config
-        return build_posterior(c.posterior, context_dim, c.z_dim, c.hidden_dims, c.posterior_options)
+        # Passed only when not the default, so a plugin family that predates the option still builds.
+        options = {"activation": c.activation} if c.activation != "relu" else {}
+        return build_posterior(c.posterior, context_dim, c.z_dim, c.hidden_dims, {**options, **c.posterior_options})
 
     def build_latent_prior(self, n_slots: int) -> torch.nn.Module:
         """p(z | y) over ``n_slots`` values of y from the configured (or default) family."""

@@ -37,7 +37,7 @@ class LabelledOnlyClassifier(ZooModel):
 
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__(config)
-        self.classifier_net = MLP(config.x_dim, config.hidden_dims, config.n_slots)
+        self.classifier_net = MLP(config.x_dim, config.hidden_dims, config.n_slots, config.activation)
 
     def model(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         """y ~ Cat(softmax f(x)), observed."""
@@ -79,8 +79,8 @@ class M1(GenerativeModel):
         super().__init__(config)
         self.posterior = self.build_posterior(config.x_dim)
         self.latent_prior = self.build_latent_prior(1)
-        self.decoder = MLP(config.z_dim, tuple(reversed(config.hidden_dims)), config.x_dim)
-        self.head = MLP(config.z_dim, config.hidden_dims, config.n_slots)
+        self.decoder = MLP(config.z_dim, tuple(reversed(config.hidden_dims)), config.x_dim, config.activation)
+        self.head = MLP(config.z_dim, config.hidden_dims, config.n_slots, config.activation)
 
     def likelihood(self, z: torch.Tensor, y: torch.Tensor | None = None) -> dist.Distribution:
         """p(x | z); y plays no part."""

@@ -52,7 +52,7 @@ class BetaVAEClassifier(GenerativeModel):
         super().__init__(config)
         self.posterior = self.build_posterior(config.x_dim)
         self.latent_prior = self.build_latent_prior(1)
-        self.decoder = MLP(config.z_dim, tuple(reversed(config.hidden_dims)), config.x_dim)
+        self.decoder = MLP(config.z_dim, tuple(reversed(config.hidden_dims)), config.x_dim, config.activation)
         self.head = nn.Linear(config.z_dim, config.n_slots)  # "a softmax classification layer" on z
 
     def likelihood(self, z: torch.Tensor, y: torch.Tensor | None = None) -> dist.Distribution:

@@ -100,6 +100,8 @@ class CategoricalVAEConfig(GenerativeConfig):
         if self.posterior != "normal" or self.latent_prior is not None:
             raise ValueError("the categorical VAE's feature f is deterministic: it takes no posterior family "
                              "or latent prior")
+        if self.encoder == "conv" and self.activation != "relu":
+            raise ValueError("the conv networks are the paper's (ReLU); activation applies to the MLP encoder only")
 
 
 def _conv_encoder(feature_dim: int) -> nn.Module:
@@ -185,8 +187,8 @@ class CategoricalVAE(GenerativeModel):
             self.encoder = _conv_encoder(f_dim)
             self.decoder = _ConvDecoder(f_dim + k, f_dim)
         else:
-            self.encoder = MLP(config.x_dim, hidden, f_dim)
-            self.decoder = MLP(f_dim + k, tuple(reversed(hidden)), config.x_dim)
+            self.encoder = MLP(config.x_dim, hidden, f_dim, config.activation)
+            self.decoder = MLP(f_dim + k, tuple(reversed(hidden)), config.x_dim, config.activation)
         self.category_head = nn.Sequential(nn.Linear(f_dim, 50), nn.ReLU(), nn.Linear(50, 25), nn.ReLU(),
                                            nn.Linear(25, k))
         # Eq. 8 with the paper's normalisations (L_R per pixel, L_C over log K), as one overall

@@ -45,10 +45,11 @@ class SemiUnsupervisedDGM(GenerativeModel):
         k, hidden = config.n_slots, config.hidden_dims
         prior = torch.tensor(config.class_prior) if config.class_prior else torch.full((k,), 1.0 / k)
         self.register_buffer("class_probs", prior)
-        self.classifier_net = MLP(self.classifier_input_dim(), hidden, k)
+        self.classifier_net = MLP(self.classifier_input_dim(), hidden, k, config.activation)
         self.posterior = self.build_posterior(self.posterior_context_dim())
         self.latent_prior = self.build_latent_prior(k)
-        self.decoder = MLP(config.z_dim + (k if self.decoder_sees_y else 0), tuple(reversed(hidden)), config.x_dim)
+        self.decoder = MLP(config.z_dim + (k if self.decoder_sees_y else 0), tuple(reversed(hidden)), config.x_dim,
+                           config.activation)
 
     # -- sizes a subclass with more inputs (the auxiliary models) overrides -----------------------
     def classifier_input_dim(self) -> int:

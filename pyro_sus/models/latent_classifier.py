@@ -68,8 +68,9 @@ class LatentClassifierVAE(GenerativeModel):
         k, hidden = config.n_slots, config.hidden_dims
         self.posterior = self.build_posterior(config.x_dim)
         self.latent_prior = self.build_latent_prior(1)  # p(z): no class variable above z
-        self.latent_classifier = MLP(config.z_dim, hidden, k)
-        self.decoder = MLP(config.z_dim + (k if self.decoder_sees_y else 0), tuple(reversed(hidden)), config.x_dim)
+        self.latent_classifier = MLP(config.z_dim, hidden, k, config.activation)
+        self.decoder = MLP(config.z_dim + (k if self.decoder_sees_y else 0), tuple(reversed(hidden)), config.x_dim,
+                           config.activation)
 
     @property
     def labelled_weight(self) -> float:
