@@ -35,7 +35,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import pyro_sus.nn
 from pyro_sus.api import _training_data, hardware_info
 from pyro_sus.data import Preprocessor, load_dataset, make_split
 from pyro_sus.models.m2 import M2, M2Config
@@ -64,15 +63,16 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    if args.softplus:
-        pyro_sus.nn.nn.ReLU = nn.Softplus  # MLP builds its hidden activations from this name
     data = load_dataset("mnist", args.data_dir)
     split = make_split(data.y_train, labels_per_class=args.labels // 10, validation_fraction=1 / 6, seed=args.seed)
     pre = Preprocessor.fit(data.x_train[np.concatenate([split.labelled_idx, split.unlabelled_idx])], None)
     train_data = _training_data(data, split, pre)
     x_test, y_test = torch.tensor(pre.transform(data.x_test)), data.y_test
     seed_everything(args.seed)
-    model = M2(M2Config(x_dim=784, n_slots=10, z_dim=50, hidden_dims=(500,), alpha=46.0))
+    model = M2(M2Config(x_dim=784, n_slots=10, z_dim=50, hidden_dims=(500,), alpha=46.0,
+                        activation="softplus" if args.softplus else "relu"))
+    if args.softplus:  # as in the recorded runs: the last hidden layer of q(z|x,y) stays ReLU
+        model.posterior.trunk.activation = nn.ReLU()
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(args.beta1, 0.999))
     generator = torch.Generator().manual_seed(args.seed)
     x_u_all, x_l_all, y_l_all = train_data.x_unlabelled, train_data.x_labelled, train_data.y_labelled
