@@ -19,7 +19,8 @@ differs:
   but Pyro leaves zeroed, not absent, gradients), so Adam moves again on its momentum alone.
 
 ``--grey`` trains on grey values (Pyro) instead of dynamic binarisation; ``--softplus`` swaps the
-ReLU of our MLPs for Softplus (Pyro's networks; the last hidden layer of q(z|x,y) stays ReLU).
+ReLU of our MLPs for Softplus (Pyro's networks); the last hidden layer of q(z|x,y) stays ReLU, as in
+the recorded runs, unless ``--trunk-end softplus`` (Pyro's network there too).
 Validation and test accuracy (argmax of q(y|x)) are written after every epoch to ``--out``.
 """
 
@@ -50,6 +51,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--momentum-step", action="store_true", help="Pyro's zero-gradient Adam step after each unlabelled batch")
     p.add_argument("--grey", action="store_true", help="grey values instead of dynamic binarisation")
     p.add_argument("--softplus", action="store_true", help="Softplus instead of ReLU in the MLPs")
+    p.add_argument("--trunk-end", choices=["relu", "softplus"], default="relu",
+                   help="with --softplus: the last hidden layer of q(z|x,y) (the recorded runs kept ReLU there)")
     p.add_argument("--labels", type=int, default=100, help="balanced labels in all (a multiple of 10)")
     p.add_argument("--lr", type=float, default=4.2e-4)
     p.add_argument("--beta1", type=float, default=0.95)
@@ -58,7 +61,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--data-dir", default="../shared/data")
     p.add_argument("--max-unlabelled", type=int, default=None, help="keep this many unlabelled images (smoke tests)")
     p.add_argument("--out", required=True, help="JSON file: options, hardware and one record per epoch")
-    return p.parse_args()
+    args = p.parse_args()
+    if args.trunk_end == "softplus" and not args.softplus:
+        p.error("--trunk-end softplus needs --softplus (without it every layer is ReLU)")
+    return args
 
 
 def main() -> None:
@@ -71,7 +77,7 @@ def main() -> None:
     seed_everything(args.seed)
     model = M2(M2Config(x_dim=784, n_slots=10, z_dim=50, hidden_dims=(500,), alpha=46.0,
                         activation="softplus" if args.softplus else "relu"))
-    if args.softplus:  # as in the recorded runs: the last hidden layer of q(z|x,y) stays ReLU
+    if args.softplus and args.trunk_end == "relu":  # as in the recorded runs
         model.posterior.trunk.activation = nn.ReLU()
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(args.beta1, 0.999))
     generator = torch.Generator().manual_seed(args.seed)
@@ -80,6 +86,9 @@ def main() -> None:
     n_u, n_l = len(x_u_all), len(x_l_all)
     draw = (lambda x: x) if args.grey else torch.bernoulli
     log: list[dict[str, float]] = []
+    # What was trained, read off the modules (not the options), so a record shows what ran.
+    networks = {"activations": sorted({type(m).__name__ for m in model.modules() if isinstance(m, (nn.ReLU, nn.Softplus))}),
+                "q(z|x,y) last hidden layer": type(model.posterior.trunk.activation).__name__}
 
     def record(epoch: int, seconds: float) -> None:
         model.eval()
@@ -88,8 +97,8 @@ def main() -> None:
         model.train()
         log.append({"epoch": epoch, "val": val, "test": test, "seconds": seconds})
         print(json.dumps(log[-1]), flush=True)
-        Path(args.out).write_text(json.dumps({"args": vars(args), "hardware": hardware_info("cpu"), "log": log},
-                                             indent=1))
+        Path(args.out).write_text(json.dumps({"args": vars(args), "hardware": hardware_info("cpu"),
+                                              "networks": networks, "log": log}, indent=1))
 
     def adam_step(loss: torch.Tensor, momentum: bool = False) -> None:
         optimizer.zero_grad(set_to_none=False)
