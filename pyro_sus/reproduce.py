@@ -427,6 +427,22 @@ def _hardware_text(hardware: dict[str, Any] | None) -> str:
     return f"CPU ({hardware.get('cpu') or '?'}, {hardware.get('torch_threads')} thread(s))"
 
 
+def _commands_text(summary: dict[str, Any]) -> str:
+    """The command(s) that made the table: one per group of rows run with the same --seeds and --epochs."""
+    groups: dict[tuple[int, int | None], list[str]] = {}
+    for r in summary["rows"]:
+        runs = len(r["seeds"]) + len(r["failed_seeds"])
+        groups.setdefault((runs, r["epochs"][0] if r["epochs"] else None), []).append(r["row"])
+    commands = []
+    for (runs, epochs), labels in groups.items():
+        every_row = len(groups) == 1 and summary.get("all_rows", True)
+        commands.append(f"`pyro-sus reproduce {summary['experiment']}"
+                        + ("" if every_row else " --rows " + " ".join(f'"{label}"' for label in labels))
+                        + (f" --epochs {epochs}" if epochs is not None and epochs != summary["paper_epochs"] else "")
+                        + (f" --seeds {runs}" if runs and runs != summary["paper_seeds"] else "") + " --write-results`")
+    return ("Command: " if len(commands) == 1 else "Commands: ") + "; ".join(commands)
+
+
 def render_markdown(summary: dict[str, Any]) -> str:
     """The summary as a section of docs/RESULTS.md: ours beside the paper's, REDUCED where it is."""
     rows = summary["rows"]
@@ -439,10 +455,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
              f"Paper's budget: {summary['paper_epochs']} epochs, {summary['paper_seeds']} run(s). "
              f"Ours: {', '.join(map(str, epochs)) or 'n/a'} epochs, up to {seeds} seed(s)"
              + (" (**smoke run: tiny data, not a result**)" if any(r["smoke"] for r in rows) else "") + ".",
-             f"Command: `pyro-sus reproduce {summary['experiment']}"
-             + ("" if summary.get("all_rows", True) else " --rows " + " ".join(f'"{r["row"]}"' for r in rows))
-             + (f" --epochs {epochs[0]}" if epochs and epochs[0] != summary["paper_epochs"] else "")
-             + (f" --seeds {seeds}" if seeds and seeds != summary["paper_seeds"] else "") + " --write-results`", "",
+             _commands_text(summary), "",
              "| row | metric | ours | paper | ours − paper | seeds | epochs | wall s / run | hardware |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -93,6 +93,19 @@ def test_results_section_is_inserted_once_and_replaced_in_place(tmp_path):
     assert "REDUCED" in second                                          # 1 of the paper's 5 runs
 
 
+def test_the_command_line_names_each_group_of_rows_run_with_its_own_seeds(tmp_path):
+    fabricate(tmp_path, "pyro-ssvae-tutorial", {"M2, 100 labels": [0.5, 0.6], "M2, 3000 labels": [0.9, 0.9]}, 50)
+    only_first_rows = render_markdown(aggregate("pyro-ssvae-tutorial", tmp_path))
+    assert ('Command: `pyro-sus reproduce pyro-ssvae-tutorial --rows "M2, 100 labels" "M2, 3000 labels" '
+            '--seeds 2 --write-results`') in only_first_rows
+    fabricate(tmp_path, "pyro-ssvae-tutorial", {"M2, 600 labels": [0.8], "M2, 1000 labels": [0.85]}, 50)
+    text = render_markdown(aggregate("pyro-ssvae-tutorial", tmp_path))
+    assert ('Commands: `pyro-sus reproduce pyro-ssvae-tutorial --rows "M2, 100 labels" "M2, 3000 labels" --seeds 2 '
+            '--write-results`; `pyro-sus reproduce pyro-ssvae-tutorial --rows "M2, 600 labels" "M2, 1000 labels" '
+            '--seeds 1 --write-results`') in text
+    assert "| M2, 600 labels | honest accuracy | 80.0 |" in text
+
+
 def test_a_failing_job_is_reported_and_the_others_keep_their_results(tmp_path, shared_data_dir):
     good = plan_jobs("pyro-ssvae-tutorial", tmp_path / "good", rows=["M2, 100 labels"], device="cpu",
                      data_dir=shared_data_dir, smoke=True)
