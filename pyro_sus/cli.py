@@ -305,7 +305,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             for row in experiment.rows:
                 numbers = ", ".join(f"{METRIC_NAMES.get(k, k)} {m:g}" + (f" ± {sd:g}" if sd is not None else "")
                                     for k, (m, sd) in row.paper.items())
-                print(f"    {row.label!r}: paper {numbers}")
+                choices = "; ".join(f"{k} in {', '.join(map(str, v))}" for k, v in row.choose_on_validation.items())
+                print(f"    {row.label!r}: paper {numbers}" + (f" (chosen on validation: {choices})" if choices else ""))
             if experiment.data_note:
                 print(f"    ({experiment.data_note})")
         return 0

@@ -42,13 +42,20 @@ def test_every_registered_experiment_runs_end_to_end_with_smoke_settings(tmp_pat
 
 
 def fabricate(tmp_path, name, row_values, epochs):
-    """Job files through plan_jobs, and a results.json per run with the given test accuracies (None: failed)."""
+    """Job files through plan_jobs, and a results.json per run with the given test accuracies (None: failed).
+
+    A row that chooses on validation gets the same test and validation accuracy for every choice, unless
+    its value is a dict {choice text: (validation, test) or None}."""
     experiment = get_experiment(name)
     rows = list(row_values)
     paths = plan_jobs(name, tmp_path, seeds=max(len(v) for v in row_values.values()), epochs=epochs, rows=rows)
     for path in paths:
         job = json.loads(path.read_text())
         value = row_values[job["row"]][job["seed"]]
+        validation = value
+        if isinstance(value, dict):
+            choice = ", ".join(f"{k}={v:g}" for k, v in job["candidate"].items())
+            validation, value = value[choice] or (None, None)
         if value is None:
             continue
         metric = next(iter(experiment.row(job["row"]).paper))
@@ -57,7 +64,7 @@ def fabricate(tmp_path, name, row_values, epochs):
         (run_dir / "results.json").write_text(json.dumps({
             "seed": job["seed"], "epochs": epochs, "train_wall_seconds": 100.0 + job["seed"],
             "hardware": {"device": "cpu", "cpu": "x86_64", "torch_threads": 1},
-            "test": {metric: value}}))
+            "validation": {"accuracy": validation}, "test": {metric: value}}))
     return paths
 
 
@@ -106,20 +113,87 @@ def test_the_command_line_names_each_group_of_rows_run_with_its_own_seeds(tmp_pa
     assert "| M2, 600 labels | honest accuracy | 80.0 |" in text
 
 
+def test_each_seed_scores_the_choice_with_the_best_validation_accuracy(tmp_path):
+    low, high = "learning_rate=0.00042", "learning_rate=0.0042"
+    row = "M2, 600 labels"
+    assert get_experiment("pyro-ssvae-tutorial").row(row).choose_on_validation == {"learning_rate": (4.2e-4, 4.2e-3)}
+    fabricate(tmp_path, "pyro-ssvae-tutorial", {row: [
+        {low: (0.80, 0.95), high: (0.90, 0.85)},   # the better test number is not the one chosen
+        {low: (0.92, 0.91), high: (0.88, 0.99)},
+        {low: (0.99, 0.99), high: None},           # a choice that failed: the seed is not scored
+    ]}, 50)
+    jobs = sorted(p.name for p in (tmp_path / "pyro-ssvae-tutorial" / "jobs").glob("*.json"))
+    assert jobs == [f"m2-600-labels-learning-rate={lr}-seed{seed}.json" for lr in ("0.00042", "0.0042")
+                    for seed in range(3)]
+    summary = aggregate("pyro-ssvae-tutorial", tmp_path)
+    (result,) = summary["rows"]
+    assert result["metrics"]["accuracy"]["ours_mean"] == pytest.approx(88.0)   # 85 and 91
+    assert result["seeds"] == [0, 1] and result["failed_seeds"] == [2]
+    assert [s["chosen"] for s in result["chosen_on_validation"]] == [{"learning_rate": 4.2e-3},
+                                                                     {"learning_rate": 4.2e-4}]
+    assert result["wall_seconds_per_run"] == pytest.approx(201.0)             # both choices' training, per seed
+    text = render_markdown(summary)
+    assert f"- {row}, seed 0: {high} (validation: {low} 80.0, {high} 90.0)" in text
+
+
+def test_choices_must_be_training_options_and_need_a_validation_set(tmp_path):
+    import dataclasses
+
+    from pyro_sus.reproduce import Experiment, Row, register_experiment
+
+    base = get_experiment("pyro-ssvae-tutorial")
+    row = base.rows[0]
+    for bad, message in ((dataclasses.replace(row, choose_on_validation={"z_dim": (10, 50)}), "not training options"),
+                         (dataclasses.replace(row, fit={**row.fit, "validation_fraction": 0}), "no validation set")):
+        register_experiment(Experiment("test-bad-choice", base.paper, base.table, base.dataset, base.train, (bad,), 1),
+                            replace=True)
+        try:
+            with pytest.raises(ValueError, match=message):
+                plan_jobs("test-bad-choice", tmp_path)
+        finally:
+            EXPERIMENTS.pop("test-bad-choice")
+
+
+def test_an_experiment_registered_by_a_plugin_runs_in_its_job_process(tmp_path, monkeypatch):
+    # The job runs as `python -m pyro_sus.reproduce`; the plugin must register into the package's
+    # registry, not into that script's own copy of the module.
+    (tmp_path / "my_table.py").write_text(
+        "import dataclasses\n"
+        "from pyro_sus.reproduce import Row, get_experiment, register_experiment\n"
+        "base = get_experiment('pyro-ssvae-tutorial')\n"
+        "register_experiment(dataclasses.replace(base, name='my-digits-table', dataset='digits', rows=(\n"
+        "    Row('M2, lr 1e-3', 'm2', {'labels_per_class': 5, 'std_threshold': None,\n"
+        "        'model_options': {'z_dim': 4, 'hidden_dims': [16]}}, {'accuracy': (50.0, None)},\n"
+        "        train={'batch_size': 50}, choose_on_validation={'learning_rate': (1e-3, 3e-3)}),)))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    try:
+        assert main(["--plugin", "my_table", "reproduce", "my-digits-table", "--smoke", "--out", str(tmp_path / "out"),
+                     "--device", "cpu", "--threads", "1"]) == 0
+        runs = sorted((tmp_path / "out" / "my-digits-table" / "runs").iterdir())
+        assert [json.loads((run / "run.json").read_text())["train"]["learning_rate"] for run in runs] == [1e-3, 3e-3]
+        assert len(aggregate("my-digits-table", tmp_path / "out")["rows"][0]["chosen_on_validation"]) == 1
+    finally:
+        EXPERIMENTS.pop("my-digits-table", None)
+
+
 def test_a_failing_job_is_reported_and_the_others_keep_their_results(tmp_path, shared_data_dir):
     good = plan_jobs("pyro-ssvae-tutorial", tmp_path / "good", rows=["M2, 100 labels"], device="cpu",
                      data_dir=shared_data_dir, smoke=True)
     bad = plan_jobs("pyro-ssvae-tutorial", tmp_path / "bad", rows=["M2, 600 labels"], device="cpu",
                     data_dir=str(tmp_path / "no-such-folder"), smoke=True)
     statuses = run_jobs(bad + good, jobs=2, threads=1)
-    assert statuses[str(bad[0])] != 0 and statuses[str(good[0])] == 0
-    assert (tmp_path / "good" / "pyro-ssvae-tutorial" / "runs" / "m2-100-labels-seed0" / "results.json").is_file()
-    assert "cannot find" in (tmp_path / "bad" / "pyro-ssvae-tutorial" / "logs" / "m2-600-labels-seed0.log").read_text()
+    assert all(statuses[str(p)] != 0 for p in bad) and all(statuses[str(p)] == 0 for p in good)
+    finished = tmp_path / "good" / "pyro-ssvae-tutorial" / "runs" / "m2-100-labels-learning-rate=0.00042-seed0"
+    assert (finished / "results.json").is_file()
+    assert "cannot find" in (tmp_path / "bad" / "pyro-ssvae-tutorial" / "logs"
+                             / "m2-600-labels-learning-rate=0.00042-seed0.log").read_text()
     assert aggregate("pyro-ssvae-tutorial", tmp_path / "bad")["rows"][0]["failed_seeds"] == [0]
-    # Running again skips the finished job: its folder is untouched.
-    finished = (tmp_path / "good" / "pyro-ssvae-tutorial" / "runs" / "m2-100-labels-seed0" / "results.json")
-    stamp = finished.stat().st_mtime_ns
-    assert run_jobs(good, jobs=1, threads=1) == {str(good[0]): 0} and finished.stat().st_mtime_ns == stamp
+    assert aggregate("pyro-ssvae-tutorial", tmp_path / "good")["rows"][0]["seeds"] == [0]
+    # Running again skips the finished jobs: their folders are untouched.
+    stamp = (finished / "results.json").stat().st_mtime_ns
+    assert run_jobs(good, jobs=1, threads=1) == {str(p): 0 for p in good}
+    assert (finished / "results.json").stat().st_mtime_ns == stamp
 
 
 def test_planning_refuses_to_mix_runs_of_a_different_definition(tmp_path):
