@@ -458,6 +458,7 @@ def aggregate(name: str, out: str | Path) -> dict[str, Any]:
         hardware = results[0].get("hardware") if results else None
         rows.append({"row": row.label, "model": row.model, "seeds": sorted(r["seed"] for r in results),
                      "failed_seeds": sorted(failed), "epochs": sorted({r["epochs"] for r in results}),
+                     "planned_epochs": sorted({j["epochs"] for j in mine}),
                      "smoke": any(j["smoke"] for j in mine), "metrics": metrics,
                      "wall_seconds_per_run": float(np.mean(walls)) if walls else None, "hardware": hardware,
                      **({"chosen_on_validation": selection} if row.choose_on_validation else {})})
@@ -488,7 +489,9 @@ def _commands_text(summary: dict[str, Any]) -> str:
     groups: dict[tuple[int, int | None], list[str]] = {}
     for r in summary["rows"]:
         runs = len(r["seeds"]) + len(r["failed_seeds"])
-        groups.setdefault((runs, r["epochs"][0] if r["epochs"] else None), []).append(r["row"])
+        # The planned epochs: a row whose runs all failed has none finished, and its command still needs them.
+        planned = r.get("planned_epochs") or r["epochs"]
+        groups.setdefault((runs, planned[0] if planned else None), []).append(r["row"])
     commands = []
     for (runs, epochs), labels in groups.items():
         every_row = len(groups) == 1 and summary.get("all_rows", True)

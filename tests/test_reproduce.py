@@ -113,6 +113,13 @@ def test_the_command_line_names_each_group_of_rows_run_with_its_own_seeds(tmp_pa
     assert "| M2, 600 labels | honest accuracy | 80.0 |" in text
 
 
+def test_a_row_whose_runs_all_failed_keeps_its_epochs_in_the_command(tmp_path):
+    fabricate(tmp_path, "willetts-workshop-table1", {"M2": [0.70], "GM-DGM": [None]}, 20)
+    text = render_markdown(aggregate("willetts-workshop-table1", tmp_path))
+    assert "Command: `pyro-sus reproduce willetts-workshop-table1 --epochs 20 --seeds 1 --write-results`" in text
+    assert "| GM-DGM | accuracy (paper protocol) | n/a | 90.7 ± 2.0 | n/a | 0 (1 failed) |" in text
+
+
 def test_each_seed_scores_the_choice_with_the_best_validation_accuracy(tmp_path):
     low, high = "learning_rate=0.00042", "learning_rate=0.0042"
     row = "M2, 600 labels"
