@@ -415,7 +415,7 @@ def _finished_runs(jobs: list[dict[str, Any]], row: Row) -> list[tuple[dict[str,
     for candidate in row.candidates():
         job = by_choice.get(_candidate_text(candidate))
         path = None if job is None else Path(job["run_dir"]) / "results.json"
-        if path is None or not path.is_file():
+        if path is None or not path.is_file():  # not planned, failed or not finished
             return None
         runs.append((candidate, json.loads(path.read_text())))
     if len(runs) > 1 and any(not r.get("validation") for _, r in runs):
@@ -430,7 +430,9 @@ def aggregate(name: str, out: str | Path) -> dict[str, Any]:
     jobs = [json.loads(p.read_text()) for p in sorted((root / "jobs").glob("*.json"))]
     rows = []
     for row in experiment.rows:
-        mine = [j for j in jobs if j["row"] == row.label]
+        # Jobs of choices the row no longer makes (e.g. planned before it had any) are not its runs.
+        choices = {_candidate_text(c) for c in row.candidates()}
+        mine = [j for j in jobs if j["row"] == row.label and _candidate_text(j.get("candidate", {})) in choices]
         if not mine:
             continue
         results, failed, walls, selection = [], [], [], []

@@ -141,6 +141,11 @@ def test_each_seed_scores_the_choice_with_the_best_validation_accuracy(tmp_path)
     assert result["wall_seconds_per_run"] == pytest.approx(201.0)             # both choices' training, per seed
     text = render_markdown(summary)
     assert f"- {row}, seed 0: {high} (validation: {low} 80.0, {high} 90.0)" in text
+    # A job planned before the row had choices (no "candidate") is not one of its runs.
+    stale = json.loads((tmp_path / "pyro-ssvae-tutorial" / "jobs" / jobs[0]).read_text())
+    del stale["candidate"]
+    (tmp_path / "pyro-ssvae-tutorial" / "jobs" / "m2-600-labels-seed5.json").write_text(json.dumps({**stale, "seed": 5}))
+    assert aggregate("pyro-ssvae-tutorial", tmp_path)["rows"][0]["failed_seeds"] == [2]
 
 
 def test_choices_must_be_training_options_and_need_a_validation_set(tmp_path):
