@@ -302,13 +302,15 @@ def plan_jobs(name: str, out: str | Path, seeds: int | None = None, epochs: int 
     epochs = SMOKE["epochs"] if smoke else (epochs or experiment.epochs)
     root = Path(out) / name
     trainable = {f.name for f in dataclasses.fields(TrainConfig)} - {"epochs", "seed", "device"}
+    for row in chosen:
+        if set(row.choose_on_validation) - trainable:
+            raise ValueError(f"{row.label!r}: choose_on_validation names "
+                             f"{sorted(set(row.choose_on_validation) - trainable)}, which are not training options; "
+                             f"choose among {sorted(trainable)}")
+        if row.choose_on_validation and row.fit.get("validation_fraction") == 0:
+            raise ValueError(f"{row.label!r} chooses on validation accuracy but holds out no validation set")
     paths = []
     for row, candidate, seed in ((r, c, s) for r in chosen for c in r.candidates() for s in range(n_seeds)):
-        if set(candidate) - trainable:
-            raise ValueError(f"{row.label!r}: choose_on_validation names {sorted(set(candidate) - trainable)}, "
-                             f"which are not training options; choose among {sorted(trainable)}")
-        if candidate and row.fit.get("validation_fraction") == 0:
-            raise ValueError(f"{row.label!r} chooses on validation accuracy but holds out no validation set")
         # What the run does; a finished run made from a different definition must not be mixed in.
         # (A row without choices keeps the spec it had before they existed, so its old runs still count.)
         row_spec = {k: v for k, v in dataclasses.asdict(row).items() if k != "choose_on_validation" or v}
@@ -441,8 +443,9 @@ def aggregate(name: str, out: str | Path) -> dict[str, Any]:
             if runs is None:  # a run (or one of the choices) failed or has not finished
                 failed.append(seed)
                 continue
-            best = max(runs, key=lambda run: run[1]["validation"]["accuracy"]) if len(runs) > 1 else runs[0]
+            best = runs[0]
             if len(runs) > 1:
+                best = max(runs, key=lambda run: run[1]["validation"]["accuracy"])  # ties: the first choice
                 selection.append({"seed": seed, "chosen": best[0],
                                   "validation_accuracy": {_candidate_text(c): 100 * r["validation"]["accuracy"]
                                                           for c, r in runs}})
