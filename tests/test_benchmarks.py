@@ -33,3 +33,33 @@ def test_pyro_step_sequence_refuses_a_trunk_end_without_softplus(tmp_path):
                              "softplus", "--out", str(tmp_path / "run.json")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "needs --softplus" in result.stderr
     assert not (tmp_path / "run.json").exists()
+
+
+def test_gpu_session_script_measures_and_trains_end_to_end_in_smoke_mode(shared_data_dir, tmp_path):
+    """benchmarks/gpu_session.sh is what a session with a lent GPU runs: every step of it, on the CPU."""
+    import os
+    import tarfile
+
+    env = dict(os.environ, DEVICE="cpu", SMOKE="1", WORK=str(tmp_path), DATA_DIR=shared_data_dir, THREADS="1",
+               JOBS="2", START_WAIT="0", POLL_SECONDS="300",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    script = ["bash", str(ROOT / "benchmarks" / "gpu_session.sh")]
+    subprocess.run([*script, "start"], env={**env, "OUT": str(tmp_path / "start")}, cwd=ROOT, check=True,
+                   capture_output=True, text=True, timeout=600)
+    start = tmp_path / "start"
+    assert "passed" in (start / "cuda-tests.txt").read_text()
+    assert "m2" in (start / "throughput-cpu.txt").read_text()
+    plain = json.loads((start / "plain-pytorch-cpu.json").read_text())
+    assert [r["model"] for r in plain["results"]] == ["m2", "gmdgm"] and all(r["ratio"] > 0 for r in plain["results"])
+    # The training went on after `start` returned; `poll` waits for it and brings back every run.
+    subprocess.run([*script, "poll"], env={**env, "OUT": str(tmp_path / "poll")}, cwd=ROOT, check=True,
+                   capture_output=True, text=True, timeout=600)
+    poll = tmp_path / "poll"
+    assert int((poll / "wall.txt").read_text().split(":")[1].split()[0]) >= 0
+    progress = (poll / "progress.txt").read_text()
+    assert "m2-sus-seed0: 1 epochs" in progress and "gm-dgm-sus-seed0: 1 epochs" in progress
+    with tarfile.open(poll / "table2.tar.gz") as bundle:
+        names = bundle.getnames()
+    for run in ("m2-sus-seed0", "gm-dgm-sus-seed0"):
+        assert f"runs/willetts-table2-mnist/runs/{run}/results.json" in names
+    assert "runs/willetts-table2-mnist/summary.json" in names
