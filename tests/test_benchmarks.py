@@ -1,8 +1,10 @@
 """Benchmark scripts that ship with the results they produced run end to end with tiny settings."""
 
 import json
+import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -37,9 +39,6 @@ def test_pyro_step_sequence_refuses_a_trunk_end_without_softplus(tmp_path):
 
 def test_gpu_session_script_measures_and_trains_end_to_end_in_smoke_mode(shared_data_dir, tmp_path):
     """benchmarks/gpu_session.sh is what a session with a lent GPU runs: every step of it, on the CPU."""
-    import os
-    import tarfile
-
     env = dict(os.environ, DEVICE="cpu", SMOKE="1", WORK=str(tmp_path), DATA_DIR=shared_data_dir, THREADS="1",
                JOBS="2", START_WAIT="0", POLL_SECONDS="300",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
