@@ -14,7 +14,8 @@
 # Settings from the environment: EPOCHS (400), SEEDS (4), JOBS (8), THREADS (2), DEVICE (cuda),
 # POLL_SECONDS (540), WORK (/tmp/pyro-sus-gpu), SMOKE=1 (tiny runs: checks this script, e.g. on CPU).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+script=$(realpath "$0")  # for the background `train` below, whatever the caller's directory
+cd "$(dirname "$script")/.."
 mode=${1:?usage: gpu_session.sh prepare|start|poll}
 work=${WORK:-/tmp/pyro-sus-gpu}
 out=${OUT:-$work/out}
@@ -74,10 +75,13 @@ case $mode in
       --out "$out/plain-pytorch-$device.json"
     date -u +%s >"$work/started"
     # Its own process session, so the runs go on after this call returns.
-    setsid bash -c "$(declare -f reproduce); $(declare -p rows smoke work device); reproduce; date -u +%s >'$work/finished'" \
-      >"$work/reproduce.log" 2>&1 </dev/null &
+    setsid bash "$script" train >"$work/reproduce.log" 2>&1 </dev/null &
     sleep "${START_WAIT:-60}"
     report ;;
+  train)  # what `start` runs in the background
+    setup
+    reproduce
+    date -u +%s >"$work/finished" ;;
   poll)
     setup
     waited=0
@@ -91,5 +95,5 @@ w(aggregate('willetts-table2-mnist', sys.argv[1]), sys.argv[2])" "$work/runs" "$
       cp "$work/RESULTS.md" "$out/" 2>/dev/null || true
     fi
     report ;;
-  *) echo "unknown mode $mode (prepare, start or poll)" >&2; exit 2 ;;
+  *) echo "unknown mode $mode (prepare, start, train or poll)" >&2; exit 2 ;;
 esac
