@@ -12,7 +12,8 @@
 # runs are lost). Everything a call brings back is under $OUT: logs, the benchmarks' JSON, and
 # table2.tar.gz (each run's results.json, metrics.jsonl and run.json, the summary and its timings).
 # Settings from the environment: EPOCHS (400), SEEDS (4), JOBS (8), THREADS (2), DEVICE (cuda),
-# POLL_SECONDS (540), WORK (/tmp/pyro-sus-gpu), SMOKE=1 (tiny runs: checks this script, e.g. on CPU).
+# JIT (1: the runs train with their loss traced, `--jit`; 0: eager), POLL_SECONDS (540),
+# WORK (/tmp/pyro-sus-gpu), SMOKE=1 (tiny runs: checks this script, e.g. on CPU).
 set -euo pipefail
 script=$(realpath "$0")  # for the background `train` below, whatever the caller's directory
 cd "$(dirname "$script")/.."
@@ -21,8 +22,9 @@ work=${WORK:-/tmp/pyro-sus-gpu}
 out=${OUT:-$work/out}
 device=${DEVICE:-cuda}
 rows=("M2 SUS" "GM-DGM SUS")
-smoke=()
+smoke=() jit=(--jit)
 [[ ${SMOKE:-0} == 1 ]] && smoke=(--smoke)
+[[ ${JIT:-1} == 0 ]] && jit=()
 mkdir -p "$work" "$out"
 
 setup() {  # the device image has torch but not pyro-ppl, pyro-api or zuko
@@ -36,7 +38,7 @@ setup() {  # the device image has torch but not pyro-ppl, pyro-api or zuko
 reproduce() {
   python3 -m pyro_sus reproduce willetts-table2-mnist --rows "${rows[@]}" --seeds "${SEEDS:-4}" \
     --epochs "${EPOCHS:-400}" --jobs "${JOBS:-8}" --threads "${THREADS:-2}" --device "$device" \
-    --data-dir "${DATA_DIR:-.gpu-data}" --out "$work/runs" "${smoke[@]}" "$@"
+    --data-dir "${DATA_DIR:-.gpu-data}" --out "$work/runs" "${smoke[@]}" "${jit[@]}" "$@"
 }
 
 report() {  # epochs done per run, then the bundle that comes back
@@ -69,6 +71,7 @@ case $mode in
     steps=() draws=() tiny=()
     [[ ${SMOKE:-0} == 1 ]] && steps=(--steps 1) draws=(--check-draws 2) tiny=(--hidden 16 16 --models m2)
     python3 benchmarks/throughput.py --device "$device" "${steps[@]}" "${tiny[@]}" >"$out/throughput-$device.txt"
+    python3 benchmarks/throughput.py --device "$device" --jit "${steps[@]}" "${tiny[@]}" >"$out/throughput-$device-jit.txt"
     python3 benchmarks/throughput.py --device "$device" "${steps[@]}" --hidden 200 200 --models m2 gmdgm "${tiny[@]}" \
       >"$out/throughput-$device-200.txt"
     python3 benchmarks/plain_pytorch.py --device "$device" "${steps[@]}" "${draws[@]}" "${tiny[@]:0:3}" \

@@ -6,9 +6,10 @@ The plain version reuses the Pyro model's own networks and parameters (classifie
 and heads, decoder, p(z|y) table) and writes the enumerated ELBO by hand:
 U(x) = sum_y q(y|x) [log p(y) + log p(z_y|y) + log p(x|z_y[,y]) - log q(z_y|x,y) - log q(y|x)],
 L(x,y) the same at the observed y, plus alpha * CE. Both sides take one full optimizer step
-(100 labelled + 100 unlabelled points, backward, value clipping, Adam). Before timing, both
-losses are averaged over many draws at the same parameters: they must agree within Monte Carlo
-noise, or the comparison is not of the same objective. Defaults: Willetts MNIST SUS setting
+(100 labelled + 100 unlabelled points, backward, value clipping, Adam). The Pyro step is timed
+twice: eager, and with its loss traced (``TrainConfig.jit``, :mod:`pyro_sus.tracing`). Before
+timing, the losses are averaged over many draws at the same parameters: they must agree within
+Monte Carlo noise, or the comparison is not of the same objective. Defaults: Willetts MNIST SUS setting
 (444 kept pixels, 5 + 40 slots, z = 5, 500-500 networks).
 """
 
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 
 from pyro_sus.api import hardware_info
 from pyro_sus.models import get_model_class
+from pyro_sus.tracing import TracedLoss
 
 
 def plain_loss(model, x_u: torch.Tensor, x_l: torch.Tensor, y_l: torch.Tensor) -> torch.Tensor:
@@ -103,23 +105,30 @@ def main() -> None:
         model = cls(cls.config_class(x_dim=args.x_dim, n_slots=args.slots, hidden_dims=args.hidden,
                                      z_dim=args.z_dim)).to(device)
         x_u, x_l, y_l = batches[0]
+        traced = TracedLoss(model)
+        losses = {"pyro": model.loss, "pyro_jit": traced, "plain": lambda *b: plain_loss(model, *b)}
         with pyro.validation_enabled(False):  # Pyro's differentiable loss refuses to run under no_grad
-            pyro_mean = sum(float(model.loss(x_u, x_l, y_l).detach()) for _ in range(args.check_draws)) / args.check_draws
-            plain_mean = sum(float(plain_loss(model, x_u, x_l, y_l).detach()) for _ in range(args.check_draws)) / args.check_draws
-        relative_gap = abs(pyro_mean - plain_mean) / abs(plain_mean)
-        if relative_gap > 0.01:
-            raise SystemExit(f"{name}: Pyro loss {pyro_mean:.3f} vs plain {plain_mean:.3f}: not the same objective")
+            means = {key: sum(float(loss(x_u, x_l, y_l).detach()) for _ in range(args.check_draws)) / args.check_draws
+                     for key, loss in losses.items()}
+        for key in ("pyro", "pyro_jit"):
+            if abs(means[key] - means["plain"]) / abs(means["plain"]) > 0.01:
+                raise SystemExit(f"{name}: {key} loss {means[key]:.3f} vs plain {means['plain']:.3f}: "
+                                 f"not the same objective")
+        seconds = {}
         with pyro.validation_enabled(False):
-            torch.manual_seed(0)
-            pyro_s = step_seconds(model.loss, model, batches, args.steps, 3, device)
-            torch.manual_seed(0)
-            plain_s = step_seconds(lambda *b: plain_loss(model, *b), model, batches, args.steps, 3, device)
-        rows.append({"model": name, "pyro_ms_per_step": 1000 * pyro_s, "plain_ms_per_step": 1000 * plain_s,
-                     "ratio": pyro_s / plain_s, "pyro_loss_mean": pyro_mean, "plain_loss_mean": plain_mean,
-                     "pyro_images_per_second": 2 * args.batch / pyro_s,
+            for key, loss in losses.items():
+                torch.manual_seed(0)
+                seconds[key] = step_seconds(loss, model, batches, args.steps, 3, device)
+        pyro_s, jit_s, plain_s = seconds["pyro"], seconds["pyro_jit"], seconds["plain"]
+        rows.append({"model": name, "pyro_ms_per_step": 1000 * pyro_s, "pyro_jit_ms_per_step": 1000 * jit_s,
+                     "plain_ms_per_step": 1000 * plain_s, "ratio": pyro_s / plain_s, "ratio_jit": jit_s / plain_s,
+                     "pyro_loss_mean": means["pyro"], "pyro_jit_loss_mean": means["pyro_jit"],
+                     "plain_loss_mean": means["plain"], "pyro_images_per_second": 2 * args.batch / pyro_s,
+                     "pyro_jit_images_per_second": 2 * args.batch / jit_s,
                      "plain_images_per_second": 2 * args.batch / plain_s})
-        print(f"{name:6s} pyro {1000 * pyro_s:7.1f} ms/step  plain {1000 * plain_s:7.1f} ms/step  "
-              f"ratio {pyro_s / plain_s:.2f}  (mean loss {pyro_mean:.2f} vs {plain_mean:.2f})")
+        print(f"{name:6s} pyro {1000 * pyro_s:7.1f} ms/step  pyro jit {1000 * jit_s:7.1f} ms/step  "
+              f"plain {1000 * plain_s:7.1f} ms/step  ratio {pyro_s / plain_s:.2f}, jit {jit_s / plain_s:.2f}  "
+              f"(mean loss {means['pyro']:.2f} / {means['pyro_jit']:.2f} vs {means['plain']:.2f})")
     report = {"settings": vars(args), "hardware": hardware_info(device), "results": rows}
     print(json.dumps(report, indent=2))
     if args.out:

@@ -15,6 +15,9 @@ import numpy as np
 
 __all__ = ["main", "build_parser"]
 
+JIT_HELP = ("trace the loss once and replay the trace every step (TorchScript): same loss, less Python work "
+            "per step; models with traceable = True")
+
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="split a data set, train a model, evaluate it",
@@ -78,6 +81,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     t.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--jit", action="store_true", help=JIT_HELP)
 
 
 def _active_parser(sub: argparse._SubParsersAction) -> None:
@@ -145,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", default=None, help="folder holding mnist/, fashion-mnist/, 'UCI HAR Dataset/'")
     r.add_argument("--out", default="runs/reproduce", help="root folder; the experiment's runs go in OUT/NAME")
     r.add_argument("--smoke", action="store_true", help="tiny data, 1 epoch, 1 seed: checks the setup, not a result")
+    r.add_argument("--jit", action="store_true", help=JIT_HELP)
     r.add_argument("--write-results", nargs="?", const="docs/RESULTS.md", default=None, metavar="PATH",
                    help="write the generated section into this results page")
     sub.add_parser("models", help="list registered models, posterior families and latent priors")
@@ -169,7 +174,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     train_options = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
                      "adam_beta1": args.adam_beta1, "lr_schedule": args.lr_schedule, "clip_value": args.clip_value or None,
                      "binarize": not args.no_binarize, "seed": args.seed, "device": args.device,
-                     "checkpoint_every": args.checkpoint_every, "labelled_scale": args.labelled_scale}
+                     "checkpoint_every": args.checkpoint_every, "labelled_scale": args.labelled_scale,
+                     "jit": args.jit}
     run = fit(args.model, args.dataset, args.out, data_dir=args.data_dir, download=args.download,
               hidden_classes=args.hidden_classes, labels_per_class=args.labels_per_class,
               labelled_fraction=args.labelled_fraction, n_extra=args.extra_slots,
@@ -314,7 +320,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         raise ValueError("name an experiment (pyro-sus reproduce --list shows them)")
     summary, statuses = reproduce(args.name, args.out, seeds=args.seeds, epochs=args.epochs, rows=args.rows,
                                   device=args.device, jobs=args.jobs, data_dir=args.data_dir, smoke=args.smoke,
-                                  threads=args.threads, plugins=args.plugin)
+                                  threads=args.threads, plugins=args.plugin, jit=args.jit)
     print(render_markdown(summary))
     failed = sorted(job for job, code in statuses.items() if code != 0)
     for job in failed:

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from .io import atomic_torch_save, atomic_write_text, load_checkpoint
 from .metrics import majority_mapping
+from .tracing import TracedLoss
 
 __all__ = ["TrainConfig", "TrainingData", "TrainingDiverged", "resolve_device", "train", "seed_everything"]
 
@@ -38,6 +39,11 @@ class TrainConfig:
     ``validate`` turns on Pyro's and torch's argument checks in every step: slower, and a diverging
     run then fails inside a distribution instead of at the finite-loss check. The tests run models
     with validation on; training leaves it off.
+
+    ``jit`` traces the model's loss once per batch shape (TorchScript, :mod:`pyro_sus.tracing`) and
+    replays the trace every step: the same loss and gradients with less Python work per step, for
+    models that say their loss can be traced (``traceable``). A part plugged into such a model (a
+    posterior family, a latent prior) must then have no Python branch on tensor values either.
     """
 
     epochs: int = 100
@@ -52,6 +58,7 @@ class TrainConfig:
     checkpoint_every: int = 1
     validate: bool = False
     labelled_scale: str | float = "batch"
+    jit: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
@@ -68,6 +75,8 @@ class TrainConfig:
                 isinstance(self.labelled_scale, (int, float)) and not isinstance(self.labelled_scale, bool)
                 and math.isfinite(self.labelled_scale) and self.labelled_scale > 0):
             raise ValueError(f"labelled_scale must be 'batch', 'dataset' or a number > 0, got {self.labelled_scale!r}")
+        if self.jit and self.validate:
+            raise ValueError("jit and validate exclude each other: a traced loss replays no Python checks")
 
     def labelled_factor(self, n_labelled: int, n_unlabelled: int) -> float:
         """The number ``labelled_scale`` stands for, given the two training set sizes."""
@@ -211,6 +220,8 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
     # Passed only when it is not 1, so a plugin model whose loss predates the option still trains.
     scale = {"labelled_scale": labelled_scale} if labelled_scale != 1.0 else {}
     binarize = config.binarize and getattr(model.config, "likelihood", "bernoulli") == "bernoulli"
+    # Traced after the move to the device and the resumed weights: the trace shares the parameters.
+    loss_fn = TracedLoss(model) if config.jit else model.loss
     model.train()
     last_epoch = config.epochs if stop_after is None else min(stop_after, config.epochs)
     bar = tqdm(range(start_epoch, last_epoch), initial=start_epoch, total=config.epochs,
@@ -230,7 +241,7 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
                 x_u = torch.bernoulli(x_u) if x_u is not None else None
                 x_l = torch.bernoulli(x_l) if x_l is not None else None
             with pyro.validation_enabled(config.validate):
-                loss = model.loss(x_u, x_l, y_l, **weights, **scale)
+                loss = loss_fn(x_u, x_l, y_l, **weights, **scale)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             # Check the gradients too: a NaN input can leave TraceEnum_ELBO's loss finite while

@@ -49,7 +49,9 @@ def test_gpu_session_script_measures_and_trains_end_to_end_in_smoke_mode(shared_
     assert "passed" in (start / "cuda-tests.txt").read_text()
     assert "m2" in (start / "throughput-cpu.txt").read_text()
     plain = json.loads((start / "plain-pytorch-cpu.json").read_text())
-    assert [r["model"] for r in plain["results"]] == ["m2", "gmdgm"] and all(r["ratio"] > 0 for r in plain["results"])
+    assert [r["model"] for r in plain["results"]] == ["m2", "gmdgm"]
+    assert all(r["ratio"] > 0 and r["ratio_jit"] > 0 for r in plain["results"])
+    assert "(traced)" in (start / "throughput-cpu-jit.txt").read_text()
     # The training went on after `start` returned; `poll` waits for it and brings back every run.
     subprocess.run([*script, "poll"], env={**env, "OUT": str(tmp_path / "poll")}, cwd=ROOT, check=True,
                    capture_output=True, text=True, timeout=600)
@@ -59,6 +61,8 @@ def test_gpu_session_script_measures_and_trains_end_to_end_in_smoke_mode(shared_
     assert "m2-sus-seed0: 1 epochs" in progress and "gm-dgm-sus-seed0: 1 epochs" in progress
     with tarfile.open(poll / "table2.tar.gz") as bundle:
         names = bundle.getnames()
-    for run in ("m2-sus-seed0", "gm-dgm-sus-seed0"):
-        assert f"runs/willetts-table2-mnist/runs/{run}/results.json" in names
+        run = json.load(bundle.extractfile("runs/willetts-table2-mnist/runs/m2-sus-seed0/run.json"))
+    for run_name in ("m2-sus-seed0", "gm-dgm-sus-seed0"):
+        assert f"runs/willetts-table2-mnist/runs/{run_name}/results.json" in names
     assert "runs/willetts-table2-mnist/summary.json" in names
+    assert run["train"]["jit"] is True  # JIT defaults to 1

@@ -1,5 +1,6 @@
 """One contract every registered model keeps, with every posterior family, on CPU always and on
-CUDA when present: finite loss, gradients on every parameter, enumeration shapes, save/load."""
+CUDA when present: finite loss, gradients on every parameter, enumeration shapes, a traced loss
+equal to the eager one, save/load."""
 
 import dataclasses
 
@@ -14,6 +15,7 @@ from pyro_sus.models import MODELS, GenerativeModel, build_model, get_model_clas
 from pyro_sus.nn import MLP
 from pyro_sus.posteriors import POSTERIORS, _Trunk
 from pyro_sus.priors import LATENT_PRIORS
+from pyro_sus.tracing import TracedLoss
 from conftest import DEVICES
 
 N_SLOTS, X_DIM, Z_DIM = 4, 12, 3
@@ -91,6 +93,50 @@ def test_enumeration_shapes(name, posterior, device):
             assert shape in {(len(x_u),), (N_SLOTS, len(x_u))}, f"{site['name']} scores with shape {shape}"
     assert enumerated >= 1
     assert model.classifier(x_u).shape == (len(x_u), N_SLOTS)
+
+
+def loss_and_gradients(model, loss_fn, seed, *inputs, **options):
+    torch.manual_seed(seed)
+    loss = loss_fn(*inputs, **options)
+    model.zero_grad()
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+TRACEABLE = [case for case in CASES if get_model_class(case[0]).traceable]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name,posterior", TRACEABLE)
+def test_traced_loss_gives_the_eager_loss_and_gradients_on_new_data(name, posterior, device):
+    """The trace replays the eager loss's operations, random draws included: from one seed both give
+    the same loss and gradients, on a batch other than the one traced, and other seeds draw anew."""
+    model = make(name, device, posterior).double()
+    x_u, x_l, y_l = batches(device)
+    options = {"labelled_scale": 0.5}
+    if model.takes_label_weights:
+        options["w_labelled"] = torch.linspace(0.2, 1.0, len(y_l), dtype=torch.double, device=device)
+    traced = TracedLoss(model)
+    traced(x_u.double(), x_l.double(), y_l, **options)  # traced on this batch ...
+    new_u, new_l = 1 - x_u.double(), 1 - x_l.double()  # ... and checked on others of its shapes
+    new_y = (y_l + 1) % N_SLOTS
+    for seed in (1, 2):
+        eager_loss, eager_grads = loss_and_gradients(model, model.loss, seed, new_u, new_l, new_y, **options)
+        traced_loss, traced_grads = loss_and_gradients(model, traced, seed, new_u, new_l, new_y, **options)
+        torch.testing.assert_close(traced_loss, eager_loss)
+        for (pname, _), a, b in zip(model.named_parameters(), traced_grads, eager_grads):
+            torch.testing.assert_close(a, b, msg=f"{pname}: traced and eager gradients differ")
+    again, _ = loss_and_gradients(model, traced, 1, new_u, new_l, new_y, **options)
+    other, _ = loss_and_gradients(model, traced, 3, new_u, new_l, new_y, **options)
+    torch.testing.assert_close(again, loss_and_gradients(model, model.loss, 1, new_u, new_l, new_y, **options)[0])
+    if name != "classifier":  # the one model without random draws in its loss
+        assert not torch.equal(again, other), "the trace froze its random draws"
+
+
+def test_a_model_that_is_not_traceable_refuses_a_traced_loss():
+    assert [name for name in MODELS if not get_model_class(name).traceable] == ["catvae"]
+    with pytest.raises(ValueError, match="traceable = False"):
+        TracedLoss(make("catvae"))
 
 
 @pytest.mark.parametrize("device", DEVICES)

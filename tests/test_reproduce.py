@@ -208,6 +208,17 @@ def test_a_failing_job_is_reported_and_the_others_keep_their_results(tmp_path, s
     assert (finished / "results.json").stat().st_mtime_ns == stamp
 
 
+def test_jit_reaches_every_run_and_the_command_that_made_the_table(tmp_path, shared_data_dir):
+    assert main(["reproduce", "willetts-table2-mnist", "--rows", "GM-DGM SUS", "--smoke", "--jit", "--device", "cpu",
+                 "--threads", "1", "--out", str(tmp_path), "--data-dir", shared_data_dir]) == 0
+    run = next((tmp_path / "willetts-table2-mnist" / "runs").iterdir())
+    assert json.loads((run / "run.json").read_text())["train"]["jit"] is True
+    summary = aggregate("willetts-table2-mnist", tmp_path)
+    assert summary["rows"][0]["jit"] is True and " --jit --write-results`" in render_markdown(summary)
+    fabricate(tmp_path / "eager", "willetts-workshop-table1", {"M2": [0.70]}, 20)
+    assert "--jit" not in render_markdown(aggregate("willetts-workshop-table1", tmp_path / "eager"))
+
+
 def test_planning_refuses_to_mix_runs_of_a_different_definition(tmp_path):
     fabricate(tmp_path, "pyro-ssvae-tutorial", {"M2, 100 labels": [0.80]}, 50)
     plan_jobs("pyro-ssvae-tutorial", tmp_path, seeds=1, epochs=50, rows=["M2, 100 labels"])  # same: fine

@@ -46,6 +46,29 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path):
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
 
 
+def test_jit_training_follows_the_eager_run_and_resumes_exactly(tmp_path):
+    eager, traced = toy_model(), toy_model()
+    train(eager, toy_data(), config(), progress=False)
+    train(traced, toy_data(), config(jit=True), tmp_path / "straight", progress=False)
+    # The trace replays the same operations and random draws: only float rounding may differ.
+    for (name, a), b in zip(eager.state_dict().items(), traced.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=f"{name}: jit training took another path")
+    run_dir = tmp_path / "stopped"
+    train(toy_model(), toy_data(), config(jit=True), run_dir, progress=False, stop_after=2)
+    resumed = toy_model(seed=99)
+    train(resumed, toy_data(), config(jit=True), run_dir, resume=True, progress=False)
+    for (name, a), b in zip(traced.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), f"{name} differs after resume"
+
+
+def test_jit_refuses_validation_and_a_model_that_is_not_traceable():
+    with pytest.raises(ValueError, match="jit and validate"):
+        TrainConfig(jit=True, validate=True)
+    catvae = build_model("catvae", x_dim=10, n_slots=4, z_dim=2, hidden_dims=(8,))
+    with pytest.raises(ValueError, match="traceable = False"):
+        train(catvae, toy_data(), config(jit=True), progress=False)
+
+
 class Crash(Exception):
     pass
 

@@ -121,6 +121,10 @@ class ZooModel(PyroModule):
     takes_label_weights: ClassVar[bool] = False
     #: Seed of the draws a stochastic classifier makes in :meth:`predict_proba` (repeatable output).
     prediction_seed: ClassVar[int] = 0
+    #: Whether :meth:`loss` may be traced (:mod:`pyro_sus.tracing`): no Python branch on tensor values
+    #: and no Python state that changes in training. False unless a model says so; the contract
+    #: test checks every model that does against its eager loss.
+    traceable: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

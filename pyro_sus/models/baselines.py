@@ -34,6 +34,7 @@ class LabelledOnlyClassifier(ZooModel):
     config_class = ClassifierConfig
     uses_unlabelled = False
     enumerates_unlabelled = False
+    traceable = True
 
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__(config)
@@ -74,6 +75,7 @@ class M1(GenerativeModel):
 
     config_class: ClassVar[type[M1Config]] = M1Config
     enumerates_unlabelled = False
+    traceable = True
 
     def __init__(self, config: M1Config) -> None:
         super().__init__(config)

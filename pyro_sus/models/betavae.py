@@ -47,6 +47,7 @@ class BetaVAEClassifier(GenerativeModel):
     config_class: ClassVar[type[BetaVAEClassifierConfig]] = BetaVAEClassifierConfig
     enumerates_unlabelled = False
     takes_label_weights = True
+    traceable = True
 
     def __init__(self, config: BetaVAEClassifierConfig) -> None:
         super().__init__(config)

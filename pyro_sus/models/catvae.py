@@ -177,6 +177,9 @@ class CategoricalVAE(GenerativeModel):
 
     config_class: ClassVar[type[CategoricalVAEConfig]] = CategoricalVAEConfig
     swappable_parts = False
+    # The lifted-structure loss branches on whether the batch's labels form pairs, which a trace
+    # would freeze at the first batch's answer.
+    traceable = False
 
     def __init__(self, config: CategoricalVAEConfig) -> None:
         super().__init__(config)

@@ -39,6 +39,7 @@ class SemiUnsupervisedDGM(GenerativeModel):
 
     config_class: ClassVar[type[DGMConfig]] = DGMConfig
     decoder_sees_y: ClassVar[bool] = True
+    traceable = True
 
     def __init__(self, config: DGMConfig) -> None:
         super().__init__(config)

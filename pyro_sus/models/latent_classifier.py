@@ -62,6 +62,7 @@ class LatentClassifierVAE(GenerativeModel):
 
     config_class: ClassVar[type[LatentClassifierConfig]] = LatentClassifierConfig
     decoder_sees_y: ClassVar[bool] = True
+    traceable = True
 
     def __init__(self, config: LatentClassifierConfig) -> None:
         super().__init__(config)
