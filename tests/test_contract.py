@@ -110,7 +110,8 @@ TRACEABLE = [case for case in CASES if get_model_class(case[0]).traceable]
 @pytest.mark.parametrize("name,posterior", TRACEABLE)
 def test_traced_loss_gives_the_eager_loss_and_gradients_on_new_data(name, posterior, device):
     """The trace replays the eager loss's operations, random draws included: from one seed both give
-    the same loss and gradients, on a batch other than the one traced, and other seeds draw anew."""
+    the same loss and gradients, on a batch other than the one traced (frozen draws would fail at
+    the second seed)."""
     model = make(name, device, posterior).double()
     x_u, x_l, y_l = batches(device)
     options = {"labelled_scale": 0.5}
@@ -126,17 +127,14 @@ def test_traced_loss_gives_the_eager_loss_and_gradients_on_new_data(name, poster
         torch.testing.assert_close(traced_loss, eager_loss)
         for (pname, _), a, b in zip(model.named_parameters(), traced_grads, eager_grads):
             torch.testing.assert_close(a, b, msg=f"{pname}: traced and eager gradients differ")
-    again, _ = loss_and_gradients(model, traced, 1, new_u, new_l, new_y, **options)
-    other, _ = loss_and_gradients(model, traced, 3, new_u, new_l, new_y, **options)
-    torch.testing.assert_close(again, loss_and_gradients(model, model.loss, 1, new_u, new_l, new_y, **options)[0])
-    if name != "classifier":  # the one model without random draws in its loss
-        assert not torch.equal(again, other), "the trace froze its random draws"
 
 
 def test_a_model_that_is_not_traceable_refuses_a_traced_loss():
-    assert [name for name in MODELS if not get_model_class(name).traceable] == ["catvae"]
+    class Untraced(get_model_class("m2")):  # e.g. a plugin model that has not said its loss traces
+        traceable = False
+
     with pytest.raises(ValueError, match="traceable = False"):
-        TracedLoss(make("catvae"))
+        TracedLoss(Untraced(Untraced.config_class(x_dim=X_DIM, n_slots=N_SLOTS, hidden_dims=(4,))))
 
 
 @pytest.mark.parametrize("device", DEVICES)

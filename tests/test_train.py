@@ -64,9 +64,13 @@ def test_jit_training_follows_the_eager_run_and_resumes_exactly(tmp_path):
 def test_jit_refuses_validation_and_a_model_that_is_not_traceable():
     with pytest.raises(ValueError, match="jit and validate"):
         TrainConfig(jit=True, validate=True)
-    catvae = build_model("catvae", x_dim=10, n_slots=4, z_dim=2, hidden_dims=(8,))
+    traceable = toy_model()
+
+    class Untraced(type(traceable)):
+        traceable = False
+
     with pytest.raises(ValueError, match="traceable = False"):
-        train(catvae, toy_data(), config(jit=True), progress=False)
+        train(Untraced(traceable.config), toy_data(), config(jit=True), progress=False)
 
 
 class Crash(Exception):

@@ -11,6 +11,7 @@ from torch.distributions import Bernoulli, Categorical, Normal
 from pyro_sus.models import build_model
 from pyro_sus.posteriors import FlowPosterior, build_posterior
 from pyro_sus.priors import ClassGaussianPrior, ClassMixturePrior, class_prior
+from pyro_sus.tracing import TracedLoss
 
 X_DIM, N_SLOTS, Z_DIM = 4, 3, 2
 
@@ -384,6 +385,28 @@ def test_lifted_structure_loss_matches_its_definition_and_vanishes_for_separated
     assert float(lifted_structure_loss(f, labels, margin=1.0)) == pytest.approx(max(j, 0.0) ** 2 / 2, rel=1e-5)
     far = torch.tensor([[0.0, 0.0], [0.01, 0.0], [3.0, 0.0], [3.01, 0.0]])
     assert float(lifted_structure_loss(far, torch.tensor([0, 0, 1, 1]), margin=1.0)) == 0.0
+    # No positive pair, or nothing to push apart: no loss, and finite (zero) gradients.
+    for labels in ([0, 1, 2], [1, 1, 1]):
+        points = f.clone().requires_grad_()
+        loss = lifted_structure_loss(points, torch.tensor(labels))
+        loss.backward()
+        assert float(loss.detach()) == 0.0 and torch.equal(points.grad, torch.zeros_like(f))
+
+
+def test_catvae_conv_gumbel_loss_traces_to_the_eager_loss():
+    """The categorical VAE's loss (1-NN assignment, lifted-structure loss, Gumbel draws) has no
+    Python branch on values: traced on one batch, it gives the eager loss on another."""
+    model = build_model("catvae", x_dim=784, n_slots=3, encoder="conv", hidden_dims=(8,),
+                        category_inference="gumbel").double()
+    x_u, x_l = torch.bernoulli(torch.full((6, 784), 0.3)).double(), torch.bernoulli(torch.full((4, 784), 0.6)).double()
+    y_l = torch.tensor([0, 1, 1, 2])
+    traced = TracedLoss(model)
+    traced(x_u, x_l, y_l)
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        eager = model.loss(1 - x_u, 1 - x_l, y_l.flip(0))
+        torch.manual_seed(seed)
+        torch.testing.assert_close(traced(1 - x_u, 1 - x_l, y_l.flip(0)), eager)
 
 
 def test_catvae_feature_loss_choice():

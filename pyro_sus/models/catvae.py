@@ -140,16 +140,20 @@ def nearest_labels(features: torch.Tensor, labelled_features: torch.Tensor, labe
 
 def lifted_structure_loss(features: torch.Tensor, labels: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
     """Lifted structured embedding loss (Oh Song et al. 2016): for every positive pair (i, j),
-    J_ij = D_ij + log(sum_{k neg i} exp(m - D_ik) + sum_{l neg j} exp(m - D_jl)); mean of max(0, J)^2 / 2."""
+    J_ij = D_ij + log(sum_{k neg i} exp(m - D_ik) + sum_{l neg j} exp(m - D_jl)); mean of max(0, J)^2 / 2.
+
+    0 when the batch has no positive pair or nothing to push apart. No Python branch on the labels,
+    so the loss can be traced (:mod:`pyro_sus.tracing`)."""
     distances = torch.cdist(features, features)
     same = labels.view(-1, 1) == labels.view(1, -1)
     positive = same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
-    if not positive.any() or same.all():
-        return features.sum() * 0.0  # no pair to pull together or nothing to push apart
-    negatives = torch.where(same, torch.tensor(-torch.inf, device=features.device), margin - distances)
+    # The most negative finite number stands for log 0: exp of it is 0 as exp(-inf) is, and a pair
+    # with no negative at all gets J far below 0 (no loss) and finite gradients instead of NaN.
+    negatives = torch.where(same, torch.finfo(distances.dtype).min, margin - distances)
     push = negatives.logsumexp(dim=1)
     j = distances + torch.logaddexp(push.view(-1, 1), push.view(1, -1))
-    return torch.relu(j[positive]).pow(2).mean() / 2
+    per_pair = torch.where(positive, torch.relu(j).pow(2), 0.0)
+    return per_pair.sum() / (2 * positive.sum().clamp_min(1))
 
 
 def assignment_loss(probs: torch.Tensor, assigned: torch.Tensor) -> torch.Tensor:
@@ -177,9 +181,7 @@ class CategoricalVAE(GenerativeModel):
 
     config_class: ClassVar[type[CategoricalVAEConfig]] = CategoricalVAEConfig
     swappable_parts = False
-    # The lifted-structure loss branches on whether the batch's labels form pairs, which a trace
-    # would freeze at the first batch's answer.
-    traceable = False
+    traceable = True
 
     def __init__(self, config: CategoricalVAEConfig) -> None:
         super().__init__(config)
