@@ -76,8 +76,9 @@ class TracedLoss:
                options: dict[str, Any]) -> torch.jit.ScriptModule:
         # Validation runs Python checks on values, which a trace would freeze; TracerWarnings flag
         # Python scalars read from tensors (shapes), which are fixed per trace by the cache key.
-        # torch marks jit.trace as deprecated in favour of torch.compile, which breaks Pyro's
-        # effect handlers into many graphs; Pyro's own JitTraceEnum_ELBO uses jit.trace too.
+        # torch marks jit.trace as deprecated in favour of torch.compile, which cannot follow Pyro's
+        # effect handlers (torch._dynamo.explain on M2's loss: 54 graphs, 53 breaks, torch 2.14);
+        # Pyro's own JitTraceEnum_ELBO uses jit.trace too.
         # Tracing runs the loss once; its draws are put back, so a run with jit takes the random
         # path of the same run without it.
         devices = sorted({t.device for t in tensors if t.device.type == "cuda"}, key=str)
