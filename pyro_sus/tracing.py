@@ -43,7 +43,9 @@ class _LossForward(torch.nn.Module):
         self.options = options
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        inputs = dict.fromkeys(_INPUTS) | dict(zip(self.present, tensors))
+        # Only the inputs given are passed (x_unlabelled always, as it has no default), as the
+        # trainer does, so a model whose loss lacks an optional argument still traces.
+        inputs = {"x_unlabelled": None} | dict(zip(self.present, tensors))
         return self.model.loss(**inputs, **self.options)
 
 
