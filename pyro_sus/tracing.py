@@ -83,8 +83,15 @@ class TracedLoss:
         # Pyro's own JitTraceEnum_ELBO uses jit.trace too.
         # Tracing runs the loss once; its draws are put back, so a run with jit takes the random
         # path of the same run without it.
+        # Its buffers are put back too: the tracing call would otherwise update BatchNorm's running
+        # statistics once more than the eager run does.
         devices = sorted({t.device for t in tensors if t.device.type == "cuda"}, key=str)
+        buffers = [(b, b.clone()) for b in self.model.buffers()]
         with pyro.validation_enabled(False), warnings.catch_warnings(), torch.random.fork_rng(devices=devices):
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
-            return torch.jit.trace(_LossForward(self.model, present, options), tensors, check_trace=False)
+            traced = torch.jit.trace(_LossForward(self.model, present, options), tensors, check_trace=False)
+        with torch.no_grad():
+            for buffer, before in buffers:
+                buffer.copy_(before)
+        return traced
