@@ -2,8 +2,10 @@
 q(C|f) on the labelled points and on 3,000 validation points, the 1-NN label of validation
 features among the labelled ones (the assignment task), how spread the features are, and the
 assignment and lifted-structure losses on the labelled points. Eval mode (BatchNorm's running
-statistics). Usage: python diagnose.py RUN_DIR DATA_DIR > out.json"""
+statistics). Usage: python diagnose.py RUN_DIR DATA_DIR [MODULE ...] > out.json, where each MODULE
+is imported first (one that registers the run's model, as `pyro-sus --plugin` does)."""
 
+import importlib
 import json
 import sys
 
@@ -14,6 +16,8 @@ from pyro_sus.api import _training_data, load
 from pyro_sus.data import load_dataset
 from pyro_sus.models.catvae import assignment_loss, lifted_structure_loss, nearest_labels
 
+for module in sys.argv[3:]:
+    importlib.import_module(module)
 run = load(sys.argv[1])
 data = _training_data(load_dataset(run.info["dataset"], sys.argv[2]), run.split, run.preprocessor)
 model = run.model.eval()
