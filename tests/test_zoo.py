@@ -394,6 +394,15 @@ def test_lifted_structure_loss_matches_its_definition_and_vanishes_for_separated
         assert float(loss.detach()) == 0.0 and torch.equal(points.grad, torch.zeros_like(f))
 
 
+def assert_traced_gives_eager(model, traced, x_u, x_l, y_l):
+    """On batches other than the traced one, from the same seeds, the trace gives the eager loss."""
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        eager = model.loss(1 - x_u, 1 - x_l, y_l.flip(0))
+        torch.manual_seed(seed)
+        torch.testing.assert_close(traced(1 - x_u, 1 - x_l, y_l.flip(0)), eager)
+
+
 def test_catvae_conv_gumbel_loss_traces_to_the_eager_loss():
     """The categorical VAE's loss (1-NN assignment, lifted-structure loss, Gumbel draws) has no
     Python branch on values: traced on one batch, it gives the eager loss on another."""
@@ -410,11 +419,66 @@ def test_catvae_conv_gumbel_loss_traces_to_the_eager_loss():
     # Tracing runs the loss once more than eager; it must not count in BatchNorm's running statistics.
     for (name, a), b in zip(model.named_buffers(), twin.buffers()):
         assert torch.equal(a, b), f"{name}: the traced call left another value than one eager call"
-    for seed in (1, 2):
-        torch.manual_seed(seed)
-        eager = model.loss(1 - x_u, 1 - x_l, y_l.flip(0))
-        torch.manual_seed(seed)
-        torch.testing.assert_close(traced(1 - x_u, 1 - x_l, y_l.flip(0)), eager)
+    assert_traced_gives_eager(model, traced, x_u, x_l, y_l)
+
+
+def test_catvae_cross_entropy_assignment_is_softmax_cross_entropy_on_the_assigned_labels():
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.0, 0.3, 1.2]], dtype=torch.double)
+    assigned = torch.tensor([0, 2])
+    want = -(torch.log_softmax(logits, -1)[0, 0] + torch.log_softmax(logits, -1)[1, 2]) / 2
+    torch.testing.assert_close(catvae(assignment_loss="cross_entropy")._assignment_loss(logits, assigned), want)
+    torch.testing.assert_close(catvae()._assignment_loss(logits, assigned),
+                               assignment_loss(torch.softmax(logits, -1), assigned))
+    with pytest.raises(ValueError, match="assignment_loss"):
+        catvae(assignment_loss="hinge")
+
+
+@pytest.mark.parametrize("category_inference", ["enumerate", "gumbel"])
+def test_catvae_gaussian_latent_elbo_is_weighted_reconstruction_from_z_and_both_kls(category_inference):
+    """gaussian_dim > 0 (the released code's model): the decoder reads z ~ q(z|f), not f, and the
+    ELBO part is w_R/|x| E_q log p(x|z,C) - w_C/log K KL(q(C|f) || p(C)) - w_gaussian (log q(z|f) - log p(z))
+    at the guide's draw of z."""
+    model, x = catvae(gaussian_dim=2, w_gaussian=0.7, w_reconstruction=3.0, w_categorical=0.5,
+                      category_inference=category_inference), bits(6)
+    f = model.feature(x)
+    torch.manual_seed(0)
+    guide_trace = poutine.trace(model.guide).get_trace(x, None, f)
+    z = guide_trace.nodes["z"]["value"]
+    assert z.shape == (6, 2)
+    loc, log_variance = model.gaussian_head(f).chunk(2, dim=-1)
+    z_term = 0.7 * (Normal(loc, (0.5 * log_variance).exp()).log_prob(z) - Normal(0.0, 1.0).log_prob(z)).sum(-1)
+    if category_inference == "enumerate":
+        torch.manual_seed(0)
+        got = model._elbo_weight * model._elbo.differentiable_loss(model.model, model.guide, x, None, f)
+        q = torch.softmax(model.category_head(f), -1)
+        log_px = torch.stack([model.likelihood(z, torch.full((6,), k)).log_prob(x) for k in range(N_SLOTS)], -1)
+        want = -(3.0 / X_DIM * (q * log_px).sum(-1) - 0.5 / math.log(N_SLOTS) * (q * (q * N_SLOTS).log()).sum(-1)
+                 - z_term).sum()
+        torch.testing.assert_close(got, want)
+    # Labelled: C observed, z still drawn; the ELBO is the reconstruction from (z, y), log p(y) and z's term.
+    y = torch.tensor([0, 1, 2, 2, 0, 1])
+    torch.manual_seed(0)
+    got = model._elbo_weight * model._elbo_labelled.differentiable_loss(model.model, model.guide, x, y, f)
+    want = -(3.0 / X_DIM * model.likelihood(z, y).log_prob(x) + 0.5 / math.log(N_SLOTS) * math.log(1 / N_SLOTS)
+             - z_term).sum()
+    torch.testing.assert_close(got, want)
+    # Every parameter learns, the head of q(z|f) included, and the loss traces.
+    x_l, y_l = bits(4, seed=1), torch.tensor([0, 1, 2, 1])
+    loss = model.loss(x, x_l, y_l)
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    traced = TracedLoss(model)
+    traced(x, x_l, y_l)
+    assert_traced_gives_eager(model, traced, x, x_l, y_l)
+
+
+def test_catvae_gaussian_latent_conv_decoder_reads_z():
+    model = build_model("catvae", x_dim=784, n_slots=3, encoder="conv", hidden_dims=(8,), gaussian_dim=4)
+    assert model.decoder.linear.in_features == 4 + 3
+    x = torch.bernoulli(torch.full((2, 784), 0.3))
+    assert torch.isfinite(model.loss(x, x, torch.tensor([0, 2])))
+    with pytest.raises(ValueError, match="gaussian_dim"):
+        catvae(gaussian_dim=-1)
 
 
 def test_catvae_feature_loss_choice():
