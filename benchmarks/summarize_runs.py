@@ -23,7 +23,9 @@ SHARED_OPTIONS = {"z_dim", "hidden_dims", "likelihood", "gaussian_scale"}
 def _label(results: dict) -> str:
     """The model name plus the options that make it a variant (e.g. ``lcvae (posterior=flow, ...)``)."""
     options = results.get("model_options", {})
-    parts = [f"{key}={value}" for key, value in sorted(options.items()) if key not in SHARED_OPTIONS and value]
+    # Only unset values are dropped: False or 0 given as an option names a variant too.
+    parts = [f"{key}={value}" for key, value in sorted(options.items())
+             if key not in SHARED_OPTIONS and value not in (None, "", [], {})]
     return results["model"] + (f" ({', '.join(parts)})" if parts else "")
 
 

@@ -43,6 +43,11 @@ VARIANTS = {
     "catvae": ["--model", "catvae", "--z-dim", "50"],
     "catvae-gumbel": ["--model", "catvae", "--z-dim", "50", "--model-option", "category_inference=gumbel"],
     "catvae-paper-feature-loss": ["--model", "catvae", "--z-dim", "50", "--model-option", "feature_loss=paper"],
+    # The objective of the authors' released code (their MNIST weights; see CategoricalVAEConfig).
+    "catvae-released": ["--model", "catvae", "--z-dim", "50"] + [
+        arg for option in ("assignment_loss=cross_entropy", "gaussian_dim=150", "w_gaussian=1.1",
+                           "normalise_losses=false", "w_categorical=1.2", "w_assignment=4.7", "w_feature=0.85",
+                           "feature_margin=0.5", "assignment_neighbours=7") for arg in ("--model-option", option)],
     # The paper's convolutional networks read whole 28 x 28 images: MNIST-shaped data only.
     "catvae-conv": ["--model", "catvae", "--z-dim", "50", "--model-option", "encoder=conv", "--keep-all-dims"],
 }

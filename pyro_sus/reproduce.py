@@ -244,6 +244,8 @@ _ARIAS_PAPER = {"hungarian_accuracy": (98.3, None), "nmi": (95.4, None), "accura
 # MNIST run.sh): cross-entropy assignment, a Gaussian z (150) between f and the decoder with KL weight 1.1,
 # BCE summed over pixels, the categorical KL not divided by log K (weight 1.2), w_assign 4.7, w_metric 0.85,
 # margin 0.5, 7-NN. The MLP ablation in docs/RESULTS.md measured them: 32.8% -> 83.0-83.9% after 3 epochs.
+# With every pixel kept, w_reconstruction 784 and w_categorical 1.2 log 10 are normalise_losses=False with
+# weights 1 and 1.2, up to float rounding; the row keeps the form its recorded runs were trained with.
 _ARIAS_RELEASED_LOSSES = {"assignment_loss": "cross_entropy", "gaussian_dim": 150, "w_gaussian": 1.1,
                           "w_reconstruction": 784.0, "w_categorical": 1.2 * math.log(10), "w_assignment": 4.7,
                           "w_feature": 0.85, "feature_margin": 0.5, "assignment_neighbours": 7}

@@ -66,3 +66,18 @@ def test_gpu_session_script_measures_and_trains_end_to_end_in_smoke_mode(shared_
         assert f"runs/willetts-table2-mnist/runs/{run_name}/results.json" in names
     assert "runs/willetts-table2-mnist/summary.json" in names
     assert run["train"]["jit"] is True  # JIT defaults to 1
+
+
+def test_zoo_script_trains_its_variants_and_names_them_by_their_options(tmp_path):
+    """benchmarks/zoo.py (RESULTS' zoo tables): each variant's options reach the model, the
+    labelled-only classifier runs without a z, and the table names a variant by every option it sets."""
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "zoo.py"), "digits-sus", "--epochs", "1",
+                             "--models", "catvae-released", "classifier", "--out", str(tmp_path)],
+                            check=True, capture_output=True, text=True, timeout=600)
+    released = json.loads((tmp_path / "catvae-released-seed0" / "results.json").read_text())
+    assert released["model_options"]["normalise_losses"] is False
+    assert released["model_options"]["gaussian_dim"] == 150
+    assert (tmp_path / "classifier-seed0" / "results.json").is_file()
+    rows = {line.split(" | ")[0].lstrip("| ") for line in result.stdout.splitlines() if "| digits |" in line}
+    assert "classifier" in rows
+    assert any("normalise_losses=False" in row and "gaussian_dim=150" in row for row in rows), rows

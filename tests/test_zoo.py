@@ -433,13 +433,16 @@ def test_catvae_cross_entropy_assignment_is_softmax_cross_entropy_on_the_assigne
         catvae(assignment_loss="hinge")
 
 
+@pytest.mark.parametrize("normalise_losses", [True, False])
 @pytest.mark.parametrize("category_inference", ["enumerate", "gumbel"])
-def test_catvae_gaussian_latent_elbo_is_weighted_reconstruction_from_z_and_both_kls(category_inference):
+def test_catvae_gaussian_latent_elbo_is_weighted_reconstruction_from_z_and_both_kls(category_inference,
+                                                                                    normalise_losses):
     """gaussian_dim > 0 (the released code's model): the decoder reads z ~ q(z|f), not f, and the
     ELBO part is w_R/|x| E_q log p(x|z,C) - w_C/log K KL(q(C|f) || p(C)) - w_gaussian (log q(z|f) - log p(z))
-    at the guide's draw of z."""
+    at the guide's draw of z; without the paper's normalisations, w_R E_q log p(x|z,C) - w_C KL - ..."""
     model, x = catvae(gaussian_dim=2, w_gaussian=0.7, w_reconstruction=3.0, w_categorical=0.5,
-                      category_inference=category_inference), bits(6)
+                      category_inference=category_inference, normalise_losses=normalise_losses), bits(6)
+    pixels, log_k = (X_DIM, math.log(N_SLOTS)) if normalise_losses else (1, 1.0)
     f = model.feature(x)
     torch.manual_seed(0)
     guide_trace = poutine.trace(model.guide).get_trace(x, None, f)
@@ -452,14 +455,14 @@ def test_catvae_gaussian_latent_elbo_is_weighted_reconstruction_from_z_and_both_
         got = model._elbo_weight * model._elbo.differentiable_loss(model.model, model.guide, x, None, f)
         q = torch.softmax(model.category_head(f), -1)
         log_px = torch.stack([model.likelihood(z, torch.full((6,), k)).log_prob(x) for k in range(N_SLOTS)], -1)
-        want = -(3.0 / X_DIM * (q * log_px).sum(-1) - 0.5 / math.log(N_SLOTS) * (q * (q * N_SLOTS).log()).sum(-1)
+        want = -(3.0 / pixels * (q * log_px).sum(-1) - 0.5 / log_k * (q * (q * N_SLOTS).log()).sum(-1)
                  - z_term).sum()
         torch.testing.assert_close(got, want)
     # Labelled: C observed, z still drawn; the ELBO is the reconstruction from (z, y), log p(y) and z's term.
     y = torch.tensor([0, 1, 2, 2, 0, 1])
     torch.manual_seed(0)
     got = model._elbo_weight * model._elbo_labelled.differentiable_loss(model.model, model.guide, x, y, f)
-    want = -(3.0 / X_DIM * model.likelihood(z, y).log_prob(x) + 0.5 / math.log(N_SLOTS) * math.log(1 / N_SLOTS)
+    want = -(3.0 / pixels * model.likelihood(z, y).log_prob(x) + 0.5 / log_k * math.log(1 / N_SLOTS)
              - z_term).sum()
     torch.testing.assert_close(got, want)
     # Every parameter learns, the head of q(z|f) included, and the loss traces.
@@ -479,6 +482,8 @@ def test_catvae_gaussian_latent_conv_decoder_reads_z():
     assert torch.isfinite(model.loss(x, x, torch.tensor([0, 2])))
     with pytest.raises(ValueError, match="gaussian_dim"):
         catvae(gaussian_dim=-1)
+    with pytest.raises(ValueError, match="normalise_losses"):
+        catvae(normalise_losses="false")  # a string would be truthy: refuse it
 
 
 def test_catvae_feature_loss_choice():
