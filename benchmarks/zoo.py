@@ -10,11 +10,14 @@ reported and does not stop the others. Each run's log is ``OUT/NAME-seedS.log``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from pyro_sus.models.catvae import RELEASED_CODE_OPTIONS
 
 SETTINGS = {
     # The split of benchmarks/digits_sus.sh: 5-9 hidden, 20% labels on 0-4, 10 extra slots.
@@ -43,11 +46,10 @@ VARIANTS = {
     "catvae": ["--model", "catvae", "--z-dim", "50"],
     "catvae-gumbel": ["--model", "catvae", "--z-dim", "50", "--model-option", "category_inference=gumbel"],
     "catvae-paper-feature-loss": ["--model", "catvae", "--z-dim", "50", "--model-option", "feature_loss=paper"],
-    # The objective of the authors' released code (their MNIST weights; see CategoricalVAEConfig).
+    # The objective of the authors' released code with their MNIST weights.
     "catvae-released": ["--model", "catvae", "--z-dim", "50"] + [
-        arg for option in ("assignment_loss=cross_entropy", "gaussian_dim=150", "w_gaussian=1.1",
-                           "normalise_losses=false", "w_categorical=1.2", "w_assignment=4.7", "w_feature=0.85",
-                           "feature_margin=0.5", "assignment_neighbours=7") for arg in ("--model-option", option)],
+        arg for key, value in RELEASED_CODE_OPTIONS.items()
+        for arg in ("--model-option", f"{key}={value if isinstance(value, str) else json.dumps(value)}")],
     # The paper's convolutional networks read whole 28 x 28 images: MNIST-shaped data only.
     "catvae-conv": ["--model", "catvae", "--z-dim", "50", "--model-option", "encoder=conv", "--keep-all-dims"],
 }

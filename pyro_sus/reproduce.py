@@ -33,6 +33,7 @@ import numpy as np
 
 from .data import Dataset, load_dataset
 from .io import atomic_write_json, atomic_write_text
+from .models.catvae import RELEASED_CODE_OPTIONS
 
 __all__ = ["Row", "Experiment", "EXPERIMENTS", "register_experiment", "get_experiment", "plan_jobs", "run_jobs",
            "aggregate", "write_results_section", "reproduce", "SMOKE"]
@@ -246,9 +247,8 @@ _ARIAS_PAPER = {"hungarian_accuracy": (98.3, None), "nmi": (95.4, None), "accura
 # margin 0.5, 7-NN. The MLP ablation in docs/RESULTS.md measured them: 32.8% -> 83.0-83.9% after 3 epochs.
 # With every pixel kept, w_reconstruction 784 and w_categorical 1.2 log 10 are normalise_losses=False with
 # weights 1 and 1.2, up to float rounding; the row keeps the form its recorded runs were trained with.
-_ARIAS_RELEASED_LOSSES = {"assignment_loss": "cross_entropy", "gaussian_dim": 150, "w_gaussian": 1.1,
-                          "w_reconstruction": 784.0, "w_categorical": 1.2 * math.log(10), "w_assignment": 4.7,
-                          "w_feature": 0.85, "feature_margin": 0.5, "assignment_neighbours": 7}
+_ARIAS_RELEASED_LOSSES = {**{key: value for key, value in RELEASED_CODE_OPTIONS.items() if key != "normalise_losses"},
+                          "w_reconstruction": 784.0, "w_categorical": 1.2 * math.log(10)}
 register_experiment(Experiment(
     "arias-figueroa-tables2-3",
     "Arias Figueroa & Ramírez Rivera, Learning to cluster with auxiliary tasks: a semi-supervised approach (seed 002)",

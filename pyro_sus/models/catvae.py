@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -50,14 +50,18 @@ from ..nn import MLP, broadcast_cat
 from .base import GenerativeConfig, GenerativeModel, check_class_prior
 from .registry import register_model
 
-__all__ = ["CategoricalVAEConfig", "CategoricalVAE", "assignment_loss", "feature_loss", "lifted_structure_loss",
-           "nearest_labels"]
+__all__ = ["CategoricalVAEConfig", "CategoricalVAE", "RELEASED_CODE_OPTIONS", "assignment_loss", "feature_loss",
+           "lifted_structure_loss", "nearest_labels"]
 
 ENCODERS = ("mlp", "conv")
 CATEGORY_INFERENCE = ("enumerate", "gumbel")
 FEATURE_LOSSES = ("lifted", "paper")
 ASSIGNMENT_LOSSES = ("paper", "cross_entropy")
 MNIST_SIDE = 28
+# The objective of the authors' released code with its MNIST weights (its run.sh), as config options.
+RELEASED_CODE_OPTIONS: dict[str, Any] = {
+    "assignment_loss": "cross_entropy", "gaussian_dim": 150, "w_gaussian": 1.1, "normalise_losses": False,
+    "w_categorical": 1.2, "w_assignment": 4.7, "w_feature": 0.85, "feature_margin": 0.5, "assignment_neighbours": 7}
 
 
 @dataclass
@@ -77,9 +81,8 @@ class CategoricalVAEConfig(GenerativeConfig):
     place of Eq. 16); ``gaussian_dim`` > 0 (the decoder reads a Gaussian latent z ~ q(z|f) of that
     size, p(z) = N(0, I), with its KL weighted ``w_gaussian``, in place of f itself);
     ``normalise_losses=False`` (the reconstruction summed over pixels and the categorical KL in
-    nats, where the paper divides them by the pixel count, Eq. 11, and by log K, Eq. 14). The
-    released code's MNIST weights on top of those: w_C = 1.2, w_A = 4.7, w_F = 0.85, margin 0.5,
-    k = 7, gaussian_dim = 150 with w_gaussian = 1.1."""
+    nats, where the paper divides them by the pixel count, Eq. 11, and by log K, Eq. 14). Those with
+    the released code's MNIST weights: :data:`RELEASED_CODE_OPTIONS`."""
 
     z_dim: int = 50
     encoder: str = "mlp"
