@@ -148,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     r.add_argument("--data-dir", default=None, help="folder holding mnist/, fashion-mnist/, 'UCI HAR Dataset/'")
     r.add_argument("--out", default="runs/reproduce", help="root folder; the experiment's runs go in OUT/NAME")
-    r.add_argument("--smoke", action="store_true", help="tiny data, 1 epoch, 1 seed: checks the setup, not a result")
+    r.add_argument("--smoke", action="store_true",
+                   help="tiny data, 1 epoch (unless --epochs), 1 seed: checks the setup, not a result")
     r.add_argument("--jit", action="store_true", help=JIT_HELP)
     r.add_argument("--write-results", nargs="?", const="docs/RESULTS.md", default=None, metavar="PATH",
                    help="write the generated section into this results page")

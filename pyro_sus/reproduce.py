@@ -7,8 +7,9 @@ in separate processes, and an aggregator that writes our number beside the paper
 
 Folder layout under ``OUT/NAME/``: ``jobs/ROW-seedS.json`` (what each run does), ``logs/ROW-seedS.log``,
 ``runs/ROW-seedS/`` (an ordinary run folder), ``summary.json`` and ``summary.md``. Re-running the
-command skips finished runs and resumes interrupted ones. ``--smoke`` shrinks data and epochs for
-tests; smoke runs are never written to the results page.
+command skips finished runs and resumes interrupted ones (a run stopped before its first checkpoint
+starts over). ``--smoke`` shrinks data and epochs for tests; smoke runs are never written to the
+results page.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from .models.catvae import RELEASED_CODE_OPTIONS
 __all__ = ["Row", "Experiment", "EXPERIMENTS", "register_experiment", "get_experiment", "plan_jobs", "run_jobs",
            "aggregate", "write_results_section", "reproduce", "SMOKE"]
 
-# --smoke: a few batches of a small subset, one epoch, one seed, at most 5 labels per class (tests
-# and a quick check of a setup).
+# --smoke: a few batches of a small subset, one epoch (unless epochs are given), one seed, at most
+# 5 labels per class (tests and a quick check of a setup).
 SMOKE = {"max_train": 400, "max_test": 200, "epochs": 1, "labels_per_class": 5}
 METRIC_NAMES = {"accuracy": "honest accuracy", "paper_protocol_accuracy": "accuracy (paper protocol)",
                 "known_accuracy": "known-class accuracy", "novel_accuracy": "novel-class accuracy",
@@ -318,7 +319,7 @@ def plan_jobs(name: str, out: str | Path, seeds: int | None = None, epochs: int 
     experiment = get_experiment(name)
     chosen = [experiment.row(label) for label in rows] if rows else list(experiment.rows)
     n_seeds = 1 if smoke else (seeds or experiment.seeds)
-    epochs = SMOKE["epochs"] if smoke else (epochs or experiment.epochs)
+    epochs = epochs or (SMOKE["epochs"] if smoke else experiment.epochs)
     root = Path(out) / name
     trainable = {f.name for f in dataclasses.fields(TrainConfig)} - {"epochs", "seed", "device", "jit"}
     for row in chosen:
@@ -373,6 +374,13 @@ def _subsample(data: Dataset, seed: int) -> Dataset:
                    data.image_shape)
 
 
+def _written_before_first_checkpoint(name: str) -> bool:
+    """Whether a file of that name can be all a run left that was stopped before its first
+    checkpoint: what ``fit`` writes first, the first epoch's metrics, an atomic write's temp file."""
+    return name in ("run.json", "split.npz", "preprocess.npz", "metrics.jsonl") or (
+        name.startswith(".") and name.endswith(".tmp"))
+
+
 def run_job(job_path: str | Path) -> None:
     """Train and evaluate one job (inside its own process); resumes an interrupted run folder."""
     from .api import fit
@@ -390,6 +398,10 @@ def run_job(job_path: str | Path) -> None:
     if (run_dir / "last.pt").is_file():
         fit(run_dir=run_dir, resume=True, dataset=data, progress=False)
         return
+    if run_dir.is_dir() and all(_written_before_first_checkpoint(p.name) for p in run_dir.iterdir()):
+        # Stopped before its first checkpoint (killed, out of time): nothing to resume, start over.
+        for path in run_dir.iterdir():
+            path.unlink()
     options = dict(row.fit)
     if job["smoke"] and options.get("labels_per_class"):  # the subset may hold fewer points per class
         options["labels_per_class"] = min(options["labels_per_class"], SMOKE["labels_per_class"])

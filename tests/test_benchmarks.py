@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -37,35 +38,87 @@ def test_pyro_step_sequence_refuses_a_trunk_end_without_softplus(tmp_path):
     assert not (tmp_path / "run.json").exists()
 
 
-def test_gpu_session_script_measures_and_trains_end_to_end_in_smoke_mode(shared_data_dir, tmp_path):
-    """benchmarks/gpu_session.sh is what a session with a lent GPU runs: every step of it, on the CPU."""
-    env = dict(os.environ, DEVICE="cpu", SMOKE="1", WORK=str(tmp_path), DATA_DIR=shared_data_dir, THREADS="1",
-               JOBS="2", START_WAIT="0", POLL_SECONDS="300",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    script = ["bash", str(ROOT / "benchmarks" / "gpu_session.sh")]
-    subprocess.run([*script, "start"], env={**env, "OUT": str(tmp_path / "start")}, cwd=ROOT, check=True,
-                   capture_output=True, text=True, timeout=600)
-    start = tmp_path / "start"
-    assert "passed" in (start / "cuda-tests.txt").read_text()
-    assert "m2" in (start / "throughput-cpu.txt").read_text()
-    plain = json.loads((start / "plain-pytorch-cpu.json").read_text())
-    assert [r["model"] for r in plain["results"]] == ["m2", "gmdgm"]
-    assert all(r["ratio"] > 0 and r["ratio_jit"] > 0 for r in plain["results"])
-    assert "(traced)" in (start / "throughput-cpu-jit.txt").read_text()
-    # The training went on after `start` returned; `poll` waits for it and brings back every run.
-    subprocess.run([*script, "poll"], env={**env, "OUT": str(tmp_path / "poll")}, cwd=ROOT, check=True,
-                   capture_output=True, text=True, timeout=600)
-    poll = tmp_path / "poll"
-    assert int((poll / "wall.txt").read_text().split(":")[1].split()[0]) >= 0
-    progress = (poll / "progress.txt").read_text()
-    assert "m2-sus-seed0: 1 epochs" in progress and "gm-dgm-sus-seed0: 1 epochs" in progress
-    with tarfile.open(poll / "table2.tar.gz") as bundle:
-        names = bundle.getnames()
-        run = json.load(bundle.extractfile("runs/willetts-table2-mnist/runs/m2-sus-seed0/run.json"))
+def _gpu_session(tmp_path: Path, data_dir: str, out: str, state: Path, *options: str) -> list[dict]:
+    """One call of benchmarks/gpu_session.py on the CPU (smoke runs); returns its sessions.json."""
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_session.py"), "session", "--device", "cpu",
+                    "--smoke", "--threads", "1", "--jobs", "2", "--data-dir", data_dir, "--work", str(tmp_path / "work"),
+                    "--state", str(state), "--out", str(tmp_path / out), "--wheels", str(tmp_path / "no-wheels"),
+                    *options], check=True, capture_output=True, text=True, timeout=600)
+    with tarfile.open(tmp_path / out / "state-0.tar") as bundle:
+        return json.load(bundle.extractfile("sessions.json"))
+
+
+def test_gpu_session_stops_its_runs_in_time_and_the_next_call_resumes_them(shared_data_dir, tmp_path):
+    """benchmarks/gpu_session.py is what a call with a lent GPU runs: every step of it, on the CPU.
+    The first call measures, trains, stops the runs (here at epoch 2 of 5) and brings back their
+    state; the second, on a fresh machine (its work folder deleted), carries that state in and
+    resumes every run to the end."""
+    first = _gpu_session(tmp_path, shared_data_dir, "call1", tmp_path / "nothing-yet", "--epochs", "5",
+                         "--stop-at-epoch", "2")
+    assert len(first) == 1 and not first[0]["finished"]
+    call1 = tmp_path / "call1"
+    assert "calls: 1" in (call1 / "progress.txt").read_text()
+    states = sorted(call1.glob("state-*.tar"))
+    names = [name for state in states for name in tarfile.open(state).getnames()]
+    runs = "runs/willetts-table2-mnist/runs"
     for run_name in ("m2-sus-seed0", "gm-dgm-sus-seed0"):
-        assert f"runs/willetts-table2-mnist/runs/{run_name}/results.json" in names
+        assert f"{runs}/{run_name}/last.pt" in names and f"{runs}/{run_name}/results.json" not in names
+    before = next(tarfile.open(s).extractfile(f"{runs}/m2-sus-seed0/metrics.jsonl") for s in states
+                  if f"{runs}/m2-sus-seed0/metrics.jsonl" in tarfile.open(s).getnames()).read().decode().splitlines()
+    assert "passed" in tarfile.open(states[0]).extractfile("measure/cuda-tests.txt").read().decode()
+    assert "m2" in tarfile.open(states[0]).extractfile("measure/throughput-cpu.txt").read().decode()
+    assert "(traced)" in tarfile.open(states[0]).extractfile("measure/throughput-cpu-jit.txt").read().decode()
+    plain = json.load(tarfile.open(states[0]).extractfile("measure/plain-pytorch-cpu.json"))
+    assert [r["model"] for r in plain["results"]] == ["m2", "gmdgm"]
+
+    shutil.rmtree(tmp_path / "work")  # a fresh machine
+    second = _gpu_session(tmp_path, shared_data_dir, "call2", call1, "--epochs", "5")
+    assert [s["finished"] for s in second] == [False, True] and second[1]["state_files_carried_in"] == len(states)
+    with tarfile.open(tmp_path / "call2" / "state-0.tar") as bundle:
+        names = bundle.getnames()
+        metrics = bundle.extractfile(f"{runs}/m2-sus-seed0/metrics.jsonl").read().decode().splitlines()
+        run = json.load(bundle.extractfile(f"{runs}/m2-sus-seed0/run.json"))
+    assert [json.loads(line)["epoch"] for line in metrics] == list(range(1, 6))
+    # Resumed, not started over: epoch 1 (checkpointed before the stop) is the first call's, its time too.
+    assert metrics[0] == before[0]
+    assert f"{runs}/gm-dgm-sus-seed0/results.json" in names
+    assert not any(name.endswith((".pt", ".tmp")) for name in names)  # a finished run's weights stay behind
+    assert run["train"]["jit"] is True  # the default
     assert "runs/willetts-table2-mnist/summary.json" in names
-    assert run["train"]["jit"] is True  # JIT defaults to 1
+    assert "measure/cuda-tests.txt" in names  # measured once, carried on
+
+
+def test_gpu_session_state_fits_the_files_a_call_brings_back(tmp_path):
+    """The state is split into files of at most the size given, a run folder never split in two;
+    a run stopped before its first checkpoint and a cut-short atomic write are left behind."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from gpu_session import pack_state, unpack_state
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    work = tmp_path / "work"
+    runs = work / "runs" / "willetts-table2-mnist" / "runs"
+    for name in ("a-seed0", "b-seed0", "c-seed0"):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "last.pt").write_bytes(os.urandom(8000))
+        (runs / name / "metrics.jsonl").write_text("{}\n")
+    (runs / "a-seed0" / ".last.pt.x1.tmp").write_bytes(os.urandom(600))
+    (runs / "c-seed0" / "results.json").write_text("{}")  # finished: its weights stay behind
+    (runs / "c-seed0" / "final.pt").write_bytes(os.urandom(600))
+    (runs / "d-seed0").mkdir()
+    (runs / "d-seed0" / "run.json").write_text("{}")  # stopped before its first checkpoint
+    (work / "sessions.json").write_text("[]")
+    paths = pack_state(work, tmp_path / "out", max_bytes=20480)
+    assert len(paths) == 2 and all(p.stat().st_size <= 20480 for p in paths)  # a and b do not fit one file
+    unpack_state(tmp_path / "out", tmp_path / "again")
+    kept = sorted(str(p.relative_to(tmp_path / "again")) for p in (tmp_path / "again").rglob("*") if p.is_file())
+    prefix = "runs/willetts-table2-mnist/runs/"
+    assert kept == [prefix + "a-seed0/last.pt", prefix + "a-seed0/metrics.jsonl", prefix + "b-seed0/last.pt",
+                    prefix + "b-seed0/metrics.jsonl", prefix + "c-seed0/metrics.jsonl",
+                    prefix + "c-seed0/results.json", "sessions.json"]
+    assert (tmp_path / "again" / prefix / "a-seed0" / "last.pt").read_bytes() == (runs / "a-seed0" / "last.pt").read_bytes()
+    with pytest.raises(ValueError, match="more than the 1 a call brings back"):
+        pack_state(work, tmp_path / "out2", max_bytes=20480, max_files=1)
 
 
 def test_zoo_script_trains_its_variants_and_names_them_by_their_options(tmp_path):

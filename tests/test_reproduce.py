@@ -234,3 +234,24 @@ def test_cli_lists_experiments_and_rejects_unknown_ones(capsys):
     assert "93.19" in listing and "needs the UCI HAR Dataset" in listing
     assert main(["reproduce", "no-such-table"]) == 2
     assert "unknown experiment" in capsys.readouterr().err
+
+
+def test_a_run_stopped_before_its_first_checkpoint_starts_over(tmp_path, shared_data_dir):
+    """A run killed in its first epoch leaves its folder without last.pt: a re-run starts it over
+    rather than refusing the non-empty folder. A folder holding anything else is left as it is."""
+    stopped = plan_jobs("pyro-ssvae-tutorial", tmp_path / "a", rows=["M2, 100 labels"], device="cpu",
+                        data_dir=shared_data_dir, smoke=True)[:1]  # one of its two learning rates
+    run_dir = Path(json.loads(stopped[0].read_text())["run_dir"])
+    run_dir.mkdir(parents=True)
+    for name in ("run.json", "split.npz", "preprocess.npz", ".last.pt.x1y2.tmp"):
+        (run_dir / name).write_text("cut short")
+    assert run_jobs(stopped, threads=1) == {str(stopped[0]): 0}
+    assert (run_dir / "results.json").is_file() and not (run_dir / ".last.pt.x1y2.tmp").exists()
+    other = plan_jobs("pyro-ssvae-tutorial", tmp_path / "b", rows=["M2, 100 labels"], device="cpu",
+                      data_dir=shared_data_dir, smoke=True)[:1]
+    other_dir = Path(json.loads(other[0].read_text())["run_dir"])
+    other_dir.mkdir(parents=True)
+    (other_dir / "run.json").write_text("cut short")
+    (other_dir / "notes.txt").write_text("mine")
+    assert run_jobs(other, threads=1)[str(other[0])] != 0
+    assert (other_dir / "notes.txt").read_text() == "mine" and (other_dir / "run.json").read_text() == "cut short"

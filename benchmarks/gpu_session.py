@@ -1,0 +1,335 @@
+"""Issue 5's GPU measurements, one `device` call at a time, carried on from call to call.
+
+A session is lent at most 15 minutes of device time and 10 minutes a call, while Willetts Table II
+MNIST SUS in full (M2 and GM-DGM, 4 seeds, 400 epochs: 8 runs at once on the one GPU) needs more.
+So each call trains until its time is nearly up, stops the runs (each keeps its last epoch's
+checkpoint), and brings their state back; the next call, in this session or a later one, carries
+that state and resumes every run where it stopped.
+
+    here:    python benchmarks/gpu_session.py prepare [--state FILES_AT]  # FILES_AT: what the last call brought back
+    device:  python3 benchmarks/gpu_session.py session  # run: carry [".whl", ".gpu-data", ".gpu-state"], timeout_s 600
+
+``prepare`` downloads the wheels the device image lacks (pyro-ppl, pyro-api, zuko) to ``.whl``,
+copies MNIST to ``.gpu-data`` and the previous call's ``state-*.tar`` to ``.gpu-state`` (all three
+git-ignored), and checks that what travels fits the call's 64 MiB. ``session`` installs the wheels,
+unpacks the state, runs the CUDA tests and the throughput benchmarks (once: the first call),
+trains, and writes at most 8 files under $OUT: ``progress.txt`` and ``state-K.tar`` (each run's
+folder, the benchmarks' output and logs, ``sessions.json`` with each call's training seconds; at
+most 15 MiB a file). When every run has finished, it also aggregates the Table II section
+(``RESULTS.md`` in the state). ``--smoke --device cpu`` runs every step on the CPU in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENT = "willetts-table2-mnist"
+ROWS = ("M2 SUS", "GM-DGM SUS")
+MAX_FILE_BYTES = 15 * 2**20  # the device brings back files of at most 16 MiB
+MAX_STATE_FILES = 7  # of the 8 files a call brings back; progress.txt is the eighth
+CARRY_LIMIT_BYTES = 64 * 2**20
+# Files a finished run does not need carried on: its weights (final.pt) and resume state (last.pt).
+LARGE_FINISHED = ("final.pt", "last.pt")
+
+__all__ = ["pack_state", "unpack_state", "run_folders"]
+
+
+def run_folders(work: Path) -> list[Path]:
+    """Every run folder of the Table II job under ``work``."""
+    return sorted(p for p in (work / "runs" / EXPERIMENT / "runs").glob("*") if p.is_dir())
+
+
+def _finished(run_dir: Path) -> bool:
+    return (run_dir / "results.json").is_file()
+
+
+def _kept(path: Path) -> bool:
+    """Whether ``path``, a file in a run folder, travels on to the next call."""
+    run_dir = path.parent
+    if path.name.endswith(".tmp"):  # an atomic write cut short when the run was stopped
+        return False
+    if _finished(run_dir):
+        return path.name not in LARGE_FINISHED
+    # A run stopped before its first checkpoint starts over (pyro_sus.reproduce.run_job).
+    return (run_dir / "last.pt").is_file()
+
+
+def _member_bytes(path: Path) -> int:
+    """At most what ``path`` takes in a tar file: a header (and a long-name header), data in 512-byte blocks."""
+    return 1536 + -(-path.stat().st_size // 512) * 512
+
+
+def _tar_bytes(members: int) -> int:
+    """A tar file's size for members taking ``members`` bytes: two end blocks, padded to 10 KiB records."""
+    return -(-(members + 1024) // 10240) * 10240
+
+
+def pack_state(work: Path, out: Path, max_bytes: int = MAX_FILE_BYTES, max_files: int = MAX_STATE_FILES) -> list[Path]:
+    """Pack what the next call needs from ``work`` into ``out/state-K.tar`` files of at most
+    ``max_bytes``, one run folder never split across files; returns their paths."""
+    groups: list[list[Path]] = []  # the files of one run folder, or one other file, stay together
+    runs = run_folders(work)
+    groups += [[p] for p in sorted(work.rglob("*")) if p.is_file() and not any(r in p.parents for r in runs)]
+    groups += [[p for p in sorted(r.rglob("*")) if p.is_file() and _kept(p)] for r in runs]
+    chunks: list[list[Path]] = []
+    size = 0
+    for group in (g for g in groups if g):
+        group_size = sum(_member_bytes(p) for p in group)
+        if _tar_bytes(group_size) > max_bytes:
+            raise ValueError(f"{group[0].parent} needs {_tar_bytes(group_size)} bytes, more than one file may ({max_bytes})")
+        if not chunks or _tar_bytes(size + group_size) > max_bytes:
+            chunks.append([])
+            size = 0
+        chunks[-1] += group
+        size += group_size
+    if len(chunks) > max_files:
+        raise ValueError(f"the state needs {len(chunks)} files of {max_bytes} bytes, more than the {max_files} "
+                         f"a call brings back: train fewer runs at once")
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, files in enumerate(chunks):
+        path = out / f"state-{k}.tar"
+        with tarfile.open(path, "w") as tar:
+            for file in files:
+                tar.add(file, arcname=str(file.relative_to(work)))
+        paths.append(path)
+    return paths
+
+
+def unpack_state(state_dir: Path, work: Path) -> int:
+    """Unpack every ``state-*.tar`` in ``state_dir`` into ``work``; returns how many there were."""
+    tars = sorted(state_dir.glob("state-*.tar")) if state_dir.is_dir() else []
+    work.mkdir(parents=True, exist_ok=True)
+    for path in tars:
+        with tarfile.open(path) as tar:
+            tar.extractall(work, filter="data")
+    return len(tars)
+
+
+def _progress(work: Path) -> str:
+    lines = []
+    for run_dir in run_folders(work):
+        metrics = run_dir / "metrics.jsonl"
+        records = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.is_file() else []
+        last = records[-1] if records else {}
+        seconds = sum(r["seconds"] for r in records)
+        lines.append(f"{run_dir.name}: {len(records)} epochs{' (finished)' if _finished(run_dir) else ''}, "
+                     f"{seconds:.0f} s of training, last: loss {last.get('loss', float('nan')):.2f}, "
+                     f"validation accuracy {last.get('val_cluster_accuracy', float('nan')):.3f}")
+    sessions_path = work / "sessions.json"
+    sessions = json.loads(sessions_path.read_text()) if sessions_path.is_file() else []
+    lines.append(f"calls: {len(sessions)}, training wall time over all calls: "
+                 f"{sum(s['training_seconds'] for s in sessions):.0f} s")
+    return "\n".join(lines) + "\n"
+
+
+def _environment(wheels: Path) -> dict[str, str]:
+    """The device image has torch but not pyro-ppl, pyro-api or zuko: install the carried wheels."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    paths = [str(ROOT)]
+    probe = subprocess.run([sys.executable, "-c", "import pyro, zuko"], capture_output=True)
+    if probe.returncode and wheels.is_dir():
+        site = "/tmp/site"
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                        "--no-cache-dir", "--upgrade", "--target", site, *map(str, sorted(wheels.glob("*.whl")))],
+                       check=True)
+        paths.append(site)
+    env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    return env
+
+
+def _measure(args: argparse.Namespace, work: Path, env: dict[str, str], deadline: float) -> None:
+    """The CUDA tests, throughput and the Pyro / plain-PyTorch ratio, each written under
+    ``work/measure``; a measurement still running at ``deadline`` (time.monotonic()) is stopped."""
+    folder = work / "measure"
+    folder.mkdir(parents=True, exist_ok=True)
+    py, device = sys.executable, args.device
+    tiny = ["--steps", "1", "--hidden", "16", "16", "--models", "m2"] if args.smoke else []
+    commands = {
+        "device.txt": ["bash", "-c", f"nvidia-smi; {py} -c 'import torch, pyro; print(torch.__version__, "
+                                     f"pyro.__version__, torch.cuda.is_available())'"],
+        # The CUDA variants of the contract and training tests (skipped on machines without a GPU).
+        # The tutorial tests need nbclient, which the device image lacks; none of them is a CUDA test.
+        "cuda-tests.txt": [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "cuda",
+                           "--ignore=tests/test_tutorials.py", "tests"],
+        # The benchmarks' defaults: Willetts MNIST SUS sizes (444 inputs, 45 slots, z = 5, 500-500 networks).
+        f"throughput-{device}.txt": [py, "benchmarks/throughput.py", "--device", device, *tiny],
+        f"throughput-{device}-jit.txt": [py, "benchmarks/throughput.py", "--device", device, "--jit", *tiny],
+        f"throughput-{device}-200.txt": [py, "benchmarks/throughput.py", "--device", device, "--hidden", "200", "200",
+                                         "--models", "m2", "gmdgm", *tiny],
+        f"plain-pytorch-{device}.txt": [py, "benchmarks/plain_pytorch.py", "--device", device,
+                                        "--out", str(folder / f"plain-pytorch-{device}.json"),
+                                        *(["--steps", "1", "--check-draws", "2", "--hidden", "16", "16"]
+                                          if args.smoke else [])],
+    }
+    for name, command in commands.items():
+        with open(folder / name, "w") as log:
+            timeout = min(args.measure_timeout, deadline - time.monotonic())
+            try:  # a failing or hanging measurement is recorded and does not stop the training
+                code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
+                                       timeout=timeout) if timeout > 0 else "not run: out of time"
+            except subprocess.TimeoutExpired:
+                code = f"stopped after {timeout:.0f} s"
+            log.write(f"\n# exit status: {code}\n")
+
+
+def _train(args: argparse.Namespace, work: Path, env: dict[str, str], deadline: float) -> dict[str, object]:
+    """Run (or resume) every Table II run until they finish or ``deadline`` (time.monotonic()) passes."""
+    epochs = args.epochs or (None if args.smoke else 400)  # smoke: reproduce's one epoch
+    command = [sys.executable, "-m", "pyro_sus", "reproduce", EXPERIMENT, "--rows", *ROWS, "--seeds", str(args.seeds),
+               *(["--epochs", str(epochs)] if epochs else []), "--jobs", str(args.jobs), "--threads", str(args.threads),
+               "--device", args.device, "--data-dir", str(args.data_dir), "--out", str(work / "runs"),
+               *(["--jit"] if args.jit else []), *(["--smoke"] if args.smoke else [])]
+    n_runs = len(ROWS) * (1 if args.smoke else args.seeds)  # reproduce trains one seed in smoke mode
+    started = time.monotonic()
+    with open(work / "reproduce.log", "a") as log:
+        # Its own process group, so that stopping it stops every training process it started.
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
+                                   start_new_session=True)
+        while process.poll() is None and time.monotonic() < deadline and not _trained(work, args.stop_at_epoch, n_runs):
+            time.sleep(1)
+        if process.poll() is None:
+            # Each run has saved its last finished epoch (atomically); the epoch under way is lost.
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        try:  # the runs themselves, had the reproduce process ended before them
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    finished = len(run_folders(work)) == n_runs and all(_finished(r) for r in run_folders(work))
+    return {"training_seconds": round(time.monotonic() - started, 1), "finished": finished,
+            "exit_status": process.returncode, "device": args.device, "jit": args.jit,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+
+
+def _trained(work: Path, epochs: int | None, n_runs: int) -> bool:
+    """Whether each of the ``n_runs`` runs has trained at least ``epochs`` epochs (never, for None)."""
+    runs = run_folders(work)
+    return epochs is not None and len(runs) == n_runs and all(
+        (r / "metrics.jsonl").is_file() and len((r / "metrics.jsonl").read_text().splitlines()) >= epochs for r in runs)
+
+
+def _aggregate(work: Path, env: dict[str, str]) -> None:
+    code = ("import sys; from pyro_sus.reproduce import aggregate, write_results_section as w; "
+            f"w(aggregate({EXPERIMENT!r}, sys.argv[1]), sys.argv[2])")
+    with open(work / "reproduce.log", "a") as log:
+        subprocess.call([sys.executable, "-c", code, str(work / "runs"), str(work / "RESULTS.md")],
+                        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+
+
+def session(args: argparse.Namespace) -> int:
+    """One device call: unpack, measure (first call), train until the budget is nearly spent, pack."""
+    began = time.monotonic()
+    work, out = Path(args.work), Path(args.out)
+    if work.exists() and any(work.iterdir()):  # what was done comes from the carried state alone
+        raise SystemExit(f"work folder {work} is not empty: remove it or choose another (--work)")
+    resumed = unpack_state(Path(args.state), work)
+    env = _environment(Path(args.wheels))
+    if args.measure == "yes" or (args.measure == "auto" and not (work / "measure").is_dir()):
+        # At most half the call, so that the runs train in the first call too.
+        _measure(args, work, env, deadline=began + args.budget / 2)
+    sessions_path = work / "sessions.json"
+    sessions = json.loads(sessions_path.read_text()) if sessions_path.is_file() else []
+    record = _train(args, work, env, deadline=began + args.budget - args.pack_seconds)
+    sessions.append({**record, "state_files_carried_in": resumed})
+    sessions_path.write_text(json.dumps(sessions, indent=1) + "\n")
+    if record["finished"] and not args.smoke:  # smoke runs are never written as results
+        _aggregate(work, env)
+    progress = _progress(work)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "progress.txt").write_text(progress)
+    states = pack_state(work, out)
+    print(progress + f"state: {', '.join(f'{p.name} {p.stat().st_size / 2**20:.1f} MiB' for p in states)}")
+    return 0
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
+
+
+def prepare(args: argparse.Namespace) -> int:
+    """Here: the wheels, MNIST and the last call's state, in the git-ignored folders a call carries."""
+    wheels, data, state = ROOT / ".whl", ROOT / ".gpu-data", ROOT / ".gpu-state"
+    if not any(wheels.glob("pyro_ppl-*.whl")):
+        import importlib.metadata as metadata
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                        "--python-version", "3.12", "--implementation", "cp", "--platform", "manylinux_2_28_x86_64",
+                        "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64", "-d", str(wheels),
+                        f"pyro-ppl=={metadata.version('pyro-ppl')}", "pyro-api==0.1.2",
+                        f"zuko=={metadata.version('zuko')}"], check=True)
+    if not (data / "mnist").is_dir():
+        shutil.copytree(Path(args.data_dir) / "mnist", data / "mnist")
+    if args.state:
+        tars = sorted(Path(args.state).glob("state-*.tar"))
+        if not tars:
+            raise SystemExit(f"{args.state} holds no state-*.tar")
+        shutil.rmtree(state, ignore_errors=True)
+        state.mkdir()
+        for path in tars:
+            shutil.copy(path, state / path.name)
+    exclude = ROOT / ".git" / "info" / "exclude"
+    if exclude.parent.is_dir():
+        lines = exclude.read_text().splitlines() if exclude.is_file() else []
+        missing = [p for p in ("/.whl/", "/.gpu-data/", "/.gpu-state/") if p not in lines]
+        if missing:
+            exclude.write_text("\n".join(lines + missing) + "\n")
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    total = sum(_size(ROOT / name) for name in tracked.decode().split("\0") if name)
+    for folder in (wheels, data, state):
+        print(f"{folder.name}: {_size(folder) / 2**20:.1f} MiB")
+        total += _size(folder)
+    print(f"what a call carries: {total / 2**20:.1f} MiB of at most {CARRY_LIMIT_BYTES / 2**20:.0f}")
+    if total > CARRY_LIMIT_BYTES:
+        print("too much to carry: train fewer runs at once (--seeds)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("prepare", help="here: wheels, MNIST and the last call's state to carry")
+    p.add_argument("--state", help="the folder of the files the last call brought back (its files_at)")
+    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    s = commands.add_parser("session", help="on the device: one call's measurements and training")
+    s.add_argument("--budget", type=float, default=540, help="seconds this call may take (a call may take 600)")
+    s.add_argument("--pack-seconds", type=float, default=45, help="seconds kept at the end to stop runs and pack")
+    s.add_argument("--measure", choices=("auto", "yes", "no"), default="auto",
+                   help="run the CUDA tests and benchmarks (auto: when the state holds none yet)")
+    s.add_argument("--measure-timeout", type=float, default=120, help="seconds each measurement may take")
+    s.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the paper's 400)")
+    s.add_argument("--stop-at-epoch", type=int, default=None,
+                   help="stop the runs once each has trained this many epochs (to split a job into calls)")
+    s.add_argument("--seeds", type=int, default=4)
+    s.add_argument("--jobs", type=int, default=8, help="runs at once on the one GPU")
+    s.add_argument("--threads", type=int, default=2, help="torch threads per run (the device has 16 cores)")
+    s.add_argument("--device", default="cuda")
+    s.add_argument("--no-jit", dest="jit", action="store_false", help="train eager (default: the loss traced)")
+    s.add_argument("--smoke", action="store_true", help="tiny runs and benchmarks: checks this script")
+    s.add_argument("--data-dir", default=str(ROOT / ".gpu-data"))
+    s.add_argument("--state", default=str(ROOT / ".gpu-state"), help="the carried state-*.tar files")
+    s.add_argument("--wheels", default=str(ROOT / ".whl"))
+    s.add_argument("--work", default="/tmp/pyro-sus-gpu")
+    s.add_argument("--out", default=os.environ.get("OUT", "/tmp/pyro-sus-gpu-out"))
+    args = parser.parse_args(argv)
+    return prepare(args) if args.command == "prepare" else session(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
