@@ -190,13 +190,12 @@ def _train(args: argparse.Namespace, work: Path, env: dict[str, str], deadline: 
                *(["--epochs", str(epochs)] if epochs else []), "--jobs", str(args.jobs), "--threads", str(args.threads),
                "--device", args.device, "--data-dir", str(args.data_dir), "--out", str(work / "runs"),
                *(["--jit"] if args.jit else []), *(["--smoke"] if args.smoke else [])]
-    n_runs = len(ROWS) * (1 if args.smoke else args.seeds)  # reproduce trains one seed in smoke mode
     started = time.monotonic()
     with open(work / "reproduce.log", "a") as log:
         # Its own process group, so that stopping it stops every training process it started.
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
                                    start_new_session=True)
-        while process.poll() is None and time.monotonic() < deadline and not _trained(work, args.stop_at_epoch, n_runs):
+        while process.poll() is None and time.monotonic() < deadline and not _trained(work, args.stop_at_epoch):
             time.sleep(1)
         if process.poll() is None:
             # Each run has saved its last finished epoch (atomically); the epoch under way is lost.
@@ -210,16 +209,23 @@ def _train(args: argparse.Namespace, work: Path, env: dict[str, str], deadline: 
             os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    finished = len(run_folders(work)) == n_runs and all(_finished(r) for r in run_folders(work))
+    planned = _planned(work)
+    finished = bool(planned) and all(_finished(r) for r in planned)
     return {"training_seconds": round(time.monotonic() - started, 1), "finished": finished,
             "exit_status": process.returncode, "device": args.device, "jit": args.jit,
             "date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
 
 
-def _trained(work: Path, epochs: int | None, n_runs: int) -> bool:
-    """Whether each of the ``n_runs`` runs has trained at least ``epochs`` epochs (never, for None)."""
-    runs = run_folders(work)
-    return epochs is not None and len(runs) == n_runs and all(
+def _planned(work: Path) -> list[Path]:
+    """The run folders of the jobs reproduce has planned (it writes every job file before any run)."""
+    root = work / "runs" / EXPERIMENT
+    return [root / "runs" / job.stem for job in sorted((root / "jobs").glob("*.json"))]
+
+
+def _trained(work: Path, epochs: int | None) -> bool:
+    """Whether every planned run has trained at least ``epochs`` epochs (never, for None)."""
+    runs = _planned(work)
+    return epochs is not None and bool(runs) and all(
         (r / "metrics.jsonl").is_file() and len((r / "metrics.jsonl").read_text().splitlines()) >= epochs for r in runs)
 
 
