@@ -9,7 +9,7 @@ A run folder holds ``run.json`` (every option, to rebuild data and model), ``spl
 from __future__ import annotations
 
 import dataclasses
-import json
+import hashlib
 import os
 import platform
 import time
@@ -22,14 +22,37 @@ import numpy as np
 import torch
 
 from . import __version__
-from .data import DataError, Dataset, Preprocessor, Split, load_dataset, make_split
-from .io import CheckpointError, atomic_write_json
+from .data import DATASETS, DataError, Dataset, Preprocessor, Split, load_dataset, make_split, resolve_data_dir
+from .io import CheckpointError, RunFileError, atomic_write_json, read_json
 from .metrics import UNMAPPED, honest_mapping, score
 from .models import get_model_class
 from .priors import class_prior
-from .train import TrainConfig, TrainingData, resolve_device, seed_everything, train
+from .train import TrainConfig, TrainingData, TrainingDiverged, resolve_device, seed_everything, train
 
-__all__ = ["Run", "fit", "evaluate", "predict", "load", "hardware_info"]
+__all__ = ["Run", "fit", "evaluate", "predict", "load", "hardware_info", "data_fingerprint"]
+
+#: What ``fit`` writes into a run folder before its first checkpoint (``last.pt``), with the
+#: temp files of atomic writes: all a fresh run removes again when it fails before that point.
+WRITTEN_BEFORE_FIRST_CHECKPOINT = ("run.json", "split.npz", "preprocess.npz", "metrics.jsonl", "last_good.pt")
+
+
+def written_before_first_checkpoint(name: str) -> bool:
+    """Whether a file of that name can be all a run left that stopped before its first checkpoint."""
+    return name in WRITTEN_BEFORE_FIRST_CHECKPOINT or (name.startswith(".") and name.endswith(".tmp"))
+
+
+def data_fingerprint(dataset: Dataset) -> str:
+    """SHA-256 of a data set's arrays (train and test features and labels, with dtypes and shapes)."""
+    digest = hashlib.sha256()
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        array = getattr(dataset, name)
+        if array is None:
+            digest.update(f"{name}:none;".encode())
+            continue
+        array = np.ascontiguousarray(array)
+        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
 
 
 def hardware_info(device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -95,7 +118,7 @@ def _training_data(dataset: Dataset, split: Split, pre: Preprocessor) -> Trainin
 
 def fit(
     model: str = "gmdgm",
-    dataset: str | Dataset = "digits",
+    dataset: str | Dataset | None = None,
     run_dir: str | Path = "runs/latest",
     *,
     data_dir: str | Path | None = None,
@@ -119,29 +142,42 @@ def fit(
 ) -> Run | None:
     """Split the data, train ``model`` and (by default) evaluate it; everything lands in ``run_dir``.
 
-    ``resume=True`` continues an interrupted run in ``run_dir`` with the options saved there;
-    ``stop_after=k`` trains only up to epoch k now (a time-limited session) and returns None: the
-    state is in ``run_dir/last.pt``, to be resumed later. ``prior`` is the class prior p(y) of models
-    that have one: ``"sus"`` (``known_mass`` on the known classes), ``"uniform"``, or your own
-    ``class_probs`` (one per slot, known classes first, in ascending class order, then extra slots).
+    ``dataset`` is a name (default ``"digits"``), a path to a ``.npz`` or a :class:`Dataset`.
+    ``resume=True`` continues an interrupted run in ``run_dir`` with the options saved there (a run
+    stopped before its first checkpoint starts over); ``dataset`` / ``data_dir`` then point at data
+    that moved, which must hash to what the run trained on. ``stop_after=k`` trains only up to epoch
+    k now (a time-limited session) and returns None: the state is in ``run_dir/last.pt``, to be
+    resumed later. ``prior`` is the class prior p(y) of models that have one: ``"sus"``
+    (``known_mass`` on the known classes), ``"uniform"``, or your own ``class_probs`` (one per slot,
+    known classes first, in ascending class order, then extra slots).
+
+    Every option and the data are checked before anything is written; a fresh run that fails before
+    its first checkpoint removes what it wrote, so the corrected call can use the same ``run_dir``.
     """
     run_dir = Path(run_dir)
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
+        raise ValueError(f"stop_after must be an epoch number >= 1, got {stop_after!r}")
     if class_probs is not None:
         prior = "given"
     if resume:
-        return _train_run(run_dir, resume=True, stop_after=stop_after, progress=progress,
-                          evaluate_after=evaluate_after,
-                          dataset=dataset if isinstance(dataset, Dataset) else None)
+        if model_options is not None or train_options is not None:
+            raise ValueError(f"resume continues {run_dir} with the options saved in its run.json; model_options and "
+                             f"train_options cannot change them (start a new run folder instead)")
+        return _resume(run_dir, dataset, data_dir, stop_after, progress, evaluate_after)
+    dataset = "digits" if dataset is None else dataset
     train_config = TrainConfig(**(train_options or {}))
-    if isinstance(dataset, Dataset):
-        dataset_name = dataset.name
-    else:
-        dataset_name = str(dataset)
+    resolve_device(train_config.device)  # --device cuda without a GPU fails before the disk is touched
+    get_model_class(model)
+    _check_free(run_dir)
+    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir, download)
     info = {
         "pyro_sus_version": __version__,
         "model": model,
-        "dataset": dataset_name,
-        "data_dir": str(data_dir) if data_dir is not None else None,
+        # Stored resolved, so that evaluate and --resume find the data from any working directory.
+        "dataset": dataset.name if isinstance(dataset, Dataset) else _data_location(str(dataset)),
+        "data_dir": str(resolve_data_dir(data_dir).resolve()) if resolve_data_dir(data_dir) is not None else None,
+        "data_sha256": data_fingerprint(data),
+        "n_train": int(len(data.x_train)),
         "split": {"hidden_classes": [int(c) for c in hidden_classes], "labels_per_class": labels_per_class,
                   "labelled_fraction": labelled_fraction, "n_extra": n_extra,
                   "validation_fraction": validation_fraction,
@@ -152,21 +188,60 @@ def fit(
         "model_options": dict(model_options or {}),
         "train": dataclasses.asdict(train_config),
     }
-    get_model_class(model)  # fail on an unknown name before touching the disk
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise FileExistsError(f"run folder {run_dir} is not empty: choose another, or resume it (--resume)")
-    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir, download)
     split = make_split(data.y_train, **info["split"])
     info["image_shape"] = list(data.image_shape) if data.image_shape else None
     train_idx = np.concatenate([split.labelled_idx, split.unlabelled_idx])
     pre = Preprocessor.fit(data.x_train[train_idx], std_threshold)
-    _build(info, split, pre)  # bad model options fail here, before the run folder is written
-    run_dir.mkdir(parents=True, exist_ok=True)
-    np.savez(run_dir / "split.npz", **split.to_arrays())
-    np.savez(run_dir / "preprocess.npz", keep=pre.keep, fill=pre.fill)
-    atomic_write_json(run_dir / "run.json", info)
-    return _train_run(run_dir, resume=False, stop_after=stop_after, progress=progress,
-                      evaluate_after=evaluate_after, dataset=data)
+    _check_likelihood(_build(info, split, pre), pre.transform(data.x_train[train_idx]))  # bad model options fail here
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        np.savez(run_dir / "split.npz", **split.to_arrays())
+        np.savez(run_dir / "preprocess.npz", keep=pre.keep, fill=pre.fill)
+        atomic_write_json(run_dir / "run.json", info)
+        return _train_run(run_dir, info, split, pre, data, resume=False, stop_after=stop_after, progress=progress,
+                          evaluate_after=evaluate_after)
+    except Exception as err:
+        if (run_dir / "last.pt").exists():  # a checkpoint exists: the run can be resumed, keep it
+            raise
+        _remove_unstarted(run_dir, created)
+        kept = f" Nothing was kept in {run_dir} (no epoch was checkpointed): the corrected command can use it again."
+        if isinstance(err, TrainingDiverged):
+            raise TrainingDiverged(err.describe(saved_to=None) + kept, err.loss, err.epoch, err.step) from None
+        raise
+
+
+def _data_location(name: str) -> str:
+    """A data set's name as given, or its file's absolute path."""
+    return name if name in DATASETS else str(Path(name).expanduser().resolve())
+
+
+def _check_free(run_dir: Path) -> None:
+    """A fresh run needs an empty or absent folder; say what to do with any other."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"--out {run_dir} is a file, not a run folder: choose another path")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        if (run_dir / "run.json").is_file() and not (run_dir / "last.pt").is_file():
+            raise FileExistsError(f"run folder {run_dir} is not empty: it holds a run stopped before its first "
+                                  f"checkpoint; start it over with its saved options (--resume), or choose another")
+        raise FileExistsError(f"run folder {run_dir} is not empty: choose another, or resume it (--resume)")
+
+
+def _remove_unstarted(run_dir: Path, created: bool) -> None:
+    """Remove what a fresh run wrote before its first checkpoint (the folder too, if it made it)."""
+    for path in run_dir.iterdir():
+        if path.is_file() and written_before_first_checkpoint(path.name):
+            path.unlink()
+    if created and not any(run_dir.iterdir()):
+        run_dir.rmdir()
+
+
+def _check_likelihood(model: torch.nn.Module, features: np.ndarray) -> None:
+    if getattr(model.config, "likelihood", None) == "bernoulli" and len(features) and (
+            features.min() < 0 or features.max() > 1):
+        raise DataError(f"the Bernoulli likelihood needs inputs in [0, 1], but the training inputs span "
+                        f"[{features.min():.3g}, {features.max():.3g}]; rescale the data or use the Gaussian "
+                        f"likelihood (--likelihood gaussian)")
 
 
 def _model_config(info: dict[str, Any], split: Split, pre: Preprocessor):
@@ -184,37 +259,104 @@ def _model_config(info: dict[str, Any], split: Split, pre: Preprocessor):
         return cls.config_class(**options)
     except TypeError as err:  # an option this model does not have
         raise ValueError(f"bad options for model {info['model']!r}: {err}") from None
+    except ValueError as err:
+        raise ValueError(f"bad options for model {info['model']!r}: {err}") from None
 
 
 def _build(info: dict[str, Any], split: Split, pre: Preprocessor) -> torch.nn.Module:
     return get_model_class(info["model"])(_model_config(info, split, pre))
 
 
+_RUN_KEYS = ("model", "dataset", "data_dir", "split", "preprocess", "prior", "model_options", "train")
+
+
 def _load_parts(run_dir: Path) -> tuple[dict[str, Any], Split, Preprocessor]:
+    """run.json, split.npz and preprocess.npz of a run folder, each checked, naming the file that is wrong."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise NotADirectoryError(f"{run_dir} is a file, not a run folder")
     for name in ("run.json", "split.npz", "preprocess.npz"):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir} is not a pyro_sus run folder: {name} is missing")
-    info = json.loads((run_dir / "run.json").read_text())
-    with np.load(run_dir / "split.npz") as arrays:
-        split = Split.from_arrays(arrays)
-    with np.load(run_dir / "preprocess.npz") as arrays:
-        pre = Preprocessor(arrays["keep"], arrays["fill"])
+    path = run_dir / "run.json"
+    info = read_json(path, "run's options, written by `pyro-sus train`")
+    missing = [key for key in _RUN_KEYS if not isinstance(info, dict) or key not in info]
+    if missing:
+        raise RunFileError(f"{path} is not a run specification: it lacks {missing}; restore the file or train again")
+    try:
+        get_model_class(info["model"])
+        TrainConfig(**info["train"])
+    except (TypeError, ValueError) as err:
+        raise RunFileError(f"{path}: {err}; restore the file or train again") from None
+    arrays = {}
+    for name in ("split.npz", "preprocess.npz"):
+        try:
+            with np.load(run_dir / name, allow_pickle=False) as loaded:
+                arrays[name] = {key: loaded[key] for key in loaded.files}
+        except Exception as err:  # truncated, not a zip, pickled objects
+            raise RunFileError(f"{run_dir / name} is corrupt or not written by pyro_sus ({type(err).__name__}); "
+                               f"restore it or train again") from None
+    try:
+        split = Split.from_arrays(arrays["split.npz"])
+        pre = Preprocessor(arrays["preprocess.npz"]["keep"].astype(bool), arrays["preprocess.npz"]["fill"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise RunFileError(f"{run_dir}: split.npz or preprocess.npz lacks {err}; restore them or train again") from None
     return info, split, pre
 
 
-def _train_run(run_dir: Path, resume: bool, stop_after: int | None, progress: bool, evaluate_after: bool,
-               dataset: Dataset | None) -> Run | None:
+def _run_data(info: dict[str, Any], run_dir: Path, split: Split, dataset: str | Dataset | None = None,
+              data_dir: str | Path | None = None) -> Dataset:
+    """The data a run trained on: the saved location, or ``dataset`` / ``data_dir`` where it moved,
+    checked against the content hash in run.json (runs written before it had one: the split's size)."""
+    if isinstance(dataset, Dataset):
+        data, where = dataset, f"the data set {dataset.name!r} given"
+    else:
+        name = _data_location(str(dataset)) if dataset is not None else info["dataset"]
+        folder = data_dir if data_dir is not None else info.get("data_dir")
+        where = f"data set {name!r}" + (f" (data folder {folder})" if folder else "")
+        try:
+            data = load_dataset(name, folder)
+        except (FileNotFoundError, DataError) as err:
+            raise type(err)(f"{err} [{run_dir} trained on {where}; if the data moved, point at it with "
+                            f"--dataset / --data-dir]") from None
+    expected = info.get("data_sha256")
+    if expected is not None and data_fingerprint(data) != expected:
+        raise DataError(f"{where} is not the data the run in {run_dir} was trained on: its content hash differs "
+                        f"({len(data.x_train)} training points now, {info.get('n_train')} then). Scoring or "
+                        f"training on it would use the wrong points. Restore the original file, or point at it "
+                        f"with --dataset / --data-dir; for new data, train a new run.")
+    largest = max((int(idx.max()) for idx in (split.labelled_idx, split.unlabelled_idx, split.validation_idx)
+                   if len(idx)), default=-1)
+    if largest >= len(data.x_train):
+        raise DataError(f"{where} has {len(data.x_train)} training points but {run_dir}/split.npz indexes point "
+                        f"{largest}: it is not the data the run in {run_dir} was trained on")
+    return data
+
+
+def _resume(run_dir: Path, dataset: str | Dataset | None, data_dir: str | Path | None, stop_after: int | None,
+            progress: bool, evaluate_after: bool) -> Run | None:
     info, split, pre = _load_parts(run_dir)
-    data = dataset if dataset is not None else load_dataset(info["dataset"], info["data_dir"])
+    data = _run_data(info, run_dir, split, dataset, data_dir)
+    if not isinstance(dataset, Dataset) and (dataset is not None or data_dir is not None):
+        # The hash matched: remember where the data is now, for evaluate and the next resume.
+        if dataset is not None:
+            info["dataset"] = _data_location(str(dataset))
+        if data_dir is not None:
+            info["data_dir"] = str(Path(data_dir).expanduser().resolve())
+    checkpointed = (run_dir / "last.pt").is_file()
+    if not checkpointed and progress:
+        print(f"{run_dir} has no checkpoint yet (stopped in its first epochs): starting it over with its saved options")
+    return _train_run(run_dir, info, split, pre, data, resume=checkpointed, stop_after=stop_after, progress=progress,
+                      evaluate_after=evaluate_after)
+
+
+def _train_run(run_dir: Path, info: dict[str, Any], split: Split, pre: Preprocessor, data: Dataset, resume: bool,
+               stop_after: int | None, progress: bool, evaluate_after: bool) -> Run | None:
     config = TrainConfig(**info["train"])
     seed_everything(config.seed)  # the seed fixes the initial weights too
     model = _build(info, split, pre)
     training_data = _training_data(data, split, pre)
-    if getattr(model.config, "likelihood", None) == "bernoulli":
-        for part in (training_data.x_labelled, training_data.x_unlabelled):
-            if len(part) and (part.min() < 0 or part.max() > 1):
-                raise DataError("the Bernoulli likelihood needs inputs in [0, 1]; rescale the data or "
-                                "use the Gaussian likelihood (--likelihood gaussian)")
+    _check_likelihood(model, torch.cat([training_data.x_labelled, training_data.x_unlabelled]).numpy())
     started = time.perf_counter()
     history = train(model, training_data, config, run_dir, resume=resume, progress=progress,
                     stop_after=stop_after)
@@ -231,6 +373,20 @@ def _train_run(run_dir: Path, resume: bool, stop_after: int | None, progress: bo
     return run
 
 
+def _read_mapping(path: Path, split: Split) -> np.ndarray:
+    """mapping.json as slot -> class, checked against the run's split (it may have been edited by hand)."""
+    saved = read_json(path, "slot-to-class mapping written by `pyro-sus evaluate`")
+    mapping = saved.get("slot_to_class") if isinstance(saved, dict) else None
+    valid = (isinstance(mapping, list) and len(mapping) == split.n_slots
+             and all(isinstance(c, int) and not isinstance(c, bool) and c >= UNMAPPED for c in mapping)
+             and tuple(mapping[: split.n_known]) == tuple(split.known_classes))
+    if not valid:
+        raise RunFileError(f"{path} is not this run's mapping: 'slot_to_class' must list {split.n_slots} class ids "
+                           f"(-1: unmapped), the first {split.n_known} being the known classes "
+                           f"{list(split.known_classes)}; write it again with `pyro-sus evaluate {path.parent}`")
+    return np.array(mapping, dtype=np.int64)
+
+
 def load(run_dir: str | Path, device: str = "cpu") -> Run:
     """Rebuild a finished run (weights from ``final.pt``) with its validation mapping if evaluated."""
     run_dir = Path(run_dir)
@@ -240,20 +396,21 @@ def load(run_dir: str | Path, device: str = "cpu") -> Run:
                               f"`pyro-sus train --resume --out {run_dir}`")
     model = get_model_class(info["model"]).load(run_dir, "final")
     model.to(resolve_device(device)).eval()
-    mapping = None
-    if (run_dir / "mapping.json").is_file():
-        mapping = np.array(json.loads((run_dir / "mapping.json").read_text())["slot_to_class"], dtype=np.int64)
+    mapping = _read_mapping(run_dir / "mapping.json", split) if (run_dir / "mapping.json").is_file() else None
     return Run(run_dir, info, model, pre, split, mapping)
 
 
-def evaluate(run: Run | str | Path, dataset: Dataset | None = None, plot: bool = True) -> dict[str, Any]:
+def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: bool = True, *,
+             data_dir: str | Path | None = None) -> dict[str, Any]:
     """Score a run (DESIGN.md protocol); writes ``mapping.json``, ``results.json``, ``confusion.png``.
 
     Extra slots are mapped on the validation split only; the test set is scored once with that
     mapping ("test"), and the paper-protocol number (mapping on the test set itself) sits beside it.
+    The data is the run's own (``dataset`` / ``data_dir`` point at it where it moved); data whose
+    content hash differs from the one in run.json is refused.
     """
     run = run if isinstance(run, Run) else load(run)
-    data = dataset if dataset is not None else load_dataset(run.info["dataset"], run.info["data_dir"])
+    data = _run_data(run.info, run.run_dir, run.split, dataset, data_dir)
     split = run.split
     val_x, val_y = data.x_train[split.validation_idx], data.y_train[split.validation_idx]
     has_val = (val_y >= 0).any()

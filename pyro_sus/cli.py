@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib
+import io
 import json
 import math
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,11 +26,15 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="split a data set, train a model, evaluate it",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="gmdgm", help="registered model name (see `pyro-sus models`)")
-    p.add_argument("--dataset", default="digits", help="digits, mnist, fashion-mnist, har (UCI HAR layout), or a path to a .npz")
+    p.add_argument("--dataset", default=None,
+                   help="digits (default), mnist, fashion-mnist, har (UCI HAR layout), or a path to a .npz; with "
+                        "--resume: where the run's data moved to")
     p.add_argument("--data-dir", default=None, help="folder holding mnist/ and fashion-mnist/ (else $PYRO_SUS_DATA)")
     p.add_argument("--download", action="store_true", help="fetch MNIST/Fashion-MNIST with torchvision (needs network)")
     p.add_argument("--out", default="runs/latest", help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out with the options saved there")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out with the options saved there (only --dataset, "
+                        "--data-dir, --stop-after and --no-progress may be given with it)")
     p.add_argument("--stop-after", type=int, default=None,
                    help="train only up to this epoch now (keeps the full schedule); finish later with --resume")
     s = p.add_argument_group("split")
@@ -131,10 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     e = sub.add_parser("evaluate", help="score a run: honest / paper-protocol / Hungarian accuracy, NMI, ARI")
     e.add_argument("run_dir")
+    e.add_argument("--dataset", default=None, help="where the run's data moved to (default: the place in run.json)")
+    e.add_argument("--data-dir", default=None, help="where the run's data folder moved to")
     pr = sub.add_parser("predict", help="classify new data with a trained run")
     pr.add_argument("run_dir")
     pr.add_argument("input", help=".npz (array 'x', else its first array) or .npy of raw inputs")
     pr.add_argument("--output", default=None, help=".csv or .npz (default: INPUT stem + _predictions.csv)")
+    pr.add_argument("--overwrite", action="store_true", help="replace --output if it exists (never the input)")
     _active_parser(sub)
     r = sub.add_parser("reproduce", help="reproduce a paper's table: runs, aggregation, our number beside the paper's",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -177,14 +187,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
                      "binarize": not args.no_binarize, "seed": args.seed, "device": args.device,
                      "checkpoint_every": args.checkpoint_every, "labelled_scale": args.labelled_scale,
                      "jit": args.jit}
+    if args.resume:
+        run = fit(run_dir=args.out, dataset=args.dataset, data_dir=args.data_dir, resume=True,
+                  stop_after=args.stop_after, progress=not args.no_progress)
+        return _report_train(run, args)
     run = fit(args.model, args.dataset, args.out, data_dir=args.data_dir, download=args.download,
               hidden_classes=args.hidden_classes, labels_per_class=args.labels_per_class,
               labelled_fraction=args.labelled_fraction, n_extra=args.extra_slots,
               validation_fraction=args.validation_fraction, split_seed=args.split_seed,
               std_threshold=None if args.keep_all_dims else args.std_threshold, prior=args.prior,
               known_mass=args.known_mass, class_probs=args.class_probs, model_options=model_options,
-              train_options=train_options,
-              resume=args.resume, stop_after=args.stop_after, progress=not args.no_progress)
+              train_options=train_options, stop_after=args.stop_after, progress=not args.no_progress)
+    return _report_train(run, args)
+
+
+def _report_train(run, args: argparse.Namespace) -> int:
     if run is None:
         print(f"stopped after epoch {args.stop_after}; continue with: pyro-sus train --resume --out {args.out}")
         return 0
@@ -232,37 +249,51 @@ def _print_results(results: dict, run_dir: Path) -> None:
 
 
 def _read_inputs(path: Path) -> np.ndarray:
+    from .data import read_arrays
+
     if not path.is_file():
         raise FileNotFoundError(f"input file {path} does not exist")
-    if path.suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            if not data.files:
-                raise ValueError(f"{path} holds no arrays")
-            return data["x"] if "x" in data.files else data[data.files[0]]
-    raise ValueError(f"cannot read {path}: give a .npy or .npz file")
+    if path.suffix not in (".npy", ".npz"):
+        raise ValueError(f"cannot read {path}: give a .npy or .npz file")
+    arrays = read_arrays(path, "the inputs")
+    return arrays["x"] if "x" in arrays else next(iter(arrays.values()))
+
+
+def _prediction_target(source: Path, output: str | None, overwrite: bool) -> Path:
+    """Where predictions go: checked before any work, never the input, never an existing file unasked."""
+    target = Path(output) if output else source.with_name(source.stem + "_predictions.csv")
+    if target.suffix not in (".csv", ".npz"):
+        raise ValueError(f"--output must end in .csv or .npz, got {target}")
+    if target.exists():
+        if source.exists() and os.path.samefile(target, source):
+            raise FileExistsError(f"--output {target} is the input file: predictions never replace their input; "
+                                  f"choose another --output")
+        if target.is_dir():
+            raise FileExistsError(f"--output {target} is a folder; name a .csv or .npz file")
+        if not overwrite:
+            raise FileExistsError(f"{target} exists; pass --overwrite to replace it, or choose another --output")
+    return target
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .api import load
+    from .io import atomic_savez, atomic_write_text
 
-    run = load(args.run_dir)
     source = Path(args.input)
+    target = _prediction_target(source, args.output, args.overwrite)
+    run = load(args.run_dir)
     out = run.predict(_read_inputs(source))
-    target = Path(args.output) if args.output else source.with_name(source.stem + "_predictions.csv")
     if target.suffix == ".npz":
-        np.savez(target, **out)
-    elif target.suffix == ".csv":
-        probs = out["probabilities"]
-        with target.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["slot", "predicted_class", "discovered"] + [f"p_slot_{k}" for k in range(probs.shape[1])])
-            for i in range(len(probs)):
-                writer.writerow([int(out["slot"][i]), int(out["predicted_class"][i]), int(out["discovered"][i])]
-                                + [f"{p:.6g}" for p in probs[i]])
+        atomic_savez(target, **out)
     else:
-        raise ValueError(f"--output must end in .csv or .npz, got {target}")
+        probs = out["probabilities"]
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["slot", "predicted_class", "discovered"] + [f"p_slot_{k}" for k in range(probs.shape[1])])
+        for i in range(len(probs)):
+            writer.writerow([int(out["slot"][i]), int(out["predicted_class"][i]), int(out["discovered"][i])]
+                            + [f"{p:.6g}" for p in probs[i]])
+        atomic_write_text(target, text.getvalue())
     print(f"wrote {len(out['slot'])} predictions to {target}")
     return 0
 
@@ -270,7 +301,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .api import evaluate
 
-    _print_results(evaluate(args.run_dir), Path(args.run_dir))
+    _print_results(evaluate(args.run_dir, dataset=args.dataset, data_dir=args.data_dir), Path(args.run_dir))
     return 0
 
 
@@ -349,18 +380,69 @@ COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_pred
             "reproduce": _cmd_reproduce, "models": _cmd_models}
 
 
+#: Options ``train --resume`` takes; every other one is saved in run.json and cannot change.
+RESUME_OPTIONS = {"out", "resume", "stop_after", "no_progress", "dataset", "data_dir"}
+
+
+def _given_train_options(argv: Sequence[str]) -> dict[str, object]:
+    """The ``train`` options present on the command line (not defaults), by destination."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for action in sub.choices["train"]._actions:
+        action.default = argparse.SUPPRESS  # absent from the namespace unless given
+    given = vars(parser.parse_args(argv))
+    return {key: value for key, value in given.items() if key not in ("command", "plugin")}
+
+
+def _check_resume_options(argv: Sequence[str], out: str) -> None:
+    """``--resume`` ignores no option silently: one that would change the saved run is an error."""
+    ignored = {key: value for key, value in _given_train_options(argv).items() if key not in RESUME_OPTIONS}
+    if not ignored:
+        return
+    flags = ", ".join(f"--{key.replace('_', '-')}" for key in sorted(ignored))
+    saved = Path(out) / "run.json"
+    finished = " (a longer schedule is a new run: the cosine learning rate follows the number of epochs)" \
+        if "epochs" in ignored else ""
+    raise ValueError(f"--resume continues {out} with the options saved in {saved}; {flags} would change them and "
+                     f"cannot be given with it{finished}. Start a new run folder (--out) for other options.")
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """What to tell a user who pressed Ctrl-C, per command."""
+    if args.command == "train":
+        if (Path(args.out) / "run.json").is_file():
+            return f"interrupted; continue with `pyro-sus train --resume --out {args.out}`"
+        return "interrupted before the run folder was written; run the same command again"
+    if args.command == "active":
+        return f"interrupted; continue with `pyro-sus active --resume --out {args.out}` (saved answers are kept)"
+    if args.command == "reproduce":
+        return "interrupted; run the same command again: finished runs are skipped, interrupted ones resumed"
+    return "interrupted"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; user errors print one clear line and return 2."""
+    """Run the CLI; user errors print one clear line and return 2, Ctrl-C says how to go on and returns 130."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     from .data import DataError
-    from .io import CheckpointError
+    from .io import CheckpointError, RunFileError
     from .train import TrainingDiverged
 
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"pyro-sus {args.command}: warning: {message}", file=sys.stderr)
+
     try:
-        for module in args.plugin:
-            importlib.import_module(module)
-        return COMMANDS[args.command](args)
-    except (DataError, CheckpointError, TrainingDiverged, FileNotFoundError, FileExistsError, ValueError,
+        with warnings.catch_warnings():
+            warnings.showwarning = show  # one line a warning, without a source excerpt
+            for module in args.plugin:
+                importlib.import_module(module)
+            if args.command == "train" and args.resume:
+                _check_resume_options(argv, args.out)
+            return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print(f"\npyro-sus {args.command}: {_interrupted(args)}", file=sys.stderr)
+        return 130
+    except (DataError, CheckpointError, RunFileError, TrainingDiverged, OSError, ValueError,
             ModuleNotFoundError) as err:
         print(f"pyro-sus {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 
 __all__ = [
     "DataError", "Dataset", "DATASETS", "load_dataset", "read_idx", "resolve_data_dir",
-    "Split", "make_split", "Preprocessor", "check_features",
+    "Split", "make_split", "Preprocessor", "check_features", "read_arrays",
 ]
 
 DATA_ENV = "PYRO_SUS_DATA"
@@ -219,20 +220,74 @@ def _load_har(data_dir: str | Path | None = None, download: bool = False) -> Dat
     return Dataset("har", arrays["train"][0], arrays["train"][1], arrays["test"][0], arrays["test"][1])
 
 
+def read_arrays(path: str | Path, what: str = "arrays") -> dict[str, np.ndarray]:
+    """Every array of a ``.npz`` (or the one of a ``.npy``, as ``"x"``), never unpickling anything."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    advice = (f"save {what} with numpy.savez({path.name!r}, x=..., y=...) or numpy.save; pyro-sus never "
+              f"unpickles a data file, since unpickling can run code")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except Exception as err:  # numpy raises ValueError, OSError, EOFError, BadZipFile for foreign files
+        kind = "holds pickled Python objects" if "pickle" in str(err) else "is not a NumPy .npz/.npy file"
+        raise DataError(f"{path} {kind}: {advice}") from None
+    if isinstance(loaded, np.ndarray):
+        return {"x": loaded}
+    with loaded:
+        arrays = {}
+        for name in loaded.files:
+            try:
+                arrays[name] = loaded[name]
+            except Exception:  # object arrays, or a member truncated inside the zip
+                raise DataError(f"{path}: array {name!r} holds Python objects or is truncated: {advice}") from None
+    if not arrays:
+        raise DataError(f"{path} holds no arrays: {advice}")
+    return arrays
+
+
+def _check_class_ids(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Labels outside the classes the file declares are an error; without a declaration, labels
+    that are not 0..C-1 are a warning (label 99 among digits would silently make an 11th class)."""
+    labels = [check_labels(arrays[k], len(np.asarray(arrays[k])), f"{path} {k}") for k in ("y", "y_test") if k in arrays]
+    present = np.unique(np.concatenate([y[y >= 0] for y in labels]))
+    if "classes" in arrays:
+        declared = np.asarray(arrays["classes"]).reshape(-1)
+        stray = np.setdiff1d(present, declared)
+        if len(stray):
+            raise DataError(f"{path} labels points with {stray[:10].tolist()}, which are not among the classes "
+                            f"the file declares ('classes': {declared[:20].tolist()})")
+    elif len(present) and present[-1] != len(present) - 1:
+        gaps = np.setdiff1d(np.arange(present[-1] + 1), present)
+        warnings.warn(f"{path}: labels should be the class ids 0..C-1, but they are {_ranges(present)} "
+                      f"(no point of {_ranges(gaps)}), so {len(present)} classes are trained. If a label is a "
+                      f"typo, fix the file; if these are the classes, add an array 'classes' listing them.",
+                      UserWarning, stacklevel=3)
+
+
+def _ranges(values: np.ndarray) -> str:
+    """``[0, 1, 2, 5, 99]`` as ``"0-2, 5, 99"``."""
+    parts, start = [], None
+    for i, v in enumerate(values):
+        if start is None:
+            start = v
+        if i + 1 == len(values) or values[i + 1] != v + 1:
+            parts.append(f"{start}" if start == v else f"{start}-{v}")
+            start = None
+    return ", ".join(parts[:8]) + (", ..." if len(parts) > 8 else "")
+
+
 def _load_npz(path: str | Path) -> Dataset:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file {path} does not exist")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as err:
-        raise DataError(f"{path} is not a readable .npz file ({err})") from err
-    missing = {"x", "y"} - set(data.files)
+    data = read_arrays(path, "the data")
+    missing = {"x", "y"} - set(data)
     if missing:
         raise DataError(f"{path} lacks arrays {sorted(missing)}; it needs 'x' and 'y' (-1 = unlabelled)")
+    _check_class_ids(path, data)
     image_shape = tuple(data["x"].shape[1:]) if data["x"].ndim > 2 else None
-    return Dataset(path.stem, data["x"], data["y"], data["x_test"] if "x_test" in data.files else None,
-                   data["y_test"] if "y_test" in data.files else None, image_shape=image_shape)
+    return Dataset(path.stem, data["x"], data["y"], data.get("x_test"), data.get("y_test"), image_shape=image_shape)
 
 
 DATASETS: dict[str, Callable[..., Dataset]] = {
@@ -348,6 +403,10 @@ def make_split(
     if not known and n_extra == 0:
         raise DataError("every class is hidden and there are no extra slots: nothing left to learn. "
                         "Unhide a class for (semi-)supervised learning or set n_extra > 0 to cluster.")
+    if len(known) + n_extra < 2:
+        raise DataError(f"{len(known)} known class and {n_extra} extra slots make one slot: every point would get "
+                        f"it and accuracy would be 1.0 by construction. Label a second class, or add extra slots "
+                        f"(--extra-slots) to discover the unlabelled classes.")
 
     validation, train = [], []
     for value in np.unique(y):  # stratified, -1 included as its own stratum

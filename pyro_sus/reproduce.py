@@ -374,16 +374,9 @@ def _subsample(data: Dataset, seed: int) -> Dataset:
                    data.image_shape)
 
 
-def _written_before_first_checkpoint(name: str) -> bool:
-    """Whether a file of that name can be all a run left that was stopped before its first
-    checkpoint: what ``fit`` writes first, the first epoch's metrics, an atomic write's temp file."""
-    return name in ("run.json", "split.npz", "preprocess.npz", "metrics.jsonl") or (
-        name.startswith(".") and name.endswith(".tmp"))
-
-
 def run_job(job_path: str | Path) -> None:
     """Train and evaluate one job (inside its own process); resumes an interrupted run folder."""
-    from .api import fit
+    from .api import fit, written_before_first_checkpoint
 
     job = json.loads(Path(job_path).read_text())
     for module in job.get("plugins", []):
@@ -398,7 +391,7 @@ def run_job(job_path: str | Path) -> None:
     if (run_dir / "last.pt").is_file():
         fit(run_dir=run_dir, resume=True, dataset=data, progress=False)
         return
-    if run_dir.is_dir() and all(_written_before_first_checkpoint(p.name) for p in run_dir.iterdir()):
+    if run_dir.is_dir() and all(written_before_first_checkpoint(p.name) for p in run_dir.iterdir()):
         # Stopped before its first checkpoint (killed, out of time): nothing to resume, start over.
         for path in run_dir.iterdir():
             path.unlink()

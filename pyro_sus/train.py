@@ -18,6 +18,7 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
+from ._fields import check_field_types
 from .io import atomic_torch_save, atomic_write_text, load_checkpoint
 from .metrics import majority_mapping
 from .tracing import TracedLoss
@@ -61,6 +62,7 @@ class TrainConfig:
     jit: bool = False
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # also refuses NaN and infinite numbers (--lr nan, --lr inf)
         if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ValueError(f"epochs, batch_size and checkpoint_every must be >= 1: {self}")
         if self.learning_rate <= 0:
@@ -114,16 +116,42 @@ class TrainingData:
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good parameters were saved."""
+    """The loss became NaN or infinite; the last good parameters were saved (when there is a run folder)."""
+
+    def __init__(self, message: str, loss: float | None = None, epoch: int | None = None, step: int | None = None):
+        super().__init__(message)
+        self.loss, self.epoch, self.step = loss, epoch, step
+
+    @classmethod
+    def at(cls, loss: float, epoch: int, step: int, saved_to: Path | None) -> "TrainingDiverged":
+        """The error for a non-finite loss or gradient at 1-based ``epoch`` and ``step``."""
+        error = cls("", loss, epoch, step)
+        error.args = (error.describe(saved_to),)
+        return error
+
+    def describe(self, saved_to: Path | None) -> str:
+        """The message, saying where the parameters before the bad step went (``saved_to``), if anywhere."""
+        where = f"; parameters before this step saved to {saved_to}" if saved_to is not None else ""
+        return (f"loss or gradients became non-finite (loss {self.loss}) at epoch {self.epoch}, step {self.step}"
+                f"{where}. Try a lower learning rate, and check the data for NaN and its scale against the "
+                f"likelihood.")
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
+    """``auto`` picks CUDA when present, else CPU; ``cuda`` without a GPU is a ValueError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but no CUDA device is available; use --device cpu or auto")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {name!r} is not supported: use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but no CUDA device is available; use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
     return device
 
 
@@ -135,18 +163,26 @@ def seed_everything(seed: int) -> None:
 
 
 def _rng_state(generator: torch.Generator) -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+    # Only tensors and plain data, so that last.pt loads with torch.load(weights_only=True).
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    return {"python": random.getstate(),
+            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached)],
+            "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "shuffle": generator.get_state()}
 
 
 def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    name, keys, position, has_gauss, cached = state["numpy"]
+    if isinstance(keys, torch.Tensor):  # checkpoints of pyro_sus 0.1 hold the ndarray itself
+        keys = keys.cpu().numpy()
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+    # RNG states are CPU byte tensors, whatever map_location moved the checkpoint to.
+    torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    generator.set_state(state["shuffle"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    generator.set_state(state["shuffle"].cpu())
 
 
 def _epoch_batches(n: int, n_steps: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
@@ -251,10 +287,8 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
                 if run_dir is not None:
                     atomic_torch_save({"model": model.state_dict(), "epoch": epoch, "step": step},
                                       run_dir / "last_good.pt")
-                where = f"; parameters before this step saved to {run_dir / 'last_good.pt'}" if run_dir else ""
-                raise TrainingDiverged(f"loss or gradients became non-finite (loss {loss.item()}) at epoch "
-                                       f"{epoch + 1}, step {step + 1}{where}. Try a lower learning rate, and "
-                                       f"check the data for NaN and its scale against the likelihood.")
+                raise TrainingDiverged.at(loss.item(), epoch + 1, step + 1,
+                                          run_dir / "last_good.pt" if run_dir is not None else None)
             if config.clip_value is not None:
                 torch.nn.utils.clip_grad_value_(model.parameters(), config.clip_value)
             optimizer.step()

@@ -163,7 +163,7 @@ def test_trains_on_every_available_device(device, tmp_path):
 
 def test_cuda_request_without_a_gpu_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(RuntimeError, match="no CUDA device"):
+    with pytest.raises(ValueError, match="no CUDA device"):
         train(toy_model(), toy_data(), config(device="cuda"), progress=False)
 
 

@@ -37,7 +37,7 @@ import torch
 
 from ..api import hardware_info
 from ..data import Dataset, Preprocessor, load_dataset
-from ..io import atomic_savez, atomic_write_json
+from ..io import atomic_savez, atomic_write_json, load_checkpoint
 from ..models import get_model_class
 from ..train import TrainConfig, TrainingData, resolve_device, seed_everything, train
 from .clustering import CLUSTER_METHODS, CONFIDENCE_FUNCTIONS, METRICS, NO_LABEL, cluster_latents, propagate_labels
@@ -305,7 +305,7 @@ def run_active(config: ActiveConfig | None = None, run_dir: str | Path = "runs/a
         if (round_dir / "round.json").is_file():  # finished before: take its weights and move on
             records.append(json.loads((round_dir / "round.json").read_text()))
             answers_total = records[-1]["answers_total"]
-            model.load_state_dict(torch.load(round_dir / "model.pt", map_location=device, weights_only=True))
+            model.load_state_dict(load_checkpoint(round_dir / "model.pt", map_location=device))
             continue
         model.to(device)
         record: dict[str, Any] = {"round": round_index}

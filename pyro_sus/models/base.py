@@ -14,6 +14,7 @@ import pyro.distributions as dist
 from pyro.infer import TraceEnum_ELBO
 from pyro.nn import PyroModule
 
+from .._fields import check_field_types
 from ..nn import ACTIVATIONS
 from ..posteriors import POSTERIORS, build_posterior
 from ..priors import LATENT_PRIORS, build_latent_prior
@@ -33,7 +34,7 @@ class ModelConfig:
     activation: str = "relu"
 
     def __post_init__(self) -> None:
-        self.hidden_dims = tuple(int(h) for h in self.hidden_dims)
+        check_field_types(self)  # a wrong type names its option here, not deep in a comparison
         if self.x_dim < 1 or self.n_slots < 1 or any(h < 1 for h in self.hidden_dims):
             raise ValueError(f"x_dim, n_slots and hidden_dims must be positive: {self}")
         if self.activation not in ACTIVATIONS:
@@ -206,15 +207,21 @@ class ZooModel(PyroModule):
     @classmethod
     def load(cls, directory: str | Path, name: str = "model", map_location: str = "cpu") -> "ZooModel":
         """Rebuild a model written by :meth:`save` (config JSON + weights)."""
-        from ..io import CheckpointError, load_checkpoint
+        from ..io import CheckpointError, RunFileError, load_checkpoint, read_json
 
         directory = Path(directory)
         config_path = directory / f"{name}.json"
         if not config_path.is_file():
             raise CheckpointError(f"{config_path} does not exist")
-        model = cls(cls.config_class.from_json(json.loads(config_path.read_text())))
+        saved = read_json(config_path, f"config of {cls.__name__}, written beside its weights")
         try:
-            model.load_state_dict(load_checkpoint(directory / f"{name}.pt", map_location))
+            config = cls.config_class.from_json(saved if isinstance(saved, dict) else {"": saved})
+        except (TypeError, ValueError) as err:
+            raise RunFileError(f"{config_path}: {err}; restore the file or train again") from None
+        model = cls(config)
+        state = load_checkpoint(directory / f"{name}.pt", map_location)  # refusals pass through as they are
+        try:
+            model.load_state_dict(state)
         except (RuntimeError, TypeError, AttributeError) as err:
             raise CheckpointError(f"{directory / name}.pt does not match {cls.__name__} ({err})") from err
         return model
