@@ -175,7 +175,7 @@ def _rng_state(generator: torch.Generator) -> dict[str, Any]:
 def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
     random.setstate(state["python"])
     name, keys, position, has_gauss, cached = state["numpy"]
-    if isinstance(keys, torch.Tensor):  # checkpoints of pyro_sus 0.1 hold the ndarray itself
+    if isinstance(keys, torch.Tensor):  # as _rng_state writes it; older checkpoints hold the ndarray itself
         keys = keys.cpu().numpy()
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
     # RNG states are CPU byte tensors, whatever map_location moved the checkpoint to.
