@@ -113,7 +113,7 @@ def _training_data(dataset: Dataset, split: Split, pre: Preprocessor) -> Trainin
     return TrainingData(features(split.labelled_idx),
                         torch.tensor(split.class_to_slot(dataset.y_train[split.labelled_idx])),
                         features(split.unlabelled_idx), features(split.validation_idx),
-                        dataset.y_train[split.validation_idx])
+                        dataset.y_train[split.validation_idx], known_classes=split.known_classes)
 
 
 def fit(

@@ -2,7 +2,10 @@
 
 A latent prior is a module ``family(n_slots, z_dim, **options)`` whose ``forward(y)`` returns a
 Pyro ``Distribution`` over z with batch shape ``y.shape`` (or one that broadcasts to it) and event
-shape ``(z_dim,)``. ``y`` may carry an enumeration dimension (``(K, 1)``). Families live in
+shape ``(z_dim,)``. ``y`` may carry an enumeration dimension (``(K, 1)``), or be a float tensor of
+shape ``(..., n_slots)``: a one-hot or relaxed (Gumbel-softmax) draw of y, for which a family mixes
+its slots' parameters with those weights (:func:`slot_rows`; exact for a hard one-hot, and
+differentiable in the weights, which straight-through training needs). Families live in
 :data:`LATENT_PRIORS`; a model's config names one (``latent_prior="mixture"``), so the choice
 survives save/load and is available from the CLI. Models without a class variable in p(z)
 (M1, the latent-classifier VAE) build their prior with ``n_slots=1`` and pass ``y = 0``.
@@ -20,8 +23,8 @@ import pyro.distributions as dist
 
 from ._registry import build, registrar
 
-__all__ = ["class_prior", "LATENT_PRIORS", "register_latent_prior", "build_latent_prior",
-           "StandardNormalPrior", "ClassGaussianPrior", "ClassMixturePrior"]
+__all__ = ["class_prior", "LATENT_PRIORS", "register_latent_prior", "build_latent_prior", "slot_rows",
+           "slot_batch_shape", "StandardNormalPrior", "ClassGaussianPrior", "ClassMixturePrior"]
 
 LATENT_PRIORS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -65,6 +68,18 @@ def build_latent_prior(name: str, n_slots: int, z_dim: int, options: dict[str, A
     return build(LATENT_PRIORS, "latent prior", "latent priors", name, n_slots, z_dim, options=options)
 
 
+def slot_rows(table: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Rows of a per-slot ``table`` (n_slots, ...) for slot indices ``y``, or mixed by weights ``y`` (..., n_slots)."""
+    if not y.is_floating_point():
+        return table[y]
+    return (y @ table.flatten(1)).unflatten(-1, table.shape[1:])
+
+
+def slot_batch_shape(y: torch.Tensor) -> torch.Size:
+    """The batch shape ``y`` stands for: its shape for indices, all but the last dim for weights."""
+    return y.shape[:-1] if y.is_floating_point() else y.shape
+
+
 @register_latent_prior("standard_normal")
 class StandardNormalPrior(nn.Module):
     """p(z) = N(0, I), the same for every y (M2)."""
@@ -75,8 +90,8 @@ class StandardNormalPrior(nn.Module):
         self.register_buffer("scale", torch.ones(z_dim))
 
     def forward(self, y: torch.Tensor) -> dist.Distribution:
-        """Return N(0, I) with batch shape ``y.shape``."""
-        return dist.Normal(self.loc, self.scale).expand(y.shape + self.loc.shape).to_event(1)
+        """Return N(0, I) with the batch shape of ``y``."""
+        return dist.Normal(self.loc, self.scale).expand(slot_batch_shape(y) + self.loc.shape).to_event(1)
 
 
 @register_latent_prior("class_gaussian")
@@ -91,7 +106,7 @@ class ClassGaussianPrior(nn.Module):
 
     def forward(self, y: torch.Tensor) -> dist.Distribution:
         """Return the Gaussian of each slot in ``y`` (any shape, e.g. enumerated ``(K, 1)``)."""
-        return dist.Normal(self.loc[y], self.log_scale[y].exp()).to_event(1)
+        return dist.Normal(slot_rows(self.loc, y), slot_rows(self.log_scale, y).exp()).to_event(1)
 
 
 @register_latent_prior("mixture")
@@ -111,5 +126,5 @@ class ClassMixturePrior(nn.Module):
 
     def forward(self, y: torch.Tensor) -> dist.Distribution:
         """Return the mixture of each slot in ``y``."""
-        components = dist.Normal(self.loc[y], self.log_scale[y].exp()).to_event(1)
-        return dist.MixtureSameFamily(dist.Categorical(logits=self.logits[y]), components)
+        components = dist.Normal(slot_rows(self.loc, y), slot_rows(self.log_scale, y).exp()).to_event(1)
+        return dist.MixtureSameFamily(dist.Categorical(logits=slot_rows(self.logits, y)), components)

@@ -94,7 +94,9 @@ class TrainingData:
     """Tensors resident on the training device; ``y_labelled`` are slots, ``y_val`` true classes.
 
     ``w_labelled`` (optional) weights each label, e.g. the confidence of a propagated label in
-    active labelling; a model that takes weights gets them as ``loss(..., w_labelled=...)``."""
+    active labelling; a model that takes weights gets them as ``loss(..., w_labelled=...)``.
+    ``known_classes`` (optional) are the classes of slots 0, 1, ...: with them each epoch's record
+    splits validation accuracy into known and novel classes and counts the extra slots in use."""
 
     x_labelled: torch.Tensor
     y_labelled: torch.Tensor
@@ -102,6 +104,7 @@ class TrainingData:
     x_val: torch.Tensor
     y_val: np.ndarray
     w_labelled: torch.Tensor | None = None
+    known_classes: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.w_labelled is not None and (self.w_labelled.shape != self.y_labelled.shape
@@ -204,12 +207,22 @@ def _validation_metrics(model, data: TrainingData) -> dict[str, float]:
     slots, labels = slots[labelled], data.y_val[labelled]
     # Progress signal only: extra slots mapped on the validation set itself (paper protocol).
     mapping = majority_mapping(slots, labels, model.config.n_slots)
-    return {"val_cluster_accuracy": float((mapping[slots] == labels).mean())}
+    correct = mapping[slots] == labels
+    record = {"val_cluster_accuracy": float(correct.mean()), "val_slots_used": int(len(np.unique(slots)))}
+    if data.known_classes is not None:
+        # A model that collapses onto the known classes shows it here: novel accuracy falls and
+        # the extra slots empty.
+        known = np.isin(labels, data.known_classes)
+        record["val_extra_slots_used"] = int(len(np.unique(slots[slots >= len(data.known_classes)])))
+        for name, part in (("val_known_accuracy", known), ("val_novel_accuracy", ~known)):
+            if part.any():
+                record[name] = float(correct[part].mean())
+    return record
 
 
 def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_dir: str | Path | None = None,
           resume: bool = False, progress: bool = True, stop_after: int | None = None) -> list[dict[str, Any]]:
-    """Fit ``model`` (anything with ``loss(x_u, x_l, y_l)``) and return the per-epoch history.
+    """Fit ``model`` (a zoo model: its ``loss`` and ``before_step``) and return the per-epoch history.
 
     With ``run_dir``: ``last.pt`` (full training state) every ``checkpoint_every`` epochs and at the
     end, ``metrics.jsonl`` rewritten each epoch. ``resume=True`` continues from ``last.pt`` exactly:
@@ -276,6 +289,7 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
             if binarize:  # dynamic binarisation: a fresh Bernoulli draw of every batch
                 x_u = torch.bernoulli(x_u) if x_u is not None else None
                 x_l = torch.bernoulli(x_l) if x_l is not None else None
+            model.before_step(epoch * n_steps + step)  # e.g. a temperature schedule
             with pyro.validation_enabled(config.validate):
                 loss = loss_fn(x_u, x_l, y_l, **weights, **scale)
             optimizer.zero_grad(set_to_none=True)

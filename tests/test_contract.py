@@ -3,6 +3,7 @@ CUDA when present: finite loss, gradients on every parameter, enumeration shapes
 equal to the eager one, save/load."""
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -127,6 +128,55 @@ def test_traced_loss_gives_the_eager_loss_and_gradients_on_new_data(name, poster
         torch.testing.assert_close(traced_loss, eager_loss)
         for (pname, _), a, b in zip(model.named_parameters(), traced_grads, eager_grads):
             torch.testing.assert_close(a, b, msg=f"{pname}: traced and eager gradients differ")
+
+
+RELAXED_ESTIMATORS = ("gumbel-softmax", "gumbel-straight-through")
+# Every model that can draw y relaxed, with every posterior family and each relaxed estimator.
+RELAXED = [(name, posterior, estimator) for name, posterior in CASES if "y_estimator" in fields(name)
+           for estimator in RELAXED_ESTIMATORS]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name,posterior,estimator", RELAXED)
+def test_relaxed_y_keeps_the_contract(name, posterior, estimator, device, tmp_path):
+    """With one relaxed draw of y per point: finite loss and gradients on every parameter, no site
+    enumerated, a trace that follows the temperature schedule (equal to the eager loss after the
+    temperature moved), and the estimator's options back from disk."""
+    model = make(name, device, posterior, y_estimator=estimator, temperature_decay=0.1, temperature_min=0.2)
+    x_u, x_l, y_l = batches(device)
+    model.before_step(0)
+    assert_every_parameter_learns(model, model.loss(x_u, x_l, y_l))
+    guide = poutine.trace(model.guide).get_trace(x_u)
+    assert not any(site["infer"].get("enumerate") for site in guide.nodes.values() if site["type"] == "sample")
+    assert guide.nodes["y"]["value"].shape == (len(x_u), N_SLOTS)
+    if model.traceable:
+        model.double()
+        traced = TracedLoss(model)
+        traced(x_u.double(), x_l.double(), y_l)
+        model.before_step(7)  # temperature 1 -> exp(-0.7): the traced graph must read the new value
+        assert float(model.temperature) == pytest.approx(math.exp(-0.7))
+        eager_loss, eager_grads = loss_and_gradients(model, model.loss, 3, 1 - x_u.double(), x_l.double(), y_l)
+        traced_loss, traced_grads = loss_and_gradients(model, traced, 3, 1 - x_u.double(), x_l.double(), y_l)
+        torch.testing.assert_close(traced_loss, eager_loss)
+        for a, b in zip(traced_grads, eager_grads):
+            torch.testing.assert_close(a, b)
+    model.save(tmp_path)
+    loaded = type(model).load(tmp_path, map_location=device)
+    assert loaded.config == model.config and loaded.config.y_estimator == estimator
+
+
+@pytest.mark.parametrize("latent_prior", sorted(LATENT_PRIORS))
+@pytest.mark.parametrize("name", [n for n in SWAPPABLE if "y_estimator" in fields(n)])
+def test_every_latent_prior_takes_a_relaxed_y(name, latent_prior):
+    """A relaxed y (a float vector over the slots) reaches p(z|y); a one-hot vector scores as the index does."""
+    model = make(name, latent_prior=latent_prior, y_estimator="gumbel-softmax")
+    assert_every_parameter_learns(model, model.loss(*batches("cpu")))
+    y = torch.tensor([0, 3, 1])
+    z = torch.randn(3, Z_DIM)
+    by_index = model.latent_prior(y)
+    by_vector = model.latent_prior(torch.nn.functional.one_hot(y, N_SLOTS).float())
+    assert by_vector.batch_shape == by_index.batch_shape == (3,)
+    torch.testing.assert_close(by_vector.log_prob(z), by_index.log_prob(z))
 
 
 def test_a_model_that_is_not_traceable_refuses_a_traced_loss():

@@ -1,6 +1,8 @@
 """The shared trainer: exact resume, divergence handling, checkpoints."""
 
+import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -58,6 +60,28 @@ def test_jit_training_follows_the_eager_run_and_resumes_exactly(tmp_path):
     resumed = toy_model(seed=99)
     train(resumed, toy_data(), config(jit=True), run_dir, resume=True, progress=False)
     for (name, a), b in zip(traced.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), f"{name} differs after resume"
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_an_annealed_relaxed_run_resumes_exactly_and_sees_every_step_once(tmp_path, jit):
+    """The trainer sets the temperature from the global step count before each step: a resumed
+    run anneals as the uninterrupted one (same parameters), with or without a traced loss."""
+    options = dict(y_estimator="gumbel-straight-through", temperature=1.0, temperature_min=0.3,
+                   temperature_decay=0.05)
+    straight = toy_model(**options)
+    seen = []
+    record = straight.before_step
+    straight.before_step = lambda step: (seen.append(step), record(step))
+    train(straight, toy_data(), config(jit=jit), progress=False)
+    steps_per_epoch = 3  # ceil(38 unlabelled / 16)
+    assert seen == list(range(4 * steps_per_epoch))
+    assert float(straight.temperature) == pytest.approx(max(0.3, math.exp(-0.05 * 11)))
+    run_dir = tmp_path / "stopped"
+    train(toy_model(**options), toy_data(), config(jit=jit), run_dir, progress=False, stop_after=2)
+    resumed = toy_model(seed=99, **options)
+    train(resumed, toy_data(), config(jit=jit), run_dir, resume=True, progress=False)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), f"{name} differs after resume"
 
 
@@ -205,3 +229,30 @@ def test_labelled_scale_weighs_the_labelled_batch_and_reaches_the_loss(monkeypat
     train(model, data, config(epochs=1), progress=False)
     steps = -(-len(data.x_unlabelled) // 16)
     assert seen == [pytest.approx(12 / 38)] * steps + [None] * steps  # "batch" passes nothing: plugins keep working
+
+
+def test_epoch_records_split_validation_accuracy_into_known_and_novel_and_count_extra_slots():
+    """Slots 0-1 are classes 0 and 5; slots 2-4 are extra. Paper-protocol mapping on validation:
+    slot 0 -> 0, slot 1 -> 5 (majority), slot 2 -> 7, slot 3 -> 8, slot 4 unused."""
+    from types import SimpleNamespace
+    from pyro_sus.train import _validation_metrics
+
+    slots = torch.tensor([0, 0, 1, 1, 1, 2, 2, 3, 0])
+    labels = np.array([0, 0, 5, 5, 7, 7, 7, 8, 8])
+
+    class Fixed(torch.nn.Module):
+        config = SimpleNamespace(n_slots=5)
+
+        def predict_proba(self, x):
+            return torch.nn.functional.one_hot(slots, 5).float()
+
+    data = TrainingData(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long), torch.zeros(0, 2), torch.zeros(9, 2),
+                        labels, known_classes=(0, 5))
+    record = _validation_metrics(Fixed(), data)
+    # correct: 0,0 | 5,5 | (7 in slot 1: wrong) | 7,7 | 8 | (8 in slot 0: wrong) -> 7 of 9
+    assert record["val_cluster_accuracy"] == pytest.approx(7 / 9)
+    assert record["val_known_accuracy"] == pytest.approx(4 / 4)   # classes 0 and 5
+    assert record["val_novel_accuracy"] == pytest.approx(3 / 5)   # classes 7 and 8
+    assert record["val_slots_used"] == 4 and record["val_extra_slots_used"] == 2
+    without = _validation_metrics(Fixed(), dataclasses.replace(data, known_classes=None))
+    assert set(without) == {"val_cluster_accuracy", "val_slots_used"}

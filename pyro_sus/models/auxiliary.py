@@ -59,14 +59,14 @@ class AuxiliaryDGM(SemiUnsupervisedDGM):
     def model(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         """y ~ p(y); z ~ p(z|y); x ~ p(x|z[, y]); a ~ p(a|[x,] y, z)."""
         with pyro.plate("data", x.shape[0]):
-            y = pyro.sample("y", dist.Categorical(probs=self.class_probs), obs=y)
+            y = self.prior_y(x, y)
             z = pyro.sample("z", self.latent_prior(y))
             pyro.sample("x", self.likelihood(z, y), obs=x)
             parts = ([x] if self.aux_prior_sees_x else []) + [self.onehot(y), z]
             pyro.sample("a", self.aux_prior(broadcast_cat(*parts)))
 
     def guide(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
-        """a ~ q(a|x); y ~ q(y|a, x) (enumerated when unobserved, alpha * CE when observed); z ~ q(z|a, x, y)."""
+        """a ~ q(a|x); y ~ q(y|a, x) (enumerated or relaxed when unobserved, alpha * CE when observed); z ~ q(z|a, x, y)."""
         with pyro.plate("data", x.shape[0]):
             a = pyro.sample("a", self.aux_posterior(x))
             xa = torch.cat([x, a], dim=-1)

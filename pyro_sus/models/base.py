@@ -145,6 +145,10 @@ class ZooModel(PyroModule):
         """Logits (or log-probabilities) of the model's q(y|x) over the ``n_slots`` slots."""
         raise NotImplementedError
 
+    def before_step(self, step: int) -> None:
+        """Called by the trainer before training step ``step`` (0-based over the whole run, so a
+        resumed run sees the same numbers); a model with a schedule (a temperature) sets it here."""
+
     @property
     def labelled_weight(self) -> float:
         """Weight of the labelled bound against the unlabelled one (Jurasiński's lambda)."""

@@ -1,33 +1,71 @@
-"""The M2 family: p(y) p(z|y) p(x|z[,y]) with guide q(y|x) q(z|x,y), y enumerated when unobserved."""
+"""The M2 family: p(y) p(z|y) p(x|z[,y]) with guide q(y|x) q(z|x,y).
+
+Unobserved y is summed out exactly (enumeration, the default and what Willetts et al.'s released
+code does), or, during training, replaced by one relaxed draw per point: the Gumbel-softmax /
+Concrete sample of Willetts et al.'s paper (seed 000, Sec. II-B and Appendix C; Jang et al. 2017,
+Maddison et al. 2017), optionally straight-through. Either way the term -KL(q(y|x) || p(y)) is
+computed exactly, so the one-draw estimate of the bound converges to the enumerated bound as the
+temperature falls, and with straight-through draws its value is an unbiased estimate of it (only
+the gradient is biased). Evaluation (``model.eval()``) always enumerates.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
 
+import math
+
 import torch
 from torch.nn.functional import one_hot
 import pyro
 import pyro.distributions as dist
+import pyro.poutine as poutine
+from pyro.infer import TraceEnum_ELBO
+from torch.distributions import kl_divergence
 
 from ..nn import MLP, broadcast_cat
 from .base import GenerativeConfig, GenerativeModel, check_class_prior
 
-__all__ = ["DGMConfig", "SemiUnsupervisedDGM"]
+__all__ = ["DGMConfig", "SemiUnsupervisedDGM", "Y_ESTIMATORS"]
+
+#: How unobserved y enters the training objective: summed out, or one relaxed draw per point.
+Y_ESTIMATORS = ("enumerate", "gumbel-softmax", "gumbel-straight-through")
 
 
 @dataclass
 class DGMConfig(GenerativeConfig):
-    """Options of the M2-family models: classifier weight ``alpha`` and class prior p(y)."""
+    """Options of the M2-family models: classifier weight ``alpha``, class prior p(y), and the
+    estimator for unobserved y in training.
+
+    ``y_estimator`` is one of :data:`Y_ESTIMATORS`. The relaxed ones draw y at temperature
+    ``max(temperature_min, temperature * exp(-temperature_decay * step))`` at training step ``step``
+    (Jang et al.'s schedule; ``temperature_decay=0`` keeps it fixed at ``temperature``).
+    """
 
     alpha: float = 1.1
     class_prior: tuple[float, ...] | None = None
+    y_estimator: str = "enumerate"
+    temperature: float = 1.0
+    temperature_min: float = 0.5
+    temperature_decay: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.class_prior = check_class_prior(self.class_prior, self.n_slots)
         if self.alpha < 0:
             raise ValueError(f"alpha (classifier weight) must be >= 0, got {self.alpha}")
+        if self.y_estimator not in Y_ESTIMATORS:
+            raise ValueError(f"y_estimator must be one of {Y_ESTIMATORS}, got {self.y_estimator!r}")
+        if not 0 < self.temperature_min <= self.temperature:
+            raise ValueError(f"need 0 < temperature_min <= temperature, got {self.temperature_min} and "
+                             f"{self.temperature}")
+        if self.temperature_decay < 0:
+            raise ValueError(f"temperature_decay must be >= 0, got {self.temperature_decay}")
+
+    def temperature_at(self, step: int) -> float:
+        """The relaxation's temperature at training step ``step`` (0-based, counted over epochs)."""
+        return max(self.temperature_min, self.temperature * math.exp(-self.temperature_decay * step))
 
 
 class SemiUnsupervisedDGM(GenerativeModel):
@@ -51,6 +89,11 @@ class SemiUnsupervisedDGM(GenerativeModel):
         self.latent_prior = self.build_latent_prior(k)
         self.decoder = MLP(config.z_dim + (k if self.decoder_sees_y else 0), tuple(reversed(hidden)), config.x_dim,
                            config.activation)
+        # Not saved (persistent=False): the trainer sets it from the step count before every step,
+        # so checkpoints keep their keys and a resumed run anneals exactly as an uninterrupted one.
+        self.register_buffer("temperature", torch.tensor(config.temperature), persistent=False)
+        if config.y_estimator != "enumerate":  # training enumerates nothing: no warning about it
+            self._elbo = TraceEnum_ELBO(max_plate_nesting=1, strict_enumeration_warning=False)
 
     # -- sizes a subclass with more inputs (the auxiliary models) overrides -----------------------
     def classifier_input_dim(self) -> int:
@@ -60,17 +103,36 @@ class SemiUnsupervisedDGM(GenerativeModel):
         return self.config.x_dim + self.config.n_slots
 
     def onehot(self, y: torch.Tensor) -> torch.Tensor:
-        return one_hot(y, self.config.n_slots).to(self.class_probs.dtype)
+        """y as one-hot rows; a relaxed draw (already a float vector over the slots) passes as it is."""
+        return y if y.is_floating_point() else one_hot(y, self.config.n_slots).to(self.class_probs.dtype)
+
+    @property
+    def relaxes_y(self) -> bool:
+        """Whether unobserved y is drawn relaxed now: a relaxed estimator, in training mode."""
+        return self.training and self.config.y_estimator != "enumerate"
+
+    def before_step(self, step: int) -> None:
+        """Set the relaxation's temperature for training step ``step``."""
+        self.temperature.fill_(self.config.temperature_at(step))
 
     # -- the generative story -------------------------------------------------------------------
     def likelihood(self, z: torch.Tensor, y: torch.Tensor) -> dist.Distribution:
         """p(x | z, y) as a distribution over the flattened input (y ignored if the decoder does not see it)."""
         return self.observation(self.decoder(broadcast_cat(z, self.onehot(y)) if self.decoder_sees_y else z))
 
+    def prior_y(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """y ~ p(y), observed when given; a relaxed y (training with a relaxed estimator) is a site
+        that scores nothing, because the guide adds -KL(q(y|x) || p(y)) exactly."""
+        if y is None and self.relaxes_y:
+            relaxed = dist.RelaxedOneHotCategorical(self.temperature, probs=self.class_probs)
+            with poutine.mask(mask=False):  # (not Distribution.mask: its zeros are always float32)
+                return pyro.sample("y", relaxed.expand(x.shape[:1]))
+        return pyro.sample("y", dist.Categorical(probs=self.class_probs), obs=y)
+
     def model(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         """y ~ p(y); z ~ p(z|y); x ~ p(x|z, y). ``y=None`` leaves y latent."""
         with pyro.plate("data", x.shape[0]):
-            y = pyro.sample("y", dist.Categorical(probs=self.class_probs), obs=y)
+            y = self.prior_y(x, y)
             z = pyro.sample("z", self.latent_prior(y))
             pyro.sample("x", self.likelihood(z, y), obs=x)
 
@@ -81,8 +143,19 @@ class SemiUnsupervisedDGM(GenerativeModel):
             pyro.sample("z", self.posterior(broadcast_cat(x, self.onehot(y))))
 
     def sample_y(self, logits: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        """Enumerate y ~ q(y|...) when unobserved; when observed add the classifier term alpha * CE."""
+        """y ~ q(y|...) when unobserved: enumerated, or one relaxed draw; when observed add the
+        classifier term alpha * CE."""
         y_dist = dist.Categorical(logits=logits)
+        if y is None and self.relaxes_y:
+            family = (dist.RelaxedOneHotCategoricalStraightThrough if self.config.y_estimator ==
+                      "gumbel-straight-through" else dist.RelaxedOneHotCategorical)
+            # The draw's own density is masked out (it is not the categorical's); the exact
+            # categorical KL takes its place, so the estimate tends to the enumerated bound.
+            with poutine.mask(mask=False):
+                y = pyro.sample("y", family(self.temperature, logits=logits))
+            kl = kl_divergence(y_dist, dist.Categorical(probs=self.class_probs))
+            pyro.factor("y_kl", kl, has_rsample=True)  # a guide factor f enters the loss as +f
+            return y
         if y is None:
             return pyro.sample("y", y_dist, infer={"enumerate": "parallel"})
         # A guide factor f enters the loss as +f, so -alpha*log q(y|x) adds alpha*CE.
