@@ -1,7 +1,9 @@
 """Training throughput of every registered model: images per second through one full optimizer
-step (labelled + unlabelled batch, enumerated y, backward, clipping, Adam), on CPU and CUDA.
+step of the trainer (labelled + unlabelled batch, enumerated y, backward, finite check, clipping,
+Adam: ``pyro_sus.train.TrainStep``), on CPU and CUDA.
 
     python benchmarks/throughput.py [--device cpu|cuda] [--x-dim 444] [--slots 45] [--steps 20] [--jit]
+        [--precision fp32|bf16]
 
 ``--jit`` times the traced loss (``TrainConfig.jit``) of every model that can be traced; the others
 are timed eager and marked so.
@@ -15,20 +17,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import statistics
 import time
+from collections.abc import Callable
 
 import pyro
 import torch
 
 from pyro_sus.api import hardware_info
 from pyro_sus.models import MODELS, get_model_class
-from pyro_sus.tracing import TracedLoss
+from pyro_sus.train import TrainConfig, TrainStep
 
 
-def time_model(name: str, device: torch.device, x_dim: int, slots: int, hidden: list[int], batch: int,
-               steps: int, warmup: int = 3, jit: bool = False) -> float:
-    """Seconds per optimizer step (median over ``steps``); ``jit``: with the loss traced."""
-    torch.manual_seed(0)
+def make_step(name: str, device: torch.device, x_dim: int, slots: int, hidden: list[int], batch: int,
+              jit: bool = False, precision: str = "fp32", seed: int = 0) -> Callable[[], torch.Tensor]:
+    """One optimizer step of the trainer itself (:class:`pyro_sus.train.TrainStep`: loss, backward,
+    finite watch, clipping, Adam) on a fresh model and fixed batches, as a function of no arguments."""
+    torch.manual_seed(seed)
     cls = get_model_class(name.split("+")[0])
     options = {"x_dim": x_dim, "n_slots": slots, "hidden_dims": hidden}
     if "z_dim" in {f.name for f in dataclasses.fields(cls.config_class)}:
@@ -36,27 +41,33 @@ def time_model(name: str, device: torch.device, x_dim: int, slots: int, hidden: 
     if name.endswith("+flow"):
         options["posterior"] = "flow"
     model = cls(cls.config_class(**options)).to(device)
-    loss_fn = TracedLoss(model) if jit else model.loss
+    model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+    step = TrainStep(model, optimizer, TrainConfig(jit=jit, precision=precision, device=str(device)), device)
     x_u = torch.rand(batch, x_dim, device=device)
     x_l = torch.rand(batch, x_dim, device=device)
     y_l = torch.randint(0, min(slots, 5), (batch,), device=device)
-    times = []
-    with pyro.validation_enabled(False):
-        for i in range(warmup + steps):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            loss = loss_fn(torch.bernoulli(x_u), torch.bernoulli(x_l), y_l)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_value_(model.parameters(), 1.0)
-            optimizer.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    return lambda: step(0, 0, torch.bernoulli(x_u), torch.bernoulli(x_l), y_l)
+
+
+def time_once(run: Callable[[], torch.Tensor], device: torch.device) -> float:
+    """Seconds for one call of ``run``, the device's queue drained before and after."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    run()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def time_model(name: str, device: torch.device, x_dim: int, slots: int, hidden: list[int], batch: int,
+               steps: int, warmup: int = 3, jit: bool = False, precision: str = "fp32") -> float:
+    """Seconds per optimizer step (median over ``steps``); ``jit``: with the loss traced."""
+    run = make_step(name, device, x_dim, slots, hidden, batch, jit=jit, precision=precision)
+    for _ in range(warmup):
+        run()
+    return statistics.median(time_once(run, device) for _ in range(steps))
 
 
 def main() -> None:
@@ -70,13 +81,16 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=None,
                         help="registered names, NAME+flow for a flow posterior (default: every model)")
     parser.add_argument("--jit", action="store_true", help="trace the loss of every model that can be traced")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="what the networks compute at (TrainConfig.precision)")
     args = parser.parse_args()
     device = torch.device(args.device)
     rows = []
     for name in args.models or sorted(MODELS):
         jit = args.jit and get_model_class(name.split("+")[0]).traceable
-        seconds = time_model(name, device, args.x_dim, args.slots, args.hidden, args.batch, args.steps, jit=jit)
-        rows.append({"model": name, "jit": jit, "seconds_per_step": seconds,
+        seconds = time_model(name, device, args.x_dim, args.slots, args.hidden, args.batch, args.steps, jit=jit,
+                             precision=args.precision)
+        rows.append({"model": name, "jit": jit, "precision": args.precision, "seconds_per_step": seconds,
                      "images_per_second": 2 * args.batch / seconds})
         print(f"{name:14s} {1000 * seconds:8.1f} ms/step  {2 * args.batch / seconds:9.0f} images/s"
               + ("  (traced)" if jit else "  (eager)" if args.jit else ""))

@@ -89,6 +89,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("--jit", action="store_true", help=JIT_HELP)
+    t.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="what the networks compute at in training (bf16: bfloat16 autocast; log-probabilities "
+                        "and the loss stay float32)")
 
 
 def _active_parser(sub: argparse._SubParsersAction) -> None:
@@ -161,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--smoke", action="store_true",
                    help="tiny data, 1 epoch (unless --epochs), 1 seed: checks the setup, not a result")
     r.add_argument("--jit", action="store_true", help=JIT_HELP)
+    r.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="what the networks compute at in training (see train --precision)")
     r.add_argument("--write-results", nargs="?", const="docs/RESULTS.md", default=None, metavar="PATH",
                    help="write the generated section into this results page")
     sub.add_parser("models", help="list registered models, posterior families and latent priors")
@@ -186,7 +191,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                      "adam_beta1": args.adam_beta1, "lr_schedule": args.lr_schedule, "clip_value": args.clip_value or None,
                      "binarize": not args.no_binarize, "seed": args.seed, "device": args.device,
                      "checkpoint_every": args.checkpoint_every, "labelled_scale": args.labelled_scale,
-                     "jit": args.jit}
+                     "jit": args.jit, "precision": args.precision}
     if args.resume:
         run = fit(run_dir=args.out, dataset=args.dataset, data_dir=args.data_dir, resume=True,
                   stop_after=args.stop_after, progress=not args.no_progress)
@@ -352,7 +357,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         raise ValueError("name an experiment (pyro-sus reproduce --list shows them)")
     summary, statuses = reproduce(args.name, args.out, seeds=args.seeds, epochs=args.epochs, rows=args.rows,
                                   device=args.device, jobs=args.jobs, data_dir=args.data_dir, smoke=args.smoke,
-                                  threads=args.threads, plugins=args.plugin, jit=args.jit)
+                                  threads=args.threads, plugins=args.plugin, jit=args.jit,
+                                  precision=args.precision)
     print(render_markdown(summary))
     failed = sorted(job for job, code in statuses.items() if code != 0)
     for job in failed:

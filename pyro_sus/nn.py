@@ -1,13 +1,37 @@
-"""Networks shared by every model, and the helper that broadcasts inputs against an enumerated y."""
+"""Networks shared by every model, the helper that broadcasts inputs against an enumerated y, and
+the precision their layers compute at."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 
 import torch
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "MLP", "activation_module", "broadcast_cat"]
+__all__ = ["ACTIVATIONS", "PRECISIONS", "MLP", "activation_module", "broadcast_cat", "network_precision"]
+
+#: Precisions the networks may compute at (``TrainConfig.precision``): the autocast dtype, or None.
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
+
+_NETWORK_DTYPE: ContextVar[torch.dtype | None] = ContextVar("network_dtype", default=None)
+
+
+@contextlib.contextmanager
+def network_precision(dtype: torch.dtype | None) -> Iterator[None]:
+    """Inside, every :class:`MLP` computes under ``torch.autocast(dtype)`` and hands back its input's
+    dtype; None leaves them at full precision.
+
+    Only the networks: the distributions' log-probabilities, KL terms, enumeration sums and the
+    loss stay float32, which an autocast around the whole loss would not guarantee (Pyro's
+    enumeration contracts with einsum, which autocast would run in the low precision).
+    """
+    token = _NETWORK_DTYPE.set(dtype)
+    try:
+        yield
+    finally:
+        _NETWORK_DTYPE.reset(token)
 
 # Hidden-layer nonlinearities a model config may name (``activation``).
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "softplus": nn.Softplus}
@@ -24,6 +48,15 @@ class MLP(nn.Sequential):
             in_dim = width
         layers.append(nn.Linear(in_dim, out_dim))
         super().__init__(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The layers in turn, at the precision :func:`network_precision` sets (full by default)."""
+        dtype = _NETWORK_DTYPE.get()
+        if dtype is None:
+            return super().forward(x)
+        with torch.autocast(x.device.type, dtype=dtype):
+            out = super().forward(x)
+        return out.to(x.dtype)
 
 
 def activation_module(name: str) -> nn.Module:

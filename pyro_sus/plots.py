@@ -1,8 +1,9 @@
-"""Figures a run writes: the confusion matrix, samples of p(x|y) per slot, and the active loop's
-decoded centres and per-round accuracy."""
+"""Figures a run writes: the confusion matrix, samples of p(x|y) per slot, per-epoch curves, and
+the active loop's decoded centres and per-round accuracy."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["plot_confusion", "plot_class_samples", "plot_centres", "plot_active_rounds"]
+__all__ = ["plot_confusion", "plot_class_samples", "plot_curves", "plot_centres", "plot_active_rounds"]
 
 
 def plot_confusion(scored: dict[str, Any], path: str | Path | None = None, title: str = "",
@@ -59,6 +60,33 @@ def plot_class_samples(run, slots: list[int] | None = None, n_samples: int = 6, 
             axes[row, col].axis("off")
         label = run.mapping[slot] if run.mapping is not None else -1
         axes[0, col].set_title(f"y={slot}" + (f"\n({label})" if label >= 0 else ""), fontsize=7)
+    if path is not None:
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+    return fig
+
+
+def plot_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], keys: Sequence[str],
+                path: str | Path | None = None, title: str = "") -> plt.Figure:
+    """One panel per record key (e.g. ``val_novel_accuracy``) against epoch, one line per run.
+
+    ``histories`` maps a run's label to its per-epoch records (``metrics.jsonl``); epochs where a
+    run has no value for a key are left out of that line.
+    """
+    if not keys:
+        raise ValueError("plot_curves needs at least one record key")
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.0), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for label, history in histories.items():
+            points = [(r["epoch"], r[key]) for r in history if r.get(key) is not None]
+            if points:
+                ax.plot(*zip(*points), marker=".", label=label)
+        ax.set_xlabel("epoch")
+        ax.set_title(key, fontsize=9)
+    axes[0, 0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=100, bbox_inches="tight")
         plt.close(fig)

@@ -333,7 +333,8 @@ def _slug(text: str) -> str:
 
 def plan_jobs(name: str, out: str | Path, seeds: int | None = None, epochs: int | None = None,
               rows: Sequence[str] | None = None, device: str = "auto", data_dir: str | None = None,
-              smoke: bool = False, plugins: Sequence[str] = (), jit: bool = False) -> list[Path]:
+              smoke: bool = False, plugins: Sequence[str] = (), jit: bool = False,
+              precision: str = "fp32") -> list[Path]:
     """Write one job file per (row, choice of ``choose_on_validation``, seed) under ``OUT/NAME/jobs``;
     returns their paths. ``plugins`` are modules each job imports first (your own experiments, models
     or priors)."""
@@ -344,7 +345,7 @@ def plan_jobs(name: str, out: str | Path, seeds: int | None = None, epochs: int 
     n_seeds = 1 if smoke else (seeds or experiment.seeds)
     epochs = epochs or (SMOKE["epochs"] if smoke else experiment.epochs)
     root = Path(out) / name
-    trainable = {f.name for f in dataclasses.fields(TrainConfig)} - {"epochs", "seed", "device", "jit"}
+    trainable = {f.name for f in dataclasses.fields(TrainConfig)} - {"epochs", "seed", "device", "jit", "precision"}
     for row in chosen:
         if set(row.choose_on_validation) - trainable:
             raise ValueError(f"{row.label!r}: choose_on_validation names "
@@ -360,8 +361,10 @@ def plan_jobs(name: str, out: str | Path, seeds: int | None = None, epochs: int 
         spec = json.loads(json.dumps({"row": row_spec, "train": experiment.train, "epochs": epochs, "smoke": smoke,
                                       **({"candidate": candidate} if candidate else {})}))
         slug = f"{_slug(f'{row.label} {_candidate_text(candidate)}')}-seed{seed}"
-        # jit, like the device, changes how fast a run goes, not what it computes: not part of the spec.
+        # jit and precision, like the device, change how fast a run goes and its rounding, not what it
+        # computes: not part of the spec (the summary says which runs used them).
         job = {"experiment": name, "row": row.label, "seed": seed, "epochs": epochs, "device": device, "jit": jit,
+               "precision": precision,
                "data_dir": data_dir, "smoke": smoke, "plugins": list(plugins), "run_dir": str(root / "runs" / slug),
                "log": str(root / "logs" / f"{slug}.log"), "spec": spec, "candidate": candidate}
         path = root / "jobs" / f"{slug}.json"
@@ -424,7 +427,8 @@ def run_job(job_path: str | Path) -> None:
     # A data set chosen by name keeps its name in run.json; a restricted one is passed as an object.
     fit(row.model, data, run_dir, data_dir=job["data_dir"], **options,
         train_options={**experiment.train, **row.train, **job.get("candidate", {}), "epochs": job["epochs"],
-                       "seed": job["seed"], "device": job["device"], "jit": job.get("jit", False)},
+                       "seed": job["seed"], "device": job["device"], "jit": job.get("jit", False),
+                       "precision": job.get("precision", "fp32")},
         progress=False)
 
 
@@ -472,11 +476,11 @@ def _finished_runs(jobs: list[dict[str, Any]], row: Row) -> list[tuple[dict[str,
     return runs
 
 
-def _trained_with_jit(job: dict[str, Any]) -> bool:
-    """Whether the job's run trained with a traced loss, from the options saved in its run folder
-    (a resumed run keeps the options it started with, whatever the job file says now)."""
+def _trained_with(job: dict[str, Any], option: str, default: Any) -> Any:
+    """A training option of the job's run as saved in its run folder (``jit``, ``precision``): a
+    resumed run keeps the options it started with, whatever the job file says now."""
     path = Path(job["run_dir"]) / "run.json"
-    return path.is_file() and bool(json.loads(path.read_text()).get("train", {}).get("jit", False))
+    return json.loads(path.read_text()).get("train", {}).get(option, default) if path.is_file() else default
 
 
 def aggregate(name: str, out: str | Path) -> dict[str, Any]:
@@ -520,7 +524,8 @@ def aggregate(name: str, out: str | Path) -> dict[str, Any]:
                      "planned_epochs": sorted({j["epochs"] for j in mine}),
                      "smoke": any(j["smoke"] for j in mine), "metrics": metrics,
                      "wall_seconds_per_run": float(np.mean(walls)) if walls else None, "hardware": hardware,
-                     "jit": any(_trained_with_jit(j) for j in mine),
+                     "jit": any(_trained_with(j, "jit", False) for j in mine),
+                     "precision": sorted({_trained_with(j, "precision", "fp32") for j in mine}),
                      **({"chosen_on_validation": selection} if row.choose_on_validation else {})})
     summary = {"experiment": name, "paper": experiment.paper, "table": experiment.table,
                "paper_epochs": experiment.epochs, "paper_seeds": experiment.seeds,
@@ -546,20 +551,22 @@ def _hardware_text(hardware: dict[str, Any] | None) -> str:
 
 def _commands_text(summary: dict[str, Any]) -> str:
     """The command(s) that made the table: one per group of rows run with the same --seeds and --epochs."""
-    groups: dict[tuple[int, int | None, bool], list[str]] = {}
+    groups: dict[tuple[int, int | None, bool, str], list[str]] = {}
     for r in summary["rows"]:
         runs = len(r["seeds"]) + len(r["failed_seeds"])
         # The planned epochs: a row whose runs all failed has none finished, and its command still needs them.
         planned = r.get("planned_epochs") or r["epochs"]
-        groups.setdefault((runs, planned[0] if planned else None, r.get("jit", False)), []).append(r["row"])
+        precision = ",".join(p for p in r.get("precision", []) if p != "fp32")
+        groups.setdefault((runs, planned[0] if planned else None, r.get("jit", False), precision), []).append(r["row"])
     commands = []
-    for (runs, epochs, jit), labels in groups.items():
+    for (runs, epochs, jit, precision), labels in groups.items():
         every_row = len(groups) == 1 and summary.get("all_rows", True)
         commands.append(f"`pyro-sus reproduce {summary['experiment']}"
                         + ("" if every_row else " --rows " + " ".join(f'"{label}"' for label in labels))
                         + (f" --epochs {epochs}" if epochs is not None and epochs != summary["paper_epochs"] else "")
                         + (f" --seeds {runs}" if runs and runs != summary["paper_seeds"] else "")
-                        + (" --jit" if jit else "") + " --write-results`")
+                        + (" --jit" if jit else "") + (f" --precision {precision}" if precision else "")
+                        + " --write-results`")
     return ("Command: " if len(commands) == 1 else "Commands: ") + "; ".join(commands)
 
 
@@ -622,11 +629,13 @@ def write_results_section(summary: dict[str, Any], results_md: str | Path) -> No
 def reproduce(name: str, out: str | Path = "runs/reproduce", *, seeds: int | None = None, epochs: int | None = None,
               rows: Sequence[str] | None = None, device: str = "auto", jobs: int = 1, data_dir: str | None = None,
               smoke: bool = False, threads: int | None = None,
-              plugins: Sequence[str] = (), jit: bool = False) -> tuple[dict[str, Any], dict[str, int]]:
+              plugins: Sequence[str] = (), jit: bool = False,
+              precision: str = "fp32") -> tuple[dict[str, Any], dict[str, int]]:
     """Plan, run (``jobs`` at a time) and aggregate one experiment; returns (summary, exit status per job)."""
     experiment = get_experiment(name)
     load_dataset(experiment.dataset, data_dir)  # a missing data set fails here, once, with its own message
-    statuses = run_jobs(plan_jobs(name, out, seeds, epochs, rows, device, data_dir, smoke, plugins, jit), jobs, threads)
+    statuses = run_jobs(plan_jobs(name, out, seeds, epochs, rows, device, data_dir, smoke, plugins, jit, precision),
+                        jobs, threads)
     return aggregate(name, out), statuses
 
 

@@ -4,11 +4,13 @@ atomic checkpoints and exact resume."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,11 +18,13 @@ from typing import Any
 import numpy as np
 import pyro
 import torch
+from pyro.infer import traceenum_elbo
 from tqdm.auto import tqdm
 
 from ._fields import check_field_types
 from .io import atomic_torch_save, atomic_write_text, load_checkpoint
 from .metrics import majority_mapping
+from .nn import PRECISIONS, network_precision
 from .tracing import TracedLoss
 
 __all__ = ["TrainConfig", "TrainingData", "TrainingDiverged", "resolve_device", "train", "seed_everything"]
@@ -41,6 +45,17 @@ class TrainConfig:
     run then fails inside a distribution instead of at the finite-loss check. The tests run models
     with validation on; training leaves it off.
 
+    ``finite_check_every`` is how often (in steps) the trainer reads back whether the loss and
+    gradients stayed finite; every epoch's end is checked too. Reading a flag from the device waits
+    for the device's queue, which stalls a GPU, so ``None`` means every step on the CPU (it costs
+    nothing there) and every 50 on CUDA. Between checks the parameters before the first non-finite
+    step are kept on the device, so ``last_good.pt`` holds them whatever the interval.
+
+    ``precision`` is what the networks compute at in training: ``"fp32"``, or ``"bf16"`` (bfloat16
+    under ``torch.autocast``, on CPU and CUDA; :func:`pyro_sus.nn.network_precision`), while every
+    log-probability, KL term, enumeration sum and the loss stay float32. Evaluation and prediction
+    always run at full precision.
+
     ``jit`` traces the model's loss once per batch shape (TorchScript, :mod:`pyro_sus.tracing`) and
     replays the trace every step: the same loss and gradients with less Python work per step, for
     models that say their loss can be traced (``traceable``). A part plugged into such a model (a
@@ -60,11 +75,15 @@ class TrainConfig:
     validate: bool = False
     labelled_scale: str | float = "batch"
     jit: bool = False
+    finite_check_every: int | None = None
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         check_field_types(self)  # also refuses NaN and infinite numbers (--lr nan, --lr inf)
         if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ValueError(f"epochs, batch_size and checkpoint_every must be >= 1: {self}")
+        if self.finite_check_every is not None and self.finite_check_every < 1:
+            raise ValueError(f"finite_check_every must be >= 1 or None, got {self.finite_check_every}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if not 0 <= self.adam_beta1 < 1:
@@ -77,6 +96,11 @@ class TrainConfig:
                 isinstance(self.labelled_scale, (int, float)) and not isinstance(self.labelled_scale, bool)
                 and math.isfinite(self.labelled_scale) and self.labelled_scale > 0):
             raise ValueError(f"labelled_scale must be 'batch', 'dataset' or a number > 0, got {self.labelled_scale!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        if self.jit and self.precision != "fp32":
+            # Not yet checked against the eager loss as the contract test does for fp32: refused until it is.
+            raise ValueError("jit with a precision other than fp32 is not supported yet; use one of them")
         if self.jit and self.validate:
             raise ValueError("jit and validate exclude each other: a traced loss replays no Python checks")
 
@@ -156,6 +180,110 @@ def resolve_device(name: str) -> torch.device:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
     return device
+
+
+class _DivergenceWatch:
+    """Notes the first step whose loss or gradients are not finite without reading anything back
+    from the device, and keeps the model's state from just before it (when checks are deferred)."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device, deferred: bool) -> None:
+        self.model, self.deferred = model, deferred
+        self.seen = torch.zeros((), dtype=torch.bool, device=device)
+        self.step = torch.zeros((), dtype=torch.long, device=device)
+        self.loss = torch.zeros((), device=device)
+        # The state tensors (parameters and buffers, updated in place by training) and, only when
+        # checks are deferred, copies of them.
+        self.live = model.state_dict()
+        self.kept = {k: v.detach().clone() for k, v in self.live.items()} if deferred else None
+
+    def record(self, loss: torch.Tensor, global_step: int) -> torch.Tensor:
+        """Note this step (before its optimizer update); returns the device flag "finite so far"."""
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        # Gradients too: a NaN input can leave TraceEnum_ELBO's loss finite while every gradient is NaN.
+        finite = torch.isfinite(torch.stack([loss.detach()] + [g.sum() for g in grads])).all()
+        first = ~self.seen & ~finite
+        self.step = torch.where(first, global_step, self.step)
+        self.loss = torch.where(first, loss.detach().to(self.loss.dtype), self.loss)
+        if self.kept is not None:  # the state now is the one before the first bad step: keep it
+            for key, value in self.live.items():
+                self.kept[key].copy_(torch.where(first, value, self.kept[key]))
+        self.seen = self.seen | ~finite
+        return ~self.seen
+
+    def diverged(self) -> bool:
+        """Read the flag back from the device (the one place this waits for it)."""
+        return bool(self.seen)
+
+    def state_before(self) -> dict[str, torch.Tensor]:
+        """The model's state before the first non-finite step (call only once :meth:`diverged`)."""
+        return self.kept if self.kept is not None else self.model.state_dict()
+
+
+@contextlib.contextmanager
+def _without_pyro_nan_warning(active: bool) -> Iterator[None]:
+    """Pyro's ``differentiable_loss`` reads its loss back to warn about NaN (``pyro.util.warn_if_nan``,
+    once in forward and once in backward): on CUDA two waits for the device every step. With
+    deferred checks the trainer's own watch covers NaN, so the warning is left out while active."""
+    if not active:
+        yield
+        return
+    original = traceenum_elbo.warn_if_nan
+    traceenum_elbo.warn_if_nan = lambda value, *args, **kwargs: value
+    try:
+        yield
+    finally:
+        traceenum_elbo.warn_if_nan = original
+
+
+class _NonFinite(Exception):
+    """Raised by :class:`TrainStep` when a check finds a non-finite step (the trainer reports it)."""
+
+
+class TrainStep:
+    """One optimizer step of the trainer, as the trainer runs it (the benchmarks time this too):
+    the model's step hook, its loss (traced with ``jit``; networks at ``precision``), backward,
+    the finite watch, gradient clipping and Adam."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig,
+                 device: torch.device) -> None:
+        self.model, self.optimizer, self.config = model, optimizer, config
+        # Traced after the move to the device and the resumed weights: the trace shares the parameters.
+        self.loss_fn = TracedLoss(model) if config.jit else model.loss
+        self.check_every = config.finite_check_every or (1 if device.type == "cpu" else 50)
+        self.network_dtype = PRECISIONS[config.precision]
+        self.device = device
+        self.watch = _DivergenceWatch(model, device, deferred=self.check_every > 1)
+
+    def new_epoch(self) -> None:
+        """Start a new epoch's watch (the trainer checks it at every epoch's end)."""
+        self.watch = _DivergenceWatch(self.model, self.device, deferred=self.check_every > 1)
+
+    def __call__(self, step: int, global_step: int, x_unlabelled: torch.Tensor | None,
+                 x_labelled: torch.Tensor | None = None, y_labelled: torch.Tensor | None = None,
+                 **loss_options: Any) -> torch.Tensor:
+        """Run step ``step`` of the epoch (``global_step`` over the run); returns its loss, or zero
+        for a non-finite step not yet checked. Raises _NonFinite when a check finds one."""
+        watch = self.watch
+        self.model.before_step(global_step)  # e.g. a temperature schedule
+        try:
+            with pyro.validation_enabled(self.config.validate), _without_pyro_nan_warning(self.check_every > 1), \
+                    network_precision(self.network_dtype):
+                loss = self.loss_fn(x_unlabelled, x_labelled, y_labelled, **loss_options)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+        except Exception:
+            # A step after an unchecked non-finite one may fail on its NaN parameters: report the cause.
+            if self.check_every > 1 and watch.diverged():
+                raise _NonFinite from None
+            raise
+        finite = watch.record(loss, step)  # the parameters are still those before this step here
+        if (step + 1) % self.check_every == 0 and watch.diverged():
+            raise _NonFinite
+        if self.config.clip_value is not None:
+            torch.nn.utils.clip_grad_value_(self.model.parameters(), self.config.clip_value)
+        self.optimizer.step()
+        # Only finite steps count (unchecked ones included), so an epoch's sum stays a number to report.
+        return torch.where(finite, loss.detach(), 0.0)
 
 
 def seed_everything(seed: int) -> None:
@@ -269,8 +397,16 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
     # Passed only when it is not 1, so a plugin model whose loss predates the option still trains.
     scale = {"labelled_scale": labelled_scale} if labelled_scale != 1.0 else {}
     binarize = config.binarize and getattr(model.config, "likelihood", "bernoulli") == "bernoulli"
-    # Traced after the move to the device and the resumed weights: the trace shares the parameters.
-    loss_fn = TracedLoss(model) if config.jit else model.loss
+    train_step = TrainStep(model, optimizer, config, device)
+
+    def diverged(epoch: int) -> TrainingDiverged:
+        watch = train_step.watch
+        if run_dir is not None:
+            atomic_torch_save({"model": watch.state_before(), "epoch": epoch, "step": int(watch.step) + 1},
+                              run_dir / "last_good.pt")
+        return TrainingDiverged.at(float(watch.loss), epoch + 1, int(watch.step) + 1,
+                                   run_dir / "last_good.pt" if run_dir is not None else None)
+
     model.train()
     last_epoch = config.epochs if stop_after is None else min(stop_after, config.epochs)
     bar = tqdm(range(start_epoch, last_epoch), initial=start_epoch, total=config.epochs,
@@ -280,6 +416,7 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
         batches_u = _epoch_batches(n_unlabelled, n_steps, config.batch_size, generator) if n_unlabelled else None
         batches_l = _epoch_batches(n_labelled, n_steps, config.batch_size, generator) if n_labelled else None
         loss_sum = torch.zeros((), device=device)
+        train_step.new_epoch()
         for step in range(n_steps):
             x_u = data.x_unlabelled[batches_u[step]] if batches_u is not None else None
             x_l = data.x_labelled[batches_l[step]] if batches_l is not None else None
@@ -289,24 +426,12 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
             if binarize:  # dynamic binarisation: a fresh Bernoulli draw of every batch
                 x_u = torch.bernoulli(x_u) if x_u is not None else None
                 x_l = torch.bernoulli(x_l) if x_l is not None else None
-            model.before_step(epoch * n_steps + step)  # e.g. a temperature schedule
-            with pyro.validation_enabled(config.validate):
-                loss = loss_fn(x_u, x_l, y_l, **weights, **scale)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            # Check the gradients too: a NaN input can leave TraceEnum_ELBO's loss finite while
-            # every gradient is NaN. The parameters are still those of the last good step here.
-            grads = [p.grad for p in model.parameters() if p.grad is not None]
-            if not bool(torch.isfinite(torch.stack([loss.detach()] + [g.sum() for g in grads])).all()):
-                if run_dir is not None:
-                    atomic_torch_save({"model": model.state_dict(), "epoch": epoch, "step": step},
-                                      run_dir / "last_good.pt")
-                raise TrainingDiverged.at(loss.item(), epoch + 1, step + 1,
-                                          run_dir / "last_good.pt" if run_dir is not None else None)
-            if config.clip_value is not None:
-                torch.nn.utils.clip_grad_value_(model.parameters(), config.clip_value)
-            optimizer.step()
-            loss_sum += loss.detach()
+            try:
+                loss_sum += train_step(step, epoch * n_steps + step, x_u, x_l, y_l, **weights, **scale)
+            except _NonFinite:
+                raise diverged(epoch) from None
+        if train_step.watch.diverged():  # every epoch ends with a check, before anything is saved
+            raise diverged(epoch)
         scheduler.step()
         record = {"epoch": epoch + 1, "loss": float(loss_sum) / n_steps,
                   "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}

@@ -219,6 +219,19 @@ def test_jit_reaches_every_run_and_the_command_that_made_the_table(tmp_path, sha
     assert "--jit" not in render_markdown(aggregate("willetts-workshop-table1", tmp_path / "eager"))
 
 
+def test_precision_reaches_every_run_and_the_command_that_made_the_table(tmp_path, shared_data_dir):
+    assert main(["reproduce", "willetts-table2-mnist", "--rows", "M2 SUS, Gumbel-softmax y", "--smoke", "--precision",
+                 "bf16", "--device", "cpu", "--threads", "1", "--out", str(tmp_path), "--data-dir", shared_data_dir]) == 0
+    run = next((tmp_path / "willetts-table2-mnist" / "runs").iterdir())
+    saved = json.loads((run / "run.json").read_text())
+    assert saved["train"]["precision"] == "bf16" and saved["model_options"]["y_estimator"] == "gumbel-softmax"
+    summary = aggregate("willetts-table2-mnist", tmp_path)
+    assert summary["rows"][0]["precision"] == ["bf16"]
+    assert " --precision bf16 --write-results`" in render_markdown(summary)
+    fabricate(tmp_path / "fp32", "willetts-workshop-table1", {"M2": [0.70]}, 20)
+    assert "--precision" not in render_markdown(aggregate("willetts-workshop-table1", tmp_path / "fp32"))
+
+
 def test_planning_refuses_to_mix_runs_of_a_different_definition(tmp_path):
     fabricate(tmp_path, "pyro-ssvae-tutorial", {"M2, 100 labels": [0.80]}, 50)
     plan_jobs("pyro-ssvae-tutorial", tmp_path, seeds=1, epochs=50, rows=["M2, 100 labels"])  # same: fine

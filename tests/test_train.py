@@ -139,6 +139,42 @@ def test_nan_loss_raises_and_saves_last_good_parameters(tmp_path):
     assert all(torch.isfinite(t).all() for t in saved.values())
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("check_every", [1, 4, None])
+def test_last_good_holds_the_state_before_the_first_non_finite_step_however_rarely_checked(
+        tmp_path, check_every, device):
+    """With the finite check deferred (every 4 steps, or the default: every step on CPU, every 50
+    on CUDA, so at the epoch's end here) the error names the same step and ``last_good.pt`` holds
+    exactly the state before it, although later steps ran on NaN parameters."""
+    model = toy_model()
+    before = {}
+    original = model.before_step
+
+    def remember(step):  # the trainer calls this before each step's loss
+        before[step] = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+        original(step)
+
+    model.before_step = remember
+    data = toy_data()
+    data.x_unlabelled[3, 0] = float("nan")
+    with pytest.raises(TrainingDiverged) as caught:
+        train(model, data, config(binarize=False, finite_check_every=check_every, device=device), tmp_path,
+              progress=False)
+    error = caught.value
+    steps_per_epoch = 3
+    bad = (error.epoch - 1) * steps_per_epoch + error.step - 1
+    reference = tmp_path / "reference"
+    with pytest.raises(TrainingDiverged) as exact:  # the per-step check: the step and state by definition
+        train(toy_model(), data, config(binarize=False, finite_check_every=1), reference, progress=False)
+    assert (error.epoch, error.step) == (exact.value.epoch, exact.value.step)
+    saved = load_checkpoint(tmp_path / "last_good.pt")["model"]
+    assert saved.keys() == before[bad].keys()
+    for key, value in saved.items():
+        assert torch.equal(value.cpu(), before[bad][key]), f"{key} is not the state before the bad step"
+    deferred = check_every == 4 or (check_every is None and device == "cuda")
+    assert (max(before) > bad) == deferred  # a deferred check lets the run go on past the bad step
+
+
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     train(toy_model(), toy_data(), config(epochs=1), tmp_path, progress=False)
     raw = (tmp_path / "last.pt").read_bytes()
@@ -256,3 +292,46 @@ def test_epoch_records_split_validation_accuracy_into_known_and_novel_and_count_
     assert record["val_slots_used"] == 4 and record["val_extra_slots_used"] == 2
     without = _validation_metrics(Fixed(), dataclasses.replace(data, known_classes=None))
     assert set(without) == {"val_cluster_accuracy", "val_slots_used"}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bf16_networks_keep_the_loss_in_float32_close_to_fp32_and_resume_exactly(tmp_path, device):
+    """precision="bf16": the networks compute in bfloat16 and hand back float32, so every
+    log-probability and the loss stay float32; one step's loss is within 1% of the fp32 loss from
+    the same weights and draws; and a stopped bf16 run resumes to the uninterrupted one's weights."""
+    import pyro.poutine as poutine
+    from pyro_sus.nn import network_precision
+
+    model = toy_model().to(device)
+    data = toy_data().to(torch.device(device))
+    x_u, x_l, y_l = data.x_unlabelled[:16], data.x_labelled[:8], data.y_labelled[:8]
+    torch.manual_seed(0)
+    full = model.loss(x_u, x_l, y_l)
+    torch.manual_seed(0)
+    with network_precision(torch.bfloat16):
+        low = model.loss(x_u, x_l, y_l)
+        trace = poutine.trace(poutine.enum(model.guide, first_available_dim=-2)).get_trace(x_u)
+        trace.compute_log_prob()
+    assert low.dtype == torch.float32 and torch.isfinite(low)
+    assert all(site["log_prob"].dtype == torch.float32 for site in trace.nodes.values() if site["type"] == "sample")
+    difference = abs(float(low.detach() - full.detach()))
+    assert 0 < difference < 0.01 * abs(float(full.detach()))  # bf16 did run, and stayed close
+
+    straight = toy_model()
+    train(straight, toy_data(), config(precision="bf16", device=device), progress=False)
+    run_dir = tmp_path / "stopped"
+    train(toy_model(), toy_data(), config(precision="bf16", device=device), run_dir, progress=False, stop_after=2)
+    resumed = toy_model(seed=99)
+    train(resumed, toy_data(), config(precision="bf16", device=device), run_dir, resume=True, progress=False)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), f"{name} differs after resume"
+    fp32 = toy_model()
+    train(fp32, toy_data(), config(device=device), progress=False)
+    assert not torch.equal(fp32.decoder[0].weight, straight.decoder[0].weight)  # the option reached the networks
+
+
+def test_precision_options_are_checked():
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainConfig(precision="fp8")
+    with pytest.raises(ValueError, match="jit with a precision"):
+        TrainConfig(precision="bf16", jit=True)
