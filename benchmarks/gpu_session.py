@@ -167,6 +167,13 @@ def _measure(args: argparse.Namespace, work: Path, env: dict[str, str], deadline
         f"throughput-{device}-jit.txt": [py, "benchmarks/throughput.py", "--device", device, "--jit", *tiny],
         f"throughput-{device}-200.txt": [py, "benchmarks/throughput.py", "--device", device, "--hidden", "200", "200",
                                          "--models", "m2", "gmdgm", *tiny],
+        f"throughput-{device}-bf16.txt": [py, "benchmarks/throughput.py", "--device", device, "--precision", "bf16",
+                                          *tiny],
+        # Today's fp32 step against the bf16 one, alternating in one process (issue 23).
+        f"paired-{device}-bf16.txt": [py, "benchmarks/paired_step.py", "--device", device, "--precision", "bf16",
+                                      "--out", str(folder / f"paired-{device}-bf16.json"),
+                                      *(["--rounds", "1", "--hidden", "16", "16", "--models", "m2"]
+                                        if args.smoke else [])],
         f"plain-pytorch-{device}.txt": [py, "benchmarks/plain_pytorch.py", "--device", device,
                                         "--out", str(folder / f"plain-pytorch-{device}.json"),
                                         *(["--steps", "1", "--check-draws", "2", "--hidden", "16", "16"]
@@ -189,7 +196,8 @@ def _train(args: argparse.Namespace, work: Path, env: dict[str, str], deadline: 
     command = [sys.executable, "-m", "pyro_sus", "reproduce", EXPERIMENT, "--rows", *ROWS, "--seeds", str(args.seeds),
                *(["--epochs", str(epochs)] if epochs else []), "--jobs", str(args.jobs), "--threads", str(args.threads),
                "--device", args.device, "--data-dir", str(args.data_dir), "--out", str(work / "runs"),
-               *(["--jit"] if args.jit else []), *(["--smoke"] if args.smoke else [])]
+               *(["--jit"] if args.jit else []), "--precision", args.precision,
+               *(["--smoke"] if args.smoke else [])]
     started = time.monotonic()
     with open(work / "reproduce.log", "a") as log:
         # Its own process group, so that stopping it stops every training process it started.
@@ -212,7 +220,7 @@ def _train(args: argparse.Namespace, work: Path, env: dict[str, str], deadline: 
     planned = _planned(work)
     finished = bool(planned) and all(_finished(r) for r in planned)
     return {"training_seconds": round(time.monotonic() - started, 1), "finished": finished,
-            "exit_status": process.returncode, "device": args.device, "jit": args.jit,
+            "exit_status": process.returncode, "device": args.device, "jit": args.jit, "precision": args.precision,
             "date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
 
 
@@ -327,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--threads", type=int, default=2, help="torch threads per run (the device has 16 cores)")
     s.add_argument("--device", default="cuda")
     s.add_argument("--no-jit", dest="jit", action="store_false", help="train eager (default: the loss traced)")
+    s.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="what the networks compute at in training (bf16 needs --no-jit)")
     s.add_argument("--smoke", action="store_true", help="tiny runs and benchmarks: checks this script")
     s.add_argument("--data-dir", default=str(ROOT / ".gpu-data"))
     s.add_argument("--state", default=str(ROOT / ".gpu-state"), help="the carried state-*.tar files")

@@ -1,14 +1,16 @@
 """Today's fp32 training step against a faster setting, timed side by side in one process.
 
-    python benchmarks/paired_step.py [--precision bf16] [--models m2 gmdgm] [--hidden 200 200] [--hidden 500 500]
-        [--rounds 15] [--device cpu|cuda] [--out FILE.json]
+    python benchmarks/paired_step.py [--precision bf16] [--y-estimator gumbel-softmax] [--models m2 gmdgm]
+        [--hidden 200 200] [--hidden 500 500] [--rounds 15] [--device cpu|cuda] [--out FILE.json]
 
-Both steps are the trainer's own (``pyro_sus.train.TrainStep``) on the Table II MNIST SUS setting
-(444 pixels, 5 known + 40 extra slots, z = 5, 100 labelled + 100 unlabelled points a step), each
-on its own model built from the same seed. They run alternately (A, B, A, B, ...) so that a change
+Today's step enumerates y in fp32, eager; the candidate changes the precision, traces its loss, or
+draws y relaxed. Both are the trainer's own step (``pyro_sus.train.TrainStep``) on the Table II
+MNIST SUS setting (444 pixels, 5 known + 40 extra slots, z = 5, 100 labelled + 100 unlabelled
+points a step), each on its own model built from the same seed. They run alternately (A, B, A, B, ...) so that a change
 in the machine's load reaches both; the ratio is median(B) / median(A). The matrix-multiply FLOPs
 of one step (forward and backward, ``torch.utils.flop_counter``) over its median time give the
-achieved rate, shown against the machine's own matmul rate at that precision, measured here on a
+achieved rate (each step's own count: a relaxed y does less work), shown against the machine's own
+matmul rate at that precision, measured here on a
 4500 x 500 @ 500 x 500 product (the shape of the enumerated step's layers).
 """
 
@@ -46,8 +48,12 @@ def compare(name: str, hidden: list[int], device: torch.device, candidate: dict,
             peaks: dict[str, float]) -> dict:
     """Alternate today's step (fp32, eager) and the candidate's on one model setting."""
     setting = dict(device=device, x_dim=444, slots=45, hidden=hidden, batch=100)
-    steps = {"fp32": make_step(name, **setting), "candidate": make_step(name, **setting, **candidate)}
-    flops = step_flops(steps["fp32"])
+    estimator = candidate.get("y_estimator", "enumerate")
+    steps = {"fp32": make_step(name, **setting),
+             "candidate": make_step(name, **setting, jit=candidate.get("jit", False),
+                                    precision=candidate.get("precision", "fp32"),
+                                    model_options={"y_estimator": estimator} if estimator != "enumerate" else None)}
+    flops = {key: step_flops(run) for key, run in steps.items()}
     for run in steps.values():  # warm-up (and the trace, with jit)
         for _ in range(3):
             run()
@@ -56,11 +62,12 @@ def compare(name: str, hidden: list[int], device: torch.device, candidate: dict,
         for key, run in steps.items():
             times[key].append(time_once(run, device))
     median = {key: statistics.median(values) for key, values in times.items()}
-    rate = {key: flops / seconds for key, seconds in median.items()}
+    rate = {key: flops[key] / seconds for key, seconds in median.items()}
     precision = candidate.get("precision", "fp32")
     return {"model": name, "hidden": hidden, "candidate": candidate, "rounds": rounds,
             "seconds_fp32": median["fp32"], "seconds_candidate": median["candidate"],
-            "ratio": median["candidate"] / median["fp32"], "matmul_gflop_per_step": flops / 1e9,
+            "ratio": median["candidate"] / median["fp32"], "matmul_gflop_per_step_fp32": flops["fp32"] / 1e9,
+            "matmul_gflop_per_step_candidate": flops["candidate"] / 1e9,
             "gflops_fp32": rate["fp32"] / 1e9, "gflops_candidate": rate["candidate"] / 1e9,
             "fraction_of_matmul_rate_fp32": rate["fp32"] / peaks["fp32"],
             "fraction_of_matmul_rate_candidate": rate["candidate"] / peaks[precision]}
@@ -71,6 +78,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16", help="the candidate's precision")
     parser.add_argument("--jit", action="store_true", help="the candidate traces its loss (fp32 only)")
+    parser.add_argument("--y-estimator", default="enumerate",
+                        help="the candidate's estimator for unobserved y (e.g. gumbel-softmax; the baseline enumerates)")
     parser.add_argument("--models", nargs="+", default=["m2", "gmdgm"])
     parser.add_argument("--hidden", type=int, nargs="+", action="append", default=None,
                         help="hidden layer sizes; repeat the flag for several (default: 200 200 and 500 500)")
@@ -81,7 +90,7 @@ def main() -> None:
     peaks = {"fp32": matmul_rate(device, torch.float32), "bf16": matmul_rate(device, torch.bfloat16)}
     print(f"machine matmul rate (4500x500 @ 500x500): fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s, "
           f"bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s")
-    candidate = {"precision": args.precision, "jit": args.jit}
+    candidate = {"precision": args.precision, "jit": args.jit, "y_estimator": args.y_estimator}
     print("| model | hidden | fp32 s/step | candidate s/step | ratio | GFLOP/s fp32 (fraction of matmul rate) "
           "| GFLOP/s candidate (fraction) |")
     print("|---|---|---|---|---|---|---|")

@@ -30,7 +30,8 @@ from pyro_sus.train import TrainConfig, TrainStep
 
 
 def make_step(name: str, device: torch.device, x_dim: int, slots: int, hidden: list[int], batch: int,
-              jit: bool = False, precision: str = "fp32", seed: int = 0) -> Callable[[], torch.Tensor]:
+              jit: bool = False, precision: str = "fp32", seed: int = 0,
+              model_options: dict | None = None) -> Callable[[], torch.Tensor]:
     """One optimizer step of the trainer itself (:class:`pyro_sus.train.TrainStep`: loss, backward,
     finite watch, clipping, Adam) on a fresh model and fixed batches, as a function of no arguments."""
     torch.manual_seed(seed)
@@ -40,7 +41,7 @@ def make_step(name: str, device: torch.device, x_dim: int, slots: int, hidden: l
         options["z_dim"] = 5
     if name.endswith("+flow"):
         options["posterior"] = "flow"
-    model = cls(cls.config_class(**options)).to(device)
+    model = cls(cls.config_class(**options, **(model_options or {}))).to(device)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
     step = TrainStep(model, optimizer, TrainConfig(jit=jit, precision=precision, device=str(device)), device)

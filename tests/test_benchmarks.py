@@ -71,6 +71,9 @@ def test_gpu_session_stops_its_runs_in_time_and_the_next_call_resumes_them(share
     plain = json.load(tarfile.open(states[0]).extractfile("measure/plain-pytorch-cpu.json"))
     assert [r["model"] for r in plain["results"]] == ["m2", "gmdgm"]
     assert all(r["ratio"] > 0 and r["ratio_jit"] > 0 for r in plain["results"])
+    paired = json.load(tarfile.open(states[0]).extractfile("measure/paired-cpu-bf16.json"))
+    assert paired["settings"]["precision"] == "bf16" and paired["results"][0]["ratio"] > 0
+    assert "m2" in tarfile.open(states[0]).extractfile("measure/throughput-cpu-bf16.txt").read().decode()
 
     shutil.rmtree(tmp_path / "work")  # a fresh machine
     second = _gpu_session(tmp_path, shared_data_dir, "call2", call1, "--epochs", "5")
