@@ -1,10 +1,11 @@
-"""Today's fp32 training step against a faster setting, timed side by side in one process.
+"""Today's fp32 training step against a faster one, timed side by side in one process.
 
-    python benchmarks/paired_step.py [--precision bf16] [--y-estimator gumbel-softmax] [--models m2 gmdgm]
-        [--hidden 200 200] [--hidden 500 500] [--rounds 15] [--device cpu|cuda] [--out FILE.json]
+    python benchmarks/paired_step.py [--baseline before|fp32] [--precision bf16] [--y-estimator gumbel-softmax]
+        [--models m2 gmdgm] [--hidden 200 200] [--hidden 500 500] [--rounds 15] [--device cpu|cuda] [--out FILE.json]
 
-Today's step enumerates y in fp32, eager; the candidate changes the precision, traces its loss, or
-draws y relaxed. Both are the trainer's own step (``pyro_sus.train.TrainStep``) on the Table II
+The baseline enumerates y in fp32, eager: as the step computed before issue 23 (``--baseline
+before``, the default: ``throughput.as_before``), or as it computes now (``fp32``). The candidate
+is today's code at another precision, traced, or drawing y relaxed. Both are the trainer's own step (``pyro_sus.train.TrainStep``) on the Table II
 MNIST SUS setting (444 pixels, 5 known + 40 extra slots, z = 5, 100 labelled + 100 unlabelled
 points a step), each on its own model built from the same seed. They run alternately (A, B, A, B, ...) so that a change
 in the machine's load reaches both; the ratio is median(B) / median(A). The matrix-multiply FLOPs
@@ -45,11 +46,11 @@ def step_flops(run) -> int:
 
 
 def compare(name: str, hidden: list[int], device: torch.device, candidate: dict, rounds: int,
-            peaks: dict[str, float]) -> dict:
-    """Alternate today's step (fp32, eager) and the candidate's on one model setting."""
+            peaks: dict[str, float], before: bool = True) -> dict:
+    """Alternate the baseline step (fp32, eager; as before issue 23 with ``before``) and the candidate's."""
     setting = dict(device=device, x_dim=444, slots=45, hidden=hidden, batch=100)
     estimator = candidate.get("y_estimator", "enumerate")
-    steps = {"fp32": make_step(name, **setting),
+    steps = {"fp32": make_step(name, **setting, as_before_issue_23=before),
              "candidate": make_step(name, **setting, jit=candidate.get("jit", False),
                                     precision=candidate.get("precision", "fp32"),
                                     model_options={"y_estimator": estimator} if estimator != "enumerate" else None)}
@@ -64,7 +65,8 @@ def compare(name: str, hidden: list[int], device: torch.device, candidate: dict,
     median = {key: statistics.median(values) for key, values in times.items()}
     rate = {key: flops[key] / seconds for key, seconds in median.items()}
     precision = candidate.get("precision", "fp32")
-    return {"model": name, "hidden": hidden, "candidate": candidate, "rounds": rounds,
+    return {"model": name, "hidden": hidden, "baseline": "before issue 23" if before else "fp32 now",
+            "candidate": candidate, "rounds": rounds,
             "seconds_fp32": median["fp32"], "seconds_candidate": median["candidate"],
             "ratio": median["candidate"] / median["fp32"], "matmul_gflop_per_step_fp32": flops["fp32"] / 1e9,
             "matmul_gflop_per_step_candidate": flops["candidate"] / 1e9,
@@ -76,6 +78,8 @@ def compare(name: str, hidden: list[int], device: torch.device, candidate: dict,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--baseline", choices=["before", "fp32"], default="before",
+                        help="the step as before issue 23, or today's fp32 step")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16", help="the candidate's precision")
     parser.add_argument("--jit", action="store_true", help="the candidate traces its loss (fp32 only)")
     parser.add_argument("--y-estimator", default="enumerate",
@@ -97,7 +101,7 @@ def main() -> None:
     results = []
     for hidden in args.hidden or [[200, 200], [500, 500]]:
         for name in args.models:
-            r = compare(name, hidden, device, candidate, args.rounds, peaks)
+            r = compare(name, hidden, device, candidate, args.rounds, peaks, before=args.baseline == "before")
             results.append(r)
             print(f"| {name} | {'-'.join(map(str, hidden))} | {r['seconds_fp32']:.4f} | {r['seconds_candidate']:.4f} "
                   f"| {r['ratio']:.2f} | {r['gflops_fp32']:.1f} ({r['fraction_of_matmul_rate_fp32']:.2f}) "

@@ -21,19 +21,21 @@ import statistics
 import time
 from collections.abc import Callable
 
-import pyro
+import pyro.distributions as dist
 import torch
 
 from pyro_sus.api import hardware_info
 from pyro_sus.models import MODELS, get_model_class
+from pyro_sus.nn import broadcast_cat
 from pyro_sus.train import TrainConfig, TrainStep
 
 
 def make_step(name: str, device: torch.device, x_dim: int, slots: int, hidden: list[int], batch: int,
               jit: bool = False, precision: str = "fp32", seed: int = 0,
-              model_options: dict | None = None) -> Callable[[], torch.Tensor]:
+              model_options: dict | None = None, as_before_issue_23: bool = False) -> Callable[[], torch.Tensor]:
     """One optimizer step of the trainer itself (:class:`pyro_sus.train.TrainStep`: loss, backward,
-    finite watch, clipping, Adam) on a fresh model and fixed batches, as a function of no arguments."""
+    finite watch, clipping, Adam) on a fresh model and fixed batches, as a function of no arguments.
+    ``as_before_issue_23``: the model computes as it did before issue 23 (see :func:`as_before`)."""
     torch.manual_seed(seed)
     cls = get_model_class(name.split("+")[0])
     options = {"x_dim": x_dim, "n_slots": slots, "hidden_dims": hidden}
@@ -42,6 +44,8 @@ def make_step(name: str, device: torch.device, x_dim: int, slots: int, hidden: l
     if name.endswith("+flow"):
         options["posterior"] = "flow"
     model = cls(cls.config_class(**options, **(model_options or {}))).to(device)
+    if as_before_issue_23:
+        as_before(model)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
     step = TrainStep(model, optimizer, TrainConfig(jit=jit, precision=precision, device=str(device)), device)
@@ -49,6 +53,19 @@ def make_step(name: str, device: torch.device, x_dim: int, slots: int, hidden: l
     x_l = torch.rand(batch, x_dim, device=device)
     y_l = torch.randint(0, min(slots, 5), (batch,), device=device)
     return lambda: step(0, 0, torch.bernoulli(x_u), torch.bernoulli(x_l), y_l)
+
+
+def as_before(model: torch.nn.Module) -> None:
+    """Make an M2-family model compute its loss as before issue 23, for a paired comparison in one
+    process: x concatenated to every enumerated one-hot y before q(z|x,y) and the decoder (not the
+    parts), and torch's Bernoulli log-probability (``log1p``, not :class:`BernoulliLogits`)."""
+    model.posterior_context = lambda *parts: broadcast_cat(*parts)
+
+    def likelihood(z: torch.Tensor, y: torch.Tensor) -> dist.Distribution:
+        logits = model.decoder(broadcast_cat(z, model.onehot(y)) if model.decoder_sees_y else z)
+        return dist.Bernoulli(logits=logits, validate_args=False).to_event(1)
+
+    model.likelihood = likelihood
 
 
 def time_once(run: Callable[[], torch.Tensor], device: torch.device) -> float:

@@ -49,14 +49,37 @@ class MLP(nn.Sequential):
         layers.append(nn.Linear(in_dim, out_dim))
         super().__init__(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The layers in turn, at the precision :func:`network_precision` sets (full by default)."""
+    def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """The layers in turn, at the precision :func:`network_precision` sets (full by default).
+
+        ``x`` may be a sequence of parts standing for their concatenation after broadcasting
+        (as :func:`broadcast_cat` would build it): the first layer then maps each part at its own
+        shape and adds the results. Under enumeration, ``(x, onehot(y))`` thus maps x once instead
+        of once per value of y, and the one-hot part costs a lookup.
+        """
+        parts = (x,) if isinstance(x, torch.Tensor) else tuple(x)
         dtype = _NETWORK_DTYPE.get()
         if dtype is None:
-            return super().forward(x)
-        with torch.autocast(x.device.type, dtype=dtype):
-            out = super().forward(x)
-        return out.to(x.dtype)
+            return self._layers(parts)
+        with torch.autocast(parts[0].device.type, dtype=dtype):
+            out = self._layers(parts)
+        return out.to(parts[0].dtype)
+
+    def _layers(self, parts: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        first, *rest = self
+        if len(parts) == 1:
+            hidden = first(parts[0])
+        else:
+            widths = [part.shape[-1] for part in parts]
+            if sum(widths) != first.in_features:
+                raise ValueError(f"parts of widths {widths} do not make the first layer's {first.in_features} inputs")
+            weights = first.weight.split(widths, dim=1)
+            hidden = first.bias
+            for part, weight in zip(parts, weights):
+                hidden = hidden + nn.functional.linear(part, weight)
+        for module in rest:
+            hidden = module(hidden)
+        return hidden
 
 
 def activation_module(name: str) -> nn.Module:

@@ -9,12 +9,17 @@ that takes an ``activation`` keyword gets the model's hidden-layer activation wh
 
 Under parallel enumeration of y the context carries an extra leading dimension (``(K, B, D)``),
 so every family must broadcast over leading dimensions; the contract tests check this.
+
+A family that sets ``takes_context_parts = True`` is handed the context as its parts, e.g.
+``(x, onehot(y))``, standing for their concatenation after broadcasting (see :class:`MLP`): its
+first layer then maps x once rather than once per enumerated value of y. Both built-in families do;
+any other gets the concatenated tensor.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -23,7 +28,7 @@ import pyro.distributions as dist
 import zuko
 from pyro.contrib.zuko import ZukoToPyro
 
-from .nn import MLP, activation_module
+from .nn import MLP, activation_module, broadcast_cat
 from ._registry import build, registrar
 
 __all__ = ["POSTERIORS", "register_posterior", "build_posterior", "DiagonalNormalPosterior",
@@ -53,13 +58,17 @@ class _Trunk(nn.Module):
         self.width = hidden_dims[-1] if hidden_dims else context_dim
         self.activation = activation_module(activation)  # no parameters: saved weights do not change
 
-    def forward(self, context: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.body(context)) if self.body is not None else context
+    def forward(self, context: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        if self.body is None:
+            return context if isinstance(context, torch.Tensor) else broadcast_cat(*context)
+        return self.activation(self.body(context))
 
 
 @register_posterior("normal")
 class DiagonalNormalPosterior(nn.Module):
     """q(z|c) = N(mu(c), diag sigma(c)^2), mean and scale sharing every layer but their own output."""
+
+    takes_context_parts: ClassVar[bool] = True
 
     def __init__(self, context_dim: int, z_dim: int, hidden_dims: Sequence[int], activation: str = "relu") -> None:
         super().__init__()
@@ -67,8 +76,8 @@ class DiagonalNormalPosterior(nn.Module):
         self.loc = nn.Linear(self.trunk.width, z_dim)
         self.scale = nn.Linear(self.trunk.width, z_dim)
 
-    def forward(self, context: torch.Tensor) -> dist.Distribution:
-        """Return q(z|context) with batch shape ``context.shape[:-1]``."""
+    def forward(self, context: torch.Tensor | Sequence[torch.Tensor]) -> dist.Distribution:
+        """Return q(z|context) with the context's batch shape (a tensor, or parts: see the module doc)."""
         hidden = self.trunk(context)
         # softplus + floor keeps the scale positive without exp's overflow early in training.
         return dist.Normal(self.loc(hidden), softplus(self.scale(hidden)) + SCALE_FLOOR).to_event(1)
@@ -100,6 +109,8 @@ class FlowPosterior(nn.Module):
     each sample is cached when it is drawn (``ZukoToPyro``), so scoring costs nothing extra.
     """
 
+    takes_context_parts: ClassVar[bool] = True
+
     def __init__(self, context_dim: int, z_dim: int, hidden_dims: Sequence[int], transforms: int = 4,
                  flow_hidden: Sequence[int] = (64, 64), kind: str = "iaf", activation: str = "relu") -> None:
         super().__init__()
@@ -116,8 +127,8 @@ class FlowPosterior(nn.Module):
         self.flow = zuko.flows.Flow(layers.inv if kind == "iaf" else layers,
                                     _ConditionalDiagNormal(self.trunk.width, z_dim))
 
-    def forward(self, context: torch.Tensor) -> dist.Distribution:
-        """Return q(z|context) with batch shape ``context.shape[:-1]``."""
+    def forward(self, context: torch.Tensor | Sequence[torch.Tensor]) -> dist.Distribution:
+        """Return q(z|context) with the context's batch shape (a tensor, or parts: see the module doc)."""
         return ZukoToPyro(self.flow(self.trunk(context)))
 
 

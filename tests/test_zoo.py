@@ -518,3 +518,25 @@ def test_betavae_zero_weight_labels_do_not_train_the_head_and_other_models_refus
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.head.parameters())
     with pytest.raises(ValueError, match="per-label weights"):
         build_model("m2", x_dim=X_DIM, n_slots=N_SLOTS).loss(None, x.float(), y, torch.ones(4))
+
+
+def test_an_mlp_given_parts_computes_the_broadcast_concatenation_once_per_part():
+    """(x, onehot(y)) under enumeration: the same output as the concatenated copies, with the first
+    layer's matmul over x at x's own shape (B rows, not K * B)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from pyro_sus.nn import MLP, broadcast_cat
+
+    torch.manual_seed(0)
+    mlp = MLP(12 + 4, (8,), 3).double()
+    x = torch.randn(6, 12, dtype=torch.double)
+    onehot = torch.eye(4, dtype=torch.double).view(4, 1, 4)  # enumerated y
+    torch.testing.assert_close(mlp((x, onehot)), mlp(broadcast_cat(x, onehot)))
+    with FlopCounterMode(display=False) as by_parts:
+        mlp((x, onehot))
+    with FlopCounterMode(display=False) as by_copies:
+        mlp(broadcast_cat(x, onehot))
+    first_layer_copies = 2 * 4 * 6 * 16 * 8
+    first_layer_parts = 2 * 6 * 12 * 8 + 2 * 4 * 1 * 4 * 8
+    assert by_copies.get_total_flops() - by_parts.get_total_flops() == first_layer_copies - first_layer_parts
+    with pytest.raises(ValueError, match="do not make the first layer"):
+        mlp((x, x))

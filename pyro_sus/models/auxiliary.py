@@ -16,7 +16,6 @@ import torch
 import pyro
 import pyro.distributions as dist
 
-from ..nn import broadcast_cat
 from ..posteriors import DiagonalNormalPosterior
 from .dgm import DGMConfig, SemiUnsupervisedDGM
 from .registry import register_model
@@ -63,7 +62,7 @@ class AuxiliaryDGM(SemiUnsupervisedDGM):
             z = pyro.sample("z", self.latent_prior(y))
             pyro.sample("x", self.likelihood(z, y), obs=x)
             parts = ([x] if self.aux_prior_sees_x else []) + [self.onehot(y), z]
-            pyro.sample("a", self.aux_prior(broadcast_cat(*parts)))
+            pyro.sample("a", self.aux_prior(tuple(parts)))  # a built-in family: it takes the parts
 
     def guide(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         """a ~ q(a|x); y ~ q(y|a, x) (enumerated or relaxed when unobserved, alpha * CE when observed); z ~ q(z|a, x, y)."""
@@ -71,7 +70,7 @@ class AuxiliaryDGM(SemiUnsupervisedDGM):
             a = pyro.sample("a", self.aux_posterior(x))
             xa = torch.cat([x, a], dim=-1)
             y = self.sample_y(self.classifier_net(xa), y)
-            pyro.sample("z", self.posterior(broadcast_cat(xa, self.onehot(y))))
+            pyro.sample("z", self.posterior(self.posterior_context(xa, self.onehot(y))))
 
     def classifier(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of q(y|x, a) at the mean of q(a|x): a deterministic stand-in for E_q(a|x) q(y|a, x)."""

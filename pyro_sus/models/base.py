@@ -15,7 +15,8 @@ from pyro.infer import TraceEnum_ELBO
 from pyro.nn import PyroModule
 
 from .._fields import check_field_types
-from ..nn import ACTIVATIONS
+from ..distributions import BernoulliLogits
+from ..nn import ACTIVATIONS, broadcast_cat
 from ..posteriors import POSTERIORS, build_posterior
 from ..priors import LATENT_PRIORS, build_latent_prior
 
@@ -252,6 +253,11 @@ class GenerativeModel(ZooModel):
         options = {"activation": c.activation} if c.activation != "relu" else {}
         return build_posterior(c.posterior, context_dim, c.z_dim, c.hidden_dims, {**options, **c.posterior_options})
 
+    def posterior_context(self, *parts: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """The context of q(z|...) from its parts: the parts themselves for a family that takes them
+        (no copy of x per enumerated y), else their broadcast concatenation."""
+        return parts if getattr(self.posterior, "takes_context_parts", False) else broadcast_cat(*parts)
+
     def build_latent_prior(self, n_slots: int) -> torch.nn.Module:
         """p(z | y) over ``n_slots`` values of y from the configured (or default) family."""
         c = self.config
@@ -267,5 +273,5 @@ class GenerativeModel(ZooModel):
         if self.config.likelihood == "bernoulli":
             # Grey levels are allowed as soft targets (no binarisation at evaluation), hence no
             # support check on the observed values.
-            return dist.Bernoulli(logits=decoder_out, validate_args=False).to_event(1)
+            return BernoulliLogits(logits=decoder_out, validate_args=False).to_event(1)
         return dist.Normal(decoder_out, self.obs_scale).to_event(1)

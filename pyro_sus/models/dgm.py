@@ -24,7 +24,7 @@ import pyro.poutine as poutine
 from pyro.infer import TraceEnum_ELBO
 from torch.distributions import kl_divergence
 
-from ..nn import MLP, broadcast_cat
+from ..nn import MLP
 from .base import GenerativeConfig, GenerativeModel, check_class_prior
 
 __all__ = ["DGMConfig", "SemiUnsupervisedDGM", "Y_ESTIMATORS"]
@@ -118,7 +118,7 @@ class SemiUnsupervisedDGM(GenerativeModel):
     # -- the generative story -------------------------------------------------------------------
     def likelihood(self, z: torch.Tensor, y: torch.Tensor) -> dist.Distribution:
         """p(x | z, y) as a distribution over the flattened input (y ignored if the decoder does not see it)."""
-        return self.observation(self.decoder(broadcast_cat(z, self.onehot(y)) if self.decoder_sees_y else z))
+        return self.observation(self.decoder((z, self.onehot(y)) if self.decoder_sees_y else z))
 
     def prior_y(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """y ~ p(y), observed when given; a relaxed y (training with a relaxed estimator) is a site
@@ -140,7 +140,7 @@ class SemiUnsupervisedDGM(GenerativeModel):
         """y ~ q(y|x) (enumerated when unobserved); z ~ q(z|x, y); plus alpha * CE when observed."""
         with pyro.plate("data", x.shape[0]):
             y = self.sample_y(self.classifier(x), y)
-            pyro.sample("z", self.posterior(broadcast_cat(x, self.onehot(y))))
+            pyro.sample("z", self.posterior(self.posterior_context(x, self.onehot(y))))
 
     def sample_y(self, logits: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """y ~ q(y|...) when unobserved: enumerated, or one relaxed draw; when observed add the

@@ -23,7 +23,7 @@ from torch.nn.functional import one_hot
 import pyro
 import pyro.distributions as dist
 
-from ..nn import MLP, broadcast_cat
+from ..nn import MLP
 from .base import GenerativeConfig, GenerativeModel
 from .registry import register_model
 
@@ -81,7 +81,7 @@ class LatentClassifierVAE(GenerativeModel):
         """p(x | y, z) (p(x | z) for the simplified variant, where y may be None)."""
         if not self.decoder_sees_y:
             return self.observation(self.decoder(z))
-        return self.observation(self.decoder(broadcast_cat(z, one_hot(y, self.config.n_slots).to(z.dtype))))
+        return self.observation(self.decoder((z, one_hot(y, self.config.n_slots).to(z.dtype))))
 
     def _y_given_z(self, z: torch.Tensor) -> dist.Categorical:
         return dist.Categorical(logits=self.latent_classifier(z))
