@@ -174,7 +174,9 @@ def test_swapped_parts_from_the_cli_survive_the_run_folder(tmp_path):
 @pytest.mark.parametrize("model,extra", [("lcvae", ["--labelled-weight", "0.5", "--unlabelled-bound", "exact"]),
                                          ("am2", ["--a-dim", "3"]), ("classifier", []),
                                          ("m2", ["--labelled-scale", "dataset", "--adam-beta1", "0.95",
-                                                 "--activation", "softplus"])])
+                                                 "--activation", "softplus"]),
+                                         ("gmdgm", ["--precision", "bf16", "--model-option",
+                                                    "y_estimator=gumbel-straight-through"])])
 def test_model_specific_options_from_the_cli(model, extra, tmp_path):
     args = TINY
     if model == "classifier":  # no latent z: drop "--z-dim 2"
@@ -187,6 +189,10 @@ def test_model_specific_options_from_the_cli(model, extra, tmp_path):
         train_options = json.loads((out / "run.json").read_text())["train"]
         assert (train_options["labelled_scale"], train_options["adam_beta1"]) == ("dataset", 0.95)
         assert json.loads((out / "run.json").read_text())["model_options"]["activation"] == "softplus"
+    if "--precision" in extra:
+        saved = json.loads((out / "run.json").read_text())
+        assert saved["train"]["precision"] == "bf16"
+        assert saved["model_options"]["y_estimator"] == "gumbel-straight-through"
 
 
 def test_bad_part_choices_are_one_line_errors(tmp_path, capsys):
