@@ -24,7 +24,7 @@ import torch
 from . import __version__
 from .data import DATASETS, DataError, Dataset, Preprocessor, Split, load_dataset, make_split, resolve_data_dir
 from .io import CheckpointError, RunFileError, atomic_write_json, read_json
-from .metrics import UNMAPPED, honest_mapping, score
+from .metrics import UNMAPPED, gcd_accuracy, gcd_assignment, honest_mapping, score
 from .models import get_model_class
 from .priors import class_prior
 from .train import TrainConfig, TrainingData, TrainingDiverged, resolve_device, seed_everything, train
@@ -433,10 +433,24 @@ def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: 
     if has_val:
         keep = val_y >= 0
         results["validation"] = score(val_slots[keep], val_y[keep], mapping, split.known_classes, split.n_slots)
+    # GCD protocol: one Hungarian assignment over all classes, made on the unlabelled training points.
+    unlabelled_y = data.y_train[split.unlabelled_idx]
+    gcd_points = split.unlabelled_idx[unlabelled_y >= 0]
+    assignment = None
+    if len(gcd_points):
+        unlabelled_slots = run.predict_proba(data.x_train[gcd_points]).argmax(-1)
+        assignment = gcd_assignment(unlabelled_slots, data.y_train[gcd_points], split.n_slots)
+        results["gcd"] = {"protocol": "Hungarian assignment over all classes on the unlabelled training points "
+                                      "(transductive, GCD v2); All / Old / New accuracy under it",
+                          "slot_to_class": assignment.tolist(),
+                          "unlabelled_train": gcd_accuracy(unlabelled_slots, data.y_train[gcd_points], assignment,
+                                                           split.known_classes)}
     if data.x_test is not None:
         keep = data.y_test >= 0
         test_slots = run.predict_proba(data.x_test[keep]).argmax(-1)
         results["test"] = score(test_slots, data.y_test[keep], mapping, split.known_classes, split.n_slots)
+        if assignment is not None:
+            results["gcd"]["test"] = gcd_accuracy(test_slots, data.y_test[keep], assignment, split.known_classes)
         # The bound each model maximises on unlabelled data, per test point: compares guides and priors
         # of one model (e.g. a flow posterior against the diagonal Normal); across models it compares
         # bounds of different generative models, which is only loosely meaningful.

@@ -250,6 +250,9 @@ def _print_results(results: dict, run_dir: Path) -> None:
             print(f"  {part:10s} accuracy {fmt(r['accuracy'])}  known {fmt(r['known_accuracy'])}  "
                   f"novel {fmt(r['novel_accuracy'])}  | paper-protocol {fmt(r['paper_protocol_accuracy'])}  "
                   f"hungarian {fmt(r['hungarian_accuracy'])}  NMI {fmt(r['nmi'])}  ARI {fmt(r['ari'])}")
+    for part, r in results.get("gcd", {}).items():
+        if part in ("unlabelled_train", "test"):
+            print(f"  GCD ({part.replace('_', ' ')}): All {fmt(r['all'])}  Old {fmt(r['old'])}  New {fmt(r['new'])}")
     print(f"  results: {run_dir / 'results.json'}")
 
 

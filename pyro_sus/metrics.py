@@ -1,8 +1,15 @@
-"""Evaluation protocol of DESIGN.md: honest, paper-protocol and Hungarian accuracy, NMI, ARI.
+"""Evaluation protocol of DESIGN.md: honest, paper-protocol and Hungarian accuracy, NMI, ARI, and
+the generalized-category-discovery protocol.
 
 Predictions are slots (argmax q(y|x)). Known slots keep their class; each extra slot is mapped to
 the majority true class of the *validation* points it receives (honest), or of the scored points
 themselves (paper protocol, as Willetts et al. report).
+
+GCD protocol (Vaze et al. 2022, their "v2" accuracy, which SimGCD and later work report): one
+Hungarian (one-to-one) assignment of slots to classes over *all* classes, computed on the
+unlabelled part of the training set (transductively: its labels are used only to score), then
+accuracy on all / old (known) / new (hidden) classes under that one assignment. The same assignment
+applied to the test set gives its All / Old / New too.
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, confusion_matrix, normalized_mutual_info_score
 
-__all__ = ["UNMAPPED", "majority_mapping", "honest_mapping", "hungarian_accuracy", "score"]
+__all__ = ["UNMAPPED", "majority_mapping", "honest_mapping", "hungarian_accuracy", "gcd_assignment",
+           "gcd_accuracy", "score"]
 
 UNMAPPED = -1  # an extra slot that received no labelled validation point: its predictions count as wrong
 
@@ -46,6 +54,32 @@ def hungarian_accuracy(slots: np.ndarray, labels: np.ndarray, n_slots: int) -> f
     np.add.at(counts, (slots, labels), 1)
     rows, cols = linear_sum_assignment(counts, maximize=True)
     return float(counts[rows, cols].sum() / len(labels))
+
+
+def gcd_assignment(slots: np.ndarray, labels: np.ndarray, n_slots: int) -> np.ndarray:
+    """slot -> class of the one-to-one assignment that maximises the matches over all classes
+    (UNMAPPED for the slots it leaves out: with more slots than classes, some always are)."""
+    slots, labels = np.asarray(slots, dtype=np.int64), np.asarray(labels, dtype=np.int64)
+    if len(labels) == 0 or (labels < 0).any() or slots.shape != labels.shape:
+        raise ValueError("the GCD assignment needs one slot and one true label (>= 0) per point")
+    counts = np.zeros((n_slots, int(labels.max()) + 1), dtype=np.int64)
+    np.add.at(counts, (slots, labels), 1)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    mapping = np.full(n_slots, UNMAPPED, dtype=np.int64)
+    mapping[rows] = cols
+    return mapping
+
+
+def gcd_accuracy(slots: np.ndarray, labels: np.ndarray, assignment: np.ndarray,
+                 known_classes: Sequence[int]) -> dict[str, float | None]:
+    """All / Old / New accuracy of slot predictions under a GCD ``assignment`` (Old: points of the
+    known classes, New: of the others; None where a part has no point)."""
+    slots, labels = np.asarray(slots, dtype=np.int64), np.asarray(labels, dtype=np.int64)
+    correct = assignment[slots] == labels
+    old = np.isin(labels, np.asarray(known_classes, dtype=np.int64))
+    return {"all": float(correct.mean()) if len(correct) else None,
+            "old": float(correct[old].mean()) if old.any() else None,
+            "new": float(correct[~old].mean()) if (~old).any() else None}
 
 
 def _accuracy(predicted: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> float | None:

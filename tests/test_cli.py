@@ -38,12 +38,22 @@ def test_train_writes_a_complete_run_folder(trained_run):
     assert len((trained_run / "metrics.jsonl").read_text().splitlines()) == 2
     mapping = json.loads((trained_run / "mapping.json").read_text())["slot_to_class"]
     assert mapping[:7] == list(range(7))
+    # GCD protocol: one one-to-one assignment, made on the unlabelled training points. On the test set
+    # it can beat neither the test set's own best one-to-one assignment (Hungarian) nor its majority
+    # mapping (paper protocol), which are the best maps of their kinds for those very points.
+    gcd = results["gcd"]
+    assigned = [c for c in gcd["slot_to_class"] if c >= 0]
+    assert len(assigned) == len(set(assigned)) == 10  # every class of digits, each to its own slot
+    for part in ("unlabelled_train", "test"):
+        assert all(0.0 <= gcd[part][k] <= 1.0 for k in ("all", "old", "new"))
+    assert gcd["test"]["all"] <= results["test"]["hungarian_accuracy"] <= results["test"]["paper_protocol_accuracy"]
 
 
 def test_evaluate_command_reproduces_results(trained_run, capsys):
     before = json.loads((trained_run / "results.json").read_text())
     assert main(["evaluate", str(trained_run)]) == 0
-    assert "paper-protocol" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "paper-protocol" in printed and "GCD (unlabelled train): All" in printed and "GCD (test): All" in printed
     after = json.loads((trained_run / "results.json").read_text())
     assert after["test"] == before["test"]
 

@@ -61,3 +61,20 @@ def test_score_rejects_bad_input():
         score(np.zeros(3, int), np.zeros(4, int), np.zeros(2, int), KNOWN, 2)
     with pytest.raises(ValueError, match="true label"):
         score(np.zeros(2, int), np.array([0, -1]), np.zeros(2, int), KNOWN, 2)
+
+
+def test_gcd_protocol_on_hand_made_predictions():
+    """Classes 0, 1 known, 2, 3 new; 5 slots. The one-to-one assignment over all classes that
+    maximises matches is slot 0 -> 0, 1 -> 1, 3 -> 2, 4 -> 3 (slot 2 left out: its points count wrong)."""
+    from pyro_sus.metrics import gcd_accuracy, gcd_assignment
+
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 3, 3])
+    slots = np.array([0, 0, 1, 1, 1, 3, 3, 2, 4, 4, 2, 0])
+    assignment = gcd_assignment(slots, labels, n_slots=5)
+    assert assignment.tolist() == [0, 1, UNMAPPED, 2, 3]
+    result = gcd_accuracy(slots, labels, assignment, known_classes=[0, 1])
+    assert result == pytest.approx({"all": 8 / 12, "old": 4 / 5, "new": 4 / 7})
+    # The same assignment scores other points (the test set) without being recomputed.
+    assert gcd_accuracy(np.array([2, 3]), np.array([2, 2]), assignment, [0, 1]) == {"all": 0.5, "old": None, "new": 0.5}
+    with pytest.raises(ValueError, match="true label"):
+        gcd_assignment(slots, np.where(labels == 3, -1, labels), n_slots=5)
