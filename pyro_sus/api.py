@@ -33,7 +33,8 @@ __all__ = ["Run", "fit", "evaluate", "predict", "load", "hardware_info", "data_f
 
 #: What ``fit`` writes into a run folder before its first checkpoint (``last.pt``), with the
 #: temp files of atomic writes: all a fresh run removes again when it fails before that point.
-WRITTEN_BEFORE_FIRST_CHECKPOINT = ("run.json", "split.npz", "preprocess.npz", "metrics.jsonl", "last_good.pt")
+WRITTEN_BEFORE_FIRST_CHECKPOINT = ("run.json", "split.npz", "preprocess.npz", "metrics.jsonl", "last_good.pt",
+                                   "best.pt")
 
 
 def written_before_first_checkpoint(name: str) -> bool:
@@ -363,9 +364,11 @@ def _train_run(run_dir: Path, info: dict[str, Any], split: Split, pre: Preproces
     info["train_wall_seconds"] = sum(r["seconds"] for r in history)
     info["last_session_seconds"] = time.perf_counter() - started
     info["hardware"] = hardware_info(resolve_device(config.device))
+    if "selected_epoch" in history[-1]:  # select="best-validation": which epoch's model the run hands back
+        info["selected_epoch"] = history[-1]["selected_epoch"]
     atomic_write_json(run_dir / "run.json", info)
-    if history[-1]["epoch"] < config.epochs:  # stopped early on purpose: last.pt holds the state
-        return None
+    if history[-1]["epoch"] < config.epochs and not history[-1].get("stopped_early"):
+        return None  # stopped on purpose (stop_after): last.pt holds the state
     model.save(run_dir, "final")
     run = Run(run_dir, info, model, pre, split)
     if evaluate_after:
@@ -428,6 +431,8 @@ def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: 
         "n_slots": split.n_slots, "n_labelled": int(len(split.labelled_idx)),
         "n_unlabelled": int(len(split.unlabelled_idx)), "epochs": run.info["train"]["epochs"],
         "seed": run.info["train"]["seed"], "train_wall_seconds": run.info.get("train_wall_seconds"),
+        "select": run.info["train"].get("select", "final"),
+        "selected_epoch": run.info.get("selected_epoch", run.info["train"]["epochs"]),
         "hardware": run.info.get("hardware"),
     }
     if has_val:

@@ -89,6 +89,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("--jit", action="store_true", help=JIT_HELP)
+    t.add_argument("--select", choices=["final", "best-validation"], default="final",
+                   help="the model a run hands back: the last epoch's, or the one with the best validation "
+                        "accuracy (validation split only)")
+    t.add_argument("--patience", type=int, default=None,
+                   help="with --select best-validation: stop after this many epochs without a better one")
     t.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="what the networks compute at in training (bf16: bfloat16 autocast; log-probabilities "
                         "and the loss stay float32)")
@@ -191,7 +196,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                      "adam_beta1": args.adam_beta1, "lr_schedule": args.lr_schedule, "clip_value": args.clip_value or None,
                      "binarize": not args.no_binarize, "seed": args.seed, "device": args.device,
                      "checkpoint_every": args.checkpoint_every, "labelled_scale": args.labelled_scale,
-                     "jit": args.jit, "precision": args.precision}
+                     "jit": args.jit, "precision": args.precision, "select": args.select,
+                     "patience": args.patience}
     if args.resume:
         run = fit(run_dir=args.out, dataset=args.dataset, data_dir=args.data_dir, resume=True,
                   stop_after=args.stop_after, progress=not args.no_progress)

@@ -23,11 +23,15 @@ from tqdm.auto import tqdm
 
 from ._fields import check_field_types
 from .io import atomic_torch_save, atomic_write_text, load_checkpoint
-from .metrics import majority_mapping
+from .metrics import honest_mapping, majority_mapping
 from .nn import PRECISIONS, network_precision
 from .tracing import TracedLoss
 
-__all__ = ["TrainConfig", "TrainingData", "TrainingDiverged", "resolve_device", "train", "seed_everything"]
+__all__ = ["TrainConfig", "TrainStep", "TrainingData", "TrainingDiverged", "SELECTIONS", "resolve_device", "train",
+           "seed_everything"]
+
+#: Which epoch's model a run hands back (``TrainConfig.select``).
+SELECTIONS = ("final", "best-validation")
 
 
 @dataclass
@@ -56,6 +60,11 @@ class TrainConfig:
     log-probability, KL term, enumeration sum and the loss stay float32. Evaluation and prediction
     always run at full precision.
 
+    ``select`` is the model a run hands back: ``"final"`` (the last epoch's) or ``"best-validation"``
+    (the epoch with the best validation accuracy, honest mapping, on the validation split only, never
+    the test set; ties keep the earlier epoch). ``patience`` (with best-validation) stops a run after
+    that many epochs without a better one; the learning-rate schedule stays that of ``epochs``.
+
     ``jit`` traces the model's loss once per batch shape (TorchScript, :mod:`pyro_sus.tracing`) and
     replays the trace every step: the same loss and gradients with less Python work per step, for
     models that say their loss can be traced (``traceable``). A part plugged into such a model (a
@@ -77,6 +86,8 @@ class TrainConfig:
     jit: bool = False
     finite_check_every: int | None = None
     precision: str = "fp32"
+    select: str = "final"
+    patience: int | None = None
 
     def __post_init__(self) -> None:
         check_field_types(self)  # also refuses NaN and infinite numbers (--lr nan, --lr inf)
@@ -96,6 +107,10 @@ class TrainConfig:
                 isinstance(self.labelled_scale, (int, float)) and not isinstance(self.labelled_scale, bool)
                 and math.isfinite(self.labelled_scale) and self.labelled_scale > 0):
             raise ValueError(f"labelled_scale must be 'batch', 'dataset' or a number > 0, got {self.labelled_scale!r}")
+        if self.select not in SELECTIONS:
+            raise ValueError(f"select must be one of {SELECTIONS}, got {self.select!r}")
+        if self.patience is not None and (self.patience < 1 or self.select != "best-validation"):
+            raise ValueError(f"patience must be >= 1 and needs select='best-validation', got {self.patience}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
         if self.jit and self.precision != "fp32":
@@ -338,6 +353,9 @@ def _validation_metrics(model, data: TrainingData) -> dict[str, float]:
     correct = mapping[slots] == labels
     record = {"val_cluster_accuracy": float(correct.mean()), "val_slots_used": int(len(np.unique(slots)))}
     if data.known_classes is not None:
+        # Honest: known slots keep their classes, extra slots their validation majority.
+        record["val_accuracy"] = float((honest_mapping(data.known_classes, model.config.n_slots, slots, labels)[slots]
+                                        == labels).mean())
         # A model that collapses onto the known classes shows it here: novel accuracy falls and
         # the extra slots empty.
         known = np.isin(labels, data.known_classes)
@@ -348,6 +366,38 @@ def _validation_metrics(model, data: TrainingData) -> dict[str, float]:
     return record
 
 
+class _BestValidation:
+    """The epoch with the best validation accuracy so far and its weights (``best.pt`` in a run folder,
+    else kept in memory), for ``select="best-validation"``; its bookkeeping travels in ``last.pt``."""
+
+    def __init__(self, model: torch.nn.Module, run_dir: Path | None, saved: dict[str, Any] | None = None) -> None:
+        self.model, self.run_dir = model, run_dir
+        saved = saved or {}
+        self.score, self.epoch, self.since = saved.get("score"), saved.get("epoch"), saved.get("since", 0)
+        self._weights: dict[str, torch.Tensor] | None = None
+
+    def update(self, record: dict[str, Any]) -> None:
+        """Keep this epoch's weights if its validation accuracy beats every earlier one's."""
+        score = record.get("val_accuracy", record.get("val_cluster_accuracy"))
+        if self.score is None or score > self.score:
+            self.score, self.epoch, self.since = score, record["epoch"], 0
+            if self.run_dir is not None:
+                atomic_torch_save(self.model.state_dict(), self.run_dir / "best.pt")
+            else:
+                self._weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            self.since += 1
+        record["selected_epoch"] = self.epoch
+
+    def state(self) -> dict[str, Any]:
+        return {"score": self.score, "epoch": self.epoch, "since": self.since}
+
+    def restore(self) -> None:
+        """Load the best epoch's weights into the model."""
+        weights = self._weights if self._weights is not None else load_checkpoint(self.run_dir / "best.pt")
+        self.model.load_state_dict(weights)
+
+
 def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_dir: str | Path | None = None,
           resume: bool = False, progress: bool = True, stop_after: int | None = None) -> list[dict[str, Any]]:
     """Fit ``model`` (a zoo model: its ``loss`` and ``before_step``) and return the per-epoch history.
@@ -355,8 +405,11 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
     With ``run_dir``: ``last.pt`` (full training state) every ``checkpoint_every`` epochs and at the
     end, ``metrics.jsonl`` rewritten each epoch. ``resume=True`` continues from ``last.pt`` exactly:
     the same parameters as an uninterrupted run. ``stop_after=k`` stops (with a checkpoint) once k
-    epochs are done, keeping the learning-rate schedule of the full ``config.epochs``. A non-finite loss raises TrainingDiverged after
-    saving the parameters of the last finite step to ``last_good.pt``.
+    epochs are done, keeping the learning-rate schedule of the full ``config.epochs``. A non-finite
+    loss raises TrainingDiverged after saving the parameters of the last finite step to ``last_good.pt``.
+    With ``select="best-validation"`` the model ends with its best validation epoch's weights (each
+    record says which epoch that is so far: ``selected_epoch``); a run that ``patience`` stopped says
+    so in its last record (``stopped_early``).
     """
     device = resolve_device(config.device)
     run_dir = Path(run_dir) if run_dir is not None else None
@@ -372,6 +425,11 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
     generator.manual_seed(config.seed)
     history: list[dict[str, Any]] = []
     start_epoch = 0
+    selection = None
+    if config.select == "best-validation":
+        if len(data.x_val) == 0 or not (np.asarray(data.y_val) >= 0).any():
+            raise ValueError("select='best-validation' needs a validation split with labels (validation_fraction > 0)")
+        selection = _BestValidation(model, run_dir)
     if resume:
         if run_dir is None:
             raise ValueError("resume=True needs run_dir")
@@ -381,11 +439,14 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
         scheduler.load_state_dict(state["scheduler"])
         history, start_epoch = state["history"], state["epoch"]
         _set_rng_state(state["rng"], generator)
+        if selection is not None:
+            selection = _BestValidation(model, run_dir, state.get("best_validation"))
 
     def save_state(epoch: int) -> None:
         atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                            "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history,
-                           "rng": _rng_state(generator), "train_config": dataclasses.asdict(config)},
+                           "rng": _rng_state(generator), "train_config": dataclasses.asdict(config),
+                           **({"best_validation": selection.state()} if selection is not None else {})},
                           run_dir / "last.pt")
 
     n_unlabelled, n_labelled = len(data.x_unlabelled), len(data.x_labelled)
@@ -409,6 +470,8 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
 
     model.train()
     last_epoch = config.epochs if stop_after is None else min(stop_after, config.epochs)
+    if history and history[-1].get("stopped_early"):  # resumed after patience ended it: nothing left to do
+        last_epoch = start_epoch
     bar = tqdm(range(start_epoch, last_epoch), initial=start_epoch, total=config.epochs,
                desc="training", unit="epoch", disable=not progress)
     for epoch in bar:
@@ -436,11 +499,22 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
         record = {"epoch": epoch + 1, "loss": float(loss_sum) / n_steps,
                   "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
         record.update(_validation_metrics(model, data))
+        if selection is not None:
+            selection.update(record)
+            if config.patience is not None and selection.since >= config.patience:
+                record["stopped_early"] = True
         history.append(record)
         bar.set_postfix(loss=f"{record['loss']:.2f}", **({"val_acc": f"{record['val_cluster_accuracy']:.3f}"}
                                                           if "val_cluster_accuracy" in record else {}))
+        stopping = record.get("stopped_early", False)
         if run_dir is not None:
             atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-            if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == last_epoch:
+            if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == last_epoch or stopping:
                 save_state(epoch + 1)
+        if stopping:
+            bar.close()
+            break
+    if selection is not None and history and (history[-1]["epoch"] == config.epochs
+                                               or history[-1].get("stopped_early")):
+        selection.restore()  # the run is over: hand back the selected epoch's model
     return history

@@ -186,7 +186,8 @@ def test_swapped_parts_from_the_cli_survive_the_run_folder(tmp_path):
                                          ("m2", ["--labelled-scale", "dataset", "--adam-beta1", "0.95",
                                                  "--activation", "softplus"]),
                                          ("gmdgm", ["--precision", "bf16", "--model-option",
-                                                    "y_estimator=gumbel-straight-through"])])
+                                                    "y_estimator=gumbel-straight-through"]),
+                                         ("m1", ["--select", "best-validation", "--patience", "1"])])
 def test_model_specific_options_from_the_cli(model, extra, tmp_path):
     args = TINY
     if model == "classifier":  # no latent z: drop "--z-dim 2"
@@ -199,6 +200,12 @@ def test_model_specific_options_from_the_cli(model, extra, tmp_path):
         train_options = json.loads((out / "run.json").read_text())["train"]
         assert (train_options["labelled_scale"], train_options["adam_beta1"]) == ("dataset", 0.95)
         assert json.loads((out / "run.json").read_text())["model_options"]["activation"] == "softplus"
+    if "--select" in extra:
+        results = json.loads((out / "results.json").read_text())
+        history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert results["select"] == "best-validation" and results["selected_epoch"] == history[-1]["selected_epoch"]
+        best = max(history, key=lambda r: r["val_accuracy"])  # the first of ties, as the trainer keeps
+        assert results["selected_epoch"] == best["epoch"]
     if "--precision" in extra:
         saved = json.loads((out / "run.json").read_text())
         assert saved["train"]["precision"] == "bf16"

@@ -335,3 +335,62 @@ def test_precision_options_are_checked():
         TrainConfig(precision="fp8")
     with pytest.raises(ValueError, match="jit with a precision"):
         TrainConfig(precision="bf16", jit=True)
+
+
+def scripted_validation(monkeypatch, scores):
+    """Make each epoch's validation accuracy the next of ``scores`` (the model's own is beside the point here)."""
+    import pyro_sus.train as trainer
+
+    left = list(scores)
+    monkeypatch.setattr(trainer, "_validation_metrics", lambda model, data: {"val_accuracy": left.pop(0)})
+
+
+def test_best_validation_hands_back_the_best_epochs_model_and_patience_stops(tmp_path, monkeypatch):
+    scripted_validation(monkeypatch, [0.5, 0.9, 0.7, 0.6, 0.8])
+    best = toy_model()
+    history = train(best, toy_data(), config(epochs=5, select="best-validation"), tmp_path / "best", progress=False)
+    assert [r["selected_epoch"] for r in history] == [1, 2, 2, 2, 2]
+    scripted_validation(monkeypatch, [0.0, 0.0])
+    reference = toy_model()  # the same run, stopped after epoch 2: the weights best-validation must hand back
+    train(reference, toy_data(), config(epochs=5), tmp_path / "reference", progress=False, stop_after=2)
+    for (name, a), b in zip(reference.state_dict().items(), best.state_dict().values()):
+        assert torch.equal(a, b), f"{name} is not epoch 2's"
+
+    scripted_validation(monkeypatch, [0.5, 0.9, 0.7, 0.6, 0.8])
+    patient = toy_model()
+    history = train(patient, toy_data(), config(epochs=5, select="best-validation", patience=2), tmp_path / "p",
+                    progress=False)
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4] and history[-1]["stopped_early"]
+    assert load_checkpoint(tmp_path / "p" / "last.pt")["epoch"] == 4
+    for a, b in zip(reference.state_dict().values(), patient.state_dict().values()):
+        assert torch.equal(a, b)
+    # Resumed after patience ended it: nothing more is trained.
+    scripted_validation(monkeypatch, [])
+    again = train(toy_model(seed=5), toy_data(), config(epochs=5, select="best-validation", patience=2), tmp_path / "p",
+                  resume=True, progress=False)
+    assert len(again) == 4
+
+
+def test_best_validation_resumes_exactly(tmp_path, monkeypatch):
+    scripted_validation(monkeypatch, [0.5, 0.9, 0.7, 0.95, 0.8])
+    straight = toy_model()
+    train(straight, toy_data(), config(epochs=5, select="best-validation"), tmp_path / "straight", progress=False)
+    scripted_validation(monkeypatch, [0.5, 0.9, 0.7, 0.95, 0.8])
+    train(toy_model(), toy_data(), config(epochs=5, select="best-validation"), tmp_path / "stopped", progress=False,
+          stop_after=3)
+    resumed = toy_model(seed=99)
+    history = train(resumed, toy_data(), config(epochs=5, select="best-validation"), tmp_path / "stopped",
+                    resume=True, progress=False)
+    assert history[-1]["selected_epoch"] == 4
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), f"{name} differs after resume"
+
+
+def test_selection_options_are_checked():
+    with pytest.raises(ValueError, match="select must be one of"):
+        TrainConfig(select="best-test")
+    with pytest.raises(ValueError, match="patience"):
+        TrainConfig(patience=3)
+    data = dataclasses.replace(toy_data(), x_val=torch.zeros(0, 10), y_val=np.zeros(0, int))
+    with pytest.raises(ValueError, match="needs a validation split"):
+        train(toy_model(), data, config(select="best-validation"), progress=False)
