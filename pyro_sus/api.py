@@ -367,6 +367,9 @@ def _train_run(run_dir: Path, info: dict[str, Any], split: Split, pre: Preproces
     if "selected_epoch" in history[-1]:  # select="best-validation": which epoch's model the run hands back
         info["selected_epoch"] = history[-1]["selected_epoch"]
     atomic_write_json(run_dir / "run.json", info)
+    from .plots import plot_learning_curves
+
+    plot_learning_curves(history, run_dir / "learning_curves.png", title=f"{info['model']} on {info['dataset']}")
     if history[-1]["epoch"] < config.epochs and not history[-1].get("stopped_early"):
         return None  # stopped on purpose (stop_after): last.pt holds the state
     model.save(run_dir, "final")

@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["plot_confusion", "plot_class_samples", "plot_curves", "plot_centres", "plot_active_rounds"]
+__all__ = ["plot_confusion", "plot_class_samples", "plot_curves", "plot_learning_curves", "plot_centres",
+           "plot_active_rounds"]
 
 
 def plot_confusion(scored: dict[str, Any], path: str | Path | None = None, title: str = "",
@@ -67,23 +68,28 @@ def plot_class_samples(run, slots: list[int] | None = None, n_samples: int = 6, 
 
 
 def plot_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], keys: Sequence[str],
-                path: str | Path | None = None, title: str = "") -> plt.Figure:
+                path: str | Path | None = None, title: str = "", columns: int = 4) -> plt.Figure:
     """One panel per record key (e.g. ``val_novel_accuracy``) against epoch, one line per run.
 
     ``histories`` maps a run's label to its per-epoch records (``metrics.jsonl``); epochs where a
-    run has no value for a key are left out of that line.
+    run has no value for a key are left out of that line. Panels fill rows of ``columns``.
     """
     if not keys:
         raise ValueError("plot_curves needs at least one record key")
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.0), squeeze=False)
-    for ax, key in zip(axes[0], keys):
+    columns = min(columns, len(keys))
+    rows = -(-len(keys) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.0 * rows), squeeze=False)
+    for ax in axes.flat[len(keys):]:
+        ax.axis("off")
+    for ax, key in zip(axes.flat, keys):
         for label, history in histories.items():
             points = [(r["epoch"], r[key]) for r in history if r.get(key) is not None]
             if points:
                 ax.plot(*zip(*points), marker=".", label=label)
         ax.set_xlabel("epoch")
         ax.set_title(key, fontsize=9)
-    axes[0, 0].legend(fontsize=7)
+    if len(histories) > 1:
+        axes[0, 0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -91,6 +97,21 @@ def plot_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], keys: Sequ
         fig.savefig(path, dpi=100, bbox_inches="tight")
         plt.close(fig)
     return fig
+
+
+#: What a run's learning curves show, besides every ``loss_<term>`` its records carry.
+CURVE_KEYS = ("loss", "lr", "val_accuracy", "val_cluster_accuracy", "val_known_accuracy", "val_novel_accuracy",
+              "val_extra_slots_used")
+
+
+def plot_learning_curves(history: Sequence[Mapping[str, Any]], path: str | Path | None = None,
+                         title: str = "") -> plt.Figure:
+    """A run's per-epoch curves: the loss and its named terms, the learning rate, and the validation
+    accuracies and extra slots in use (whichever its records have)."""
+    present = {key for record in history for key in record}
+    terms = sorted(key for key in present if key.startswith("loss_"))
+    keys = [key for key in CURVE_KEYS[:1] if key in present] + terms + [k for k in CURVE_KEYS[1:] if k in present]
+    return plot_curves({"run": history}, keys, path, title=title)
 
 
 def plot_centres(images: np.ndarray, titles: list[str], image_shape: tuple[int, ...] | None,

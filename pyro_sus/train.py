@@ -340,6 +340,50 @@ def _epoch_batches(n: int, n_steps: int, batch_size: int, generator: torch.Gener
     return order[: n_steps * batch_size].view(n_steps, batch_size)
 
 
+#: Points of each training set the per-epoch loss terms are measured on.
+MONITOR_POINTS = 1000
+
+
+def _monitor_batch(data: TrainingData, binarize: bool, seed: int) -> dict[str, torch.Tensor | None]:
+    """A fixed sample of the training data (at most MONITOR_POINTS of each set, one fixed Bernoulli
+    draw when training binarises), drawn from its own generator: the training's random streams are
+    not touched, so every epoch's terms are measured on the same points."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def sample(x: torch.Tensor) -> torch.Tensor:
+        idx = torch.randperm(len(x), generator=generator)[:MONITOR_POINTS].to(x.device)
+        return x[idx], idx
+
+    batch: dict[str, torch.Tensor | None] = {"x_unlabelled": None, "x_labelled": None, "y_labelled": None}
+    if len(data.x_unlabelled):
+        batch["x_unlabelled"], _ = sample(data.x_unlabelled)
+    if len(data.x_labelled):
+        batch["x_labelled"], idx = sample(data.x_labelled)
+        batch["y_labelled"] = data.y_labelled[idx]
+        if data.w_labelled is not None:
+            batch["w_labelled"] = data.w_labelled[idx]
+    if binarize:
+        for key in ("x_unlabelled", "x_labelled"):
+            if batch[key] is not None:
+                probs = batch[key].cpu()
+                batch[key] = torch.bernoulli(probs, generator=generator).to(batch[key].device)
+    return batch
+
+
+def _loss_terms(model, batch: dict[str, torch.Tensor | None], loss_options: dict[str, Any]) -> dict[str, float]:
+    """The model's loss terms on the monitor batch (``loss_<term>`` keys), drawn from a fixed seed
+    inside a forked random stream, with the model's buffers put back (BatchNorm statistics)."""
+    devices = [t.device for t in batch.values() if t is not None and t.device.type == "cuda"][:1]
+    buffers = [(b, b.clone()) for b in model.buffers()]
+    with torch.random.fork_rng(devices=devices), pyro.validation_enabled(False):
+        torch.manual_seed(0)
+        terms = model.loss_terms(**batch, **loss_options)
+    with torch.no_grad():
+        for buffer, before in buffers:
+            buffer.copy_(before)
+    return {f"loss_{name}": float(value) for name, value in sorted(terms.items())}
+
+
 def _validation_metrics(model, data: TrainingData) -> dict[str, float]:
     if len(data.x_val) == 0 or not (data.y_val >= 0).any():
         return {}
@@ -459,6 +503,7 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
     scale = {"labelled_scale": labelled_scale} if labelled_scale != 1.0 else {}
     binarize = config.binarize and getattr(model.config, "likelihood", "bernoulli") == "bernoulli"
     train_step = TrainStep(model, optimizer, config, device)
+    monitor = _monitor_batch(data, binarize, config.seed)
 
     def diverged(epoch: int) -> TrainingDiverged:
         watch = train_step.watch
@@ -498,6 +543,7 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
         scheduler.step()
         record = {"epoch": epoch + 1, "loss": float(loss_sum) / n_steps,
                   "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
+        record.update(_loss_terms(model, monitor, scale))
         record.update(_validation_metrics(model, data))
         if selection is not None:
             selection.update(record)

@@ -27,7 +27,7 @@ def trained_run(tmp_path_factory):
 
 def test_train_writes_a_complete_run_folder(trained_run):
     for name in ("run.json", "final.json", "final.pt", "split.npz", "preprocess.npz", "last.pt", "final.pt",
-                 "metrics.jsonl", "mapping.json", "results.json", "confusion.png"):
+                 "metrics.jsonl", "mapping.json", "results.json", "confusion.png", "learning_curves.png"):
         assert (trained_run / name).is_file(), name
     results = json.loads((trained_run / "results.json").read_text())
     assert results["regime"] == "semi-unsupervised" and results["n_slots"] == 11

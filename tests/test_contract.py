@@ -130,6 +130,26 @@ def test_traced_loss_gives_the_eager_loss_and_gradients_on_new_data(name, poster
             torch.testing.assert_close(a, b, msg=f"{pname}: traced and eager gradients differ")
 
 
+@pytest.mark.parametrize("name,posterior", CASES)
+def test_named_loss_terms_sum_to_the_loss_at_the_same_draws(name, posterior):
+    """loss_terms splits the loss by site (reconstruction, kl_z, kl_y, classifier_loss, ...): from one
+    seed, the terms sum to the loss, for the unlabelled batch, the labelled one, and both."""
+    model = make(name, "cpu", posterior).double()
+    x_u, x_l, y_l = batches("cpu")
+    x_u, x_l = x_u.double(), x_l.double()
+    for inputs in ((x_u,), (None, x_l, y_l), (x_u, x_l, y_l)):
+        torch.manual_seed(4)
+        loss = model.loss(*inputs, labelled_scale=0.5)
+        torch.manual_seed(4)
+        terms = model.loss_terms(*inputs, labelled_scale=0.5)
+        ignored = inputs == (x_u,) and not model.uses_unlabelled  # a labelled-only model: nothing to split
+        assert bool(terms) != ignored
+        assert all(value.shape == () and torch.isfinite(value) for value in terms.values())
+        assert float(sum(terms.values(), 0.0)) == pytest.approx(float(loss.detach()), rel=1e-9, abs=1e-9)
+    if name in ("m2", "gmdgm"):
+        assert set(terms) == {"reconstruction", "kl_z", "kl_y", "nll_y", "classifier_loss"}
+
+
 RELAXED_ESTIMATORS = ("gumbel-softmax", "gumbel-straight-through")
 # Every model that can draw y relaxed, with every posterior family and each relaxed estimator.
 RELAXED = [(name, posterior, estimator) for name, posterior in CASES if "y_estimator" in fields(name)

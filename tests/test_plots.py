@@ -21,3 +21,14 @@ def test_curves_draw_one_line_per_run_and_key_and_skip_missing_values(tmp_path):
     assert [list(line.get_xdata()) for line in slots.lines] == [[1, 2], [2]]
     with pytest.raises(ValueError, match="at least one"):
         plot_curves(histories, [])
+
+
+def test_learning_curves_show_the_loss_its_terms_and_the_validation_records(tmp_path):
+    from pyro_sus.plots import plot_learning_curves
+
+    history = [{"epoch": e, "loss": 10.0 - e, "loss_reconstruction": 8.0 - e, "loss_kl_z": 2.0, "lr": 1e-3,
+                "seconds": 1.0, "val_accuracy": 0.5 + e / 10, "val_extra_slots_used": 3 + e} for e in (1, 2, 3)]
+    fig = plot_learning_curves(history, tmp_path / "curves.png")
+    titles = [ax.get_title() for ax in fig.axes if ax.lines]
+    assert titles == ["loss", "loss_kl_z", "loss_reconstruction", "lr", "val_accuracy", "val_extra_slots_used"]
+    assert (tmp_path / "curves.png").stat().st_size > 0

@@ -394,3 +394,17 @@ def test_selection_options_are_checked():
     data = dataclasses.replace(toy_data(), x_val=torch.zeros(0, 10), y_val=np.zeros(0, int))
     with pytest.raises(ValueError, match="needs a validation split"):
         train(toy_model(), data, config(select="best-validation"), progress=False)
+
+
+def test_epoch_records_carry_the_named_loss_terms_on_a_fixed_sample():
+    """Each epoch's record splits the loss by term on one fixed sample of the training data, measured
+    from a fixed seed: measuring again after training gives the last record's numbers."""
+    from pyro_sus.train import _loss_terms, _monitor_batch
+
+    model, data = toy_model(), toy_data()
+    history = train(model, data, config(epochs=2), progress=False)
+    names = {"loss_reconstruction", "loss_kl_z", "loss_kl_y", "loss_nll_y", "loss_classifier_loss"}
+    for record in history:
+        assert names <= set(record) and all(math.isfinite(record[n]) for n in names)
+    again = _loss_terms(model, _monitor_batch(data, binarize=True, seed=config().seed), {})
+    assert again == {n: history[-1][n] for n in names}

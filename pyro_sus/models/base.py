@@ -19,6 +19,7 @@ from ..distributions import BernoulliLogits
 from ..nn import ACTIVATIONS, broadcast_cat
 from ..posteriors import POSTERIORS, build_posterior
 from ..priors import LATENT_PRIORS, build_latent_prior
+from ..terms import elbo_terms
 
 __all__ = ["ModelConfig", "GenerativeConfig", "ZooModel", "GenerativeModel", "LIKELIHOODS", "check_class_prior"]
 
@@ -167,16 +168,47 @@ class ZooModel(PyroModule):
         ``w_labelled`` weights each label, for models that take weights (``takes_label_weights``).
         ``labelled_scale`` multiplies the labelled batch's terms (see ``TrainConfig.labelled_scale``).
         """
+        return self._objective(False, x_unlabelled, x_labelled, y_labelled, w_labelled, labelled_scale)["loss"]
+
+    @torch.no_grad()
+    def loss_terms(self, x_unlabelled: torch.Tensor | None, x_labelled: torch.Tensor | None = None,
+                   y_labelled: torch.Tensor | None = None, w_labelled: torch.Tensor | None = None,
+                   labelled_scale: float = 1.0) -> dict[str, torch.Tensor]:
+        """:meth:`loss` split into named terms (``reconstruction``, ``kl_z``, ``kl_y``, ``classifier_loss``,
+        ...: :mod:`pyro_sus.terms`), weighted as in the loss: at the same random draws they sum to it.
+        For logging; no gradients."""
+        return self._objective(True, x_unlabelled, x_labelled, y_labelled, w_labelled, labelled_scale)
+
+    def bound_parts(self, x_unlabelled: torch.Tensor | None, x_labelled: torch.Tensor | None,
+                    y_labelled: torch.Tensor | None, w_labelled: torch.Tensor | None,
+                    labelled_scale: float) -> list[tuple[float, int, TraceEnum_ELBO, tuple]]:
+        """The bounds the loss sums, each as ``scale * -bound / n``: (scale, n, ELBO, arguments of
+        model and guide) for each batch."""
         if w_labelled is not None and not self.takes_label_weights:
             raise ValueError(f"model {type(self).__name__} does not take per-label weights")
-        total = torch.zeros((), device=self._device())
+        parts: list[tuple[float, int, TraceEnum_ELBO, tuple]] = []
         if self.uses_unlabelled and x_unlabelled is not None and len(x_unlabelled):
-            total = total + self._elbo.differentiable_loss(self.model, self.guide, x_unlabelled) / len(x_unlabelled)
+            parts.append((1.0, len(x_unlabelled), self._elbo, (x_unlabelled,)))
         if x_labelled is not None and len(x_labelled):
             extra = (w_labelled,) if w_labelled is not None else ()
-            labelled = self._elbo_labelled.differentiable_loss(self.model, self.guide, x_labelled, y_labelled, *extra)
-            total = total + labelled_scale * self.labelled_weight * labelled / len(x_labelled)
-        return total
+            parts.append((labelled_scale * self.labelled_weight, len(x_labelled), self._elbo_labelled,
+                          (x_labelled, y_labelled, *extra)))
+        return parts
+
+    def _objective(self, named: bool, *inputs) -> dict[str, torch.Tensor]:
+        """``{"loss": total}`` (differentiable), or the named terms (``named``)."""
+        return self._bound_terms(named, self.bound_parts(*inputs))
+
+    def _bound_terms(self, named: bool, parts: list[tuple[float, int, TraceEnum_ELBO, tuple]]
+                     ) -> dict[str, torch.Tensor]:
+        terms: dict[str, torch.Tensor] = {"loss": torch.zeros((), device=self._device())} if not named else {}
+        for scale, n, elbo, args in parts:
+            if named:
+                for name, value in elbo_terms(self.model, self.guide, *args).items():
+                    terms[name] = terms.get(name, 0.0) + scale * value / n
+            else:
+                terms["loss"] = terms["loss"] + scale * elbo.differentiable_loss(self.model, self.guide, *args) / n
+        return terms
 
     @torch.no_grad()
     def unlabelled_bound(self, x: torch.Tensor, n_samples: int = 4, batch_size: int = 1024) -> float | None:

@@ -303,38 +303,41 @@ class CategoricalVAE(GenerativeModel):
                                                  logits=logits).rsample()
         return torch.softmax(logits, -1)
 
-    def loss(self, x_unlabelled: torch.Tensor | None, x_labelled: torch.Tensor | None = None,
-             y_labelled: torch.Tensor | None = None, w_labelled: torch.Tensor | None = None,
-             labelled_scale: float = 1.0) -> torch.Tensor:
-        """Eq. 8 over one batch: weighted -ELBO (L_R + L_C), plus w_A L_A and w_F L_F.
+    def _objective(self, named: bool, x_unlabelled: torch.Tensor | None, x_labelled: torch.Tensor | None,
+                   y_labelled: torch.Tensor | None, w_labelled: torch.Tensor | None,
+                   labelled_scale: float) -> dict[str, torch.Tensor]:
+        """Eq. 8 over one batch: weighted -ELBO (L_R + L_C), plus w_A L_A (``assignment``) and w_F L_F
+        (``feature``).
 
         ``labelled_scale`` multiplies the labelled batch's ELBO; the assignment losses, which pool
         labelled and unlabelled features, are left as they are."""
         if w_labelled is not None:
             raise ValueError("model CategoricalVAE does not take per-label weights")
         c = self.config
-        parts_f, parts_assigned, total = [], [], torch.zeros((), device=self.class_probs.device)
+        parts, parts_f, parts_assigned = [], [], []
         has_u = x_unlabelled is not None and len(x_unlabelled)
         has_l = x_labelled is not None and len(x_labelled)
         f_l = self.feature(x_labelled) if has_l else None
         if has_u:
             f_u = self.feature(x_unlabelled)
-            elbo = self._elbo.differentiable_loss(self.model, self.guide, x_unlabelled, None, f_u)
-            total = total + self._elbo_weight * elbo / len(x_unlabelled)
+            parts.append((self._elbo_weight, len(x_unlabelled), self._elbo, (x_unlabelled, None, f_u)))
         if has_l:
-            elbo = self._elbo_labelled.differentiable_loss(self.model, self.guide, x_labelled, y_labelled, f_l)
-            total = total + labelled_scale * self._elbo_weight * elbo / len(x_labelled)
+            parts.append((labelled_scale * self._elbo_weight, len(x_labelled), self._elbo_labelled,
+                          (x_labelled, y_labelled, f_l)))
             parts_f.append(f_l)
             parts_assigned.append(y_labelled)
             if has_u:  # the auxiliary task: unlabelled points take their nearest labelled label
                 with torch.no_grad():
                     parts_assigned.append(nearest_labels(f_u, f_l, y_labelled, c.assignment_neighbours))
                 parts_f.append(f_u)
+        terms = self._bound_terms(named, parts)
         if parts_f:
             features, assigned = torch.cat(parts_f), torch.cat(parts_assigned)
-            total = total + c.w_assignment * self._assignment_loss(self.category_head(features), assigned)
-            total = total + c.w_feature * self._feature_loss(features, assigned, f_l, y_labelled)
-        return total
+            extra = {"assignment": c.w_assignment * self._assignment_loss(self.category_head(features), assigned),
+                     "feature": c.w_feature * self._feature_loss(features, assigned, f_l, y_labelled)}
+            for name, value in extra.items():
+                terms[name if named else "loss"] = terms.get(name if named else "loss", 0.0) + value
+        return terms
 
     def _assignment_loss(self, logits: torch.Tensor, assigned: torch.Tensor) -> torch.Tensor:
         """L_A on the category logits of labelled and assigned points: Eq. 16, or cross-entropy."""

@@ -154,7 +154,7 @@ class SemiUnsupervisedDGM(GenerativeModel):
             with poutine.mask(mask=False):
                 y = pyro.sample("y", family(self.temperature, logits=logits))
             kl = kl_divergence(y_dist, dist.Categorical(probs=self.class_probs))
-            pyro.factor("y_kl", kl, has_rsample=True)  # a guide factor f enters the loss as +f
+            pyro.factor("kl_y", kl, has_rsample=True)  # a guide factor f enters the loss as +f
             return y
         if y is None:
             return pyro.sample("y", y_dist, infer={"enumerate": "parallel"})
