@@ -25,6 +25,7 @@ from . import __version__
 from .data import DATASETS, DataError, Dataset, Preprocessor, Split, load_dataset, make_split, resolve_data_dir
 from .io import CheckpointError, RunFileError, atomic_write_json, read_json
 from .metrics import UNMAPPED, gcd_accuracy, gcd_assignment, honest_mapping, score
+from .report import discovery_summary, plot_discovered_slots, plot_slot_counts, slot_table, write_report
 from .models import get_model_class
 from .priors import class_prior
 from .train import TrainConfig, TrainingData, TrainingDiverged, resolve_device, seed_everything, train
@@ -453,9 +454,11 @@ def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: 
                           "slot_to_class": assignment.tolist(),
                           "unlabelled_train": gcd_accuracy(unlabelled_slots, data.y_train[gcd_points], assignment,
                                                            split.known_classes)}
+    test_slots = test_probs = None
     if data.x_test is not None:
         keep = data.y_test >= 0
-        test_slots = run.predict_proba(data.x_test[keep]).argmax(-1)
+        test_probs = run.predict_proba(data.x_test[keep])
+        test_slots = test_probs.argmax(-1)
         results["test"] = score(test_slots, data.y_test[keep], mapping, split.known_classes, split.n_slots)
         if assignment is not None:
             results["gcd"]["test"] = gcd_accuracy(test_slots, data.y_test[keep], assignment, split.known_classes)
@@ -463,6 +466,22 @@ def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: 
         # of one model (e.g. a flow posterior against the diagonal Normal); across models it compares
         # bounds of different generative models, which is only loosely meaningful.
         results["test"]["unlabelled_bound"] = run.unlabelled_bound(data.x_test[keep])
+    if has_val:
+        # What the run discovered: per slot, on validation (and test), and which hidden classes it found.
+        keep = val_y >= 0
+        test_y = data.y_test[data.y_test >= 0] if test_slots is not None else None
+        table = slot_table(val_slots[keep], val_y[keep], test_slots, test_y, split.n_known, split.n_slots)
+        results["discovery"] = discovery_summary(table, split.hidden_classes)
+        write_report(run.run_dir, table, results["discovery"], mapping)
+        if plot:
+            counted = (test_slots, test_y, "test") if test_slots is not None else (val_slots[keep], val_y[keep],
+                                                                                      "validation")
+            plot_slot_counts(counted[0], counted[1], table, mapping, split.known_classes, split.hidden_classes,
+                             run.run_dir / "slot_counts.png", title=f"{run.info['model']}: {counted[2]} counts by slot")
+            shape = run.info.get("image_shape")
+            if test_probs is not None and shape:
+                images = data.x_test[data.y_test >= 0].reshape(len(test_y), -1)
+                plot_discovered_slots(images, test_probs, table, shape, run.run_dir / "discovered.png")
     atomic_write_json(run.run_dir / "results.json", results)
     scored = results.get("test") or results.get("validation")
     if plot and scored is not None:

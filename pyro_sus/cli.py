@@ -148,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--dataset", default=None, help="where the run's data moved to (default: the place in run.json)")
     e.add_argument("--data-dir", default=None, help="where the run's data folder moved to")
+    rp = sub.add_parser("report", help="what a run discovered: per slot size, majority class, purity; hidden "
+                                       "classes found (report.md, report.json, slot_counts.png, discovered.png)")
+    rp.add_argument("run_dir")
+    rp.add_argument("--dataset", default=None, help="where the run's data moved to (default: the place in run.json)")
+    rp.add_argument("--data-dir", default=None, help="where the run's data folder moved to")
     pr = sub.add_parser("predict", help="classify new data with a trained run")
     pr.add_argument("run_dir")
     pr.add_argument("input", help=".npz (array 'x', else its first array) or .npy of raw inputs")
@@ -259,6 +264,10 @@ def _print_results(results: dict, run_dir: Path) -> None:
     for part, r in results.get("gcd", {}).items():
         if part in ("unlabelled_train", "test"):
             print(f"  GCD ({part.replace('_', ' ')}): All {fmt(r['all'])}  Old {fmt(r['old'])}  New {fmt(r['new'])}")
+    if "discovery" in results:
+        d = results["discovery"]
+        print(f"  discovery: {d['n_found']} of {d['n_hidden']} hidden classes found {d['found']}, "
+              f"{d['discovered_slots_in_use']} discovered slots in use (report.md)")
     print(f"  results: {run_dir / 'results.json'}")
 
 
@@ -316,6 +325,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .api import evaluate
 
     _print_results(evaluate(args.run_dir, dataset=args.dataset, data_dir=args.data_dir), Path(args.run_dir))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .api import evaluate
+
+    results = evaluate(args.run_dir, dataset=args.dataset, data_dir=args.data_dir)
+    if "discovery" not in results:
+        raise ValueError(f"{args.run_dir} has no validation labels: nothing to read a slot's class from")
+    print((Path(args.run_dir) / "report.md").read_text(), end="")
+    print(f"  files: {Path(args.run_dir) / 'report.json'}, report.md, slot_counts.png"
+          + (", discovered.png" if (Path(args.run_dir) / "discovered.png").is_file() else ""))
     return 0
 
 
@@ -391,7 +412,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "active": _cmd_active,
+COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "report": _cmd_report, "predict": _cmd_predict,
+            "active": _cmd_active,
             "reproduce": _cmd_reproduce, "models": _cmd_models}
 
 

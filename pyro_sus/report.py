@@ -1,0 +1,149 @@
+"""What a run discovered: per slot its size, majority class and purity, which hidden classes it found,
+the images each discovered slot holds, and the confusion counts ordered by slot.
+
+Purity and majority are read on the validation split (as the honest mapping is); test sizes and
+purities are shown beside them. A hidden class counts as *found* when some discovered (extra) slot
+has it as its validation majority with purity at least ``FOUND_PURITY`` over at least
+``FOUND_MIN_POINTS`` validation points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .io import atomic_write_json, atomic_write_text
+
+__all__ = ["FOUND_PURITY", "FOUND_MIN_POINTS", "slot_table", "discovery_summary", "write_report"]
+
+#: A discovered slot finds a hidden class when at least this share of its validation points is that class ...
+FOUND_PURITY = 0.5
+#: ... and it holds at least this many validation points.
+FOUND_MIN_POINTS = 5
+
+
+def _slot_stats(slots: np.ndarray, labels: np.ndarray, n_slots: int) -> list[dict[str, Any]]:
+    stats = []
+    for slot in range(n_slots):
+        members = labels[slots == slot]
+        if len(members):
+            counts = np.bincount(members)
+            majority = int(counts.argmax())
+            stats.append({"size": int(len(members)), "majority": majority,
+                          "purity": float(counts[majority] / len(members))})
+        else:
+            stats.append({"size": 0, "majority": None, "purity": None})
+    return stats
+
+
+def slot_table(val_slots: np.ndarray, val_labels: np.ndarray, test_slots: np.ndarray | None,
+               test_labels: np.ndarray | None, n_known: int, n_slots: int) -> list[dict[str, Any]]:
+    """One row per slot: kind (known / discovered), validation size, majority class and purity, and
+    the same on the test set (None without one)."""
+    val = _slot_stats(np.asarray(val_slots), np.asarray(val_labels), n_slots)
+    test = (_slot_stats(np.asarray(test_slots), np.asarray(test_labels), n_slots) if test_slots is not None
+            else [None] * n_slots)
+    return [{"slot": slot, "kind": "known" if slot < n_known else "discovered",
+             "validation_size": val[slot]["size"], "validation_majority": val[slot]["majority"],
+             "validation_purity": val[slot]["purity"],
+             "test_size": None if test[slot] is None else test[slot]["size"],
+             "test_majority": None if test[slot] is None else test[slot]["majority"],
+             "test_purity": None if test[slot] is None else test[slot]["purity"]} for slot in range(n_slots)]
+
+
+def discovery_summary(table: Sequence[dict[str, Any]], hidden_classes: Sequence[int]) -> dict[str, Any]:
+    """Which hidden classes some discovered slot found (``FOUND_PURITY``, ``FOUND_MIN_POINTS``), and
+    how many discovered slots hold any validation point."""
+    finders: dict[int, list[int]] = {int(c): [] for c in hidden_classes}
+    for row in table:
+        if (row["kind"] == "discovered" and row["validation_majority"] in finders
+                and row["validation_size"] >= FOUND_MIN_POINTS and row["validation_purity"] >= FOUND_PURITY):
+            finders[row["validation_majority"]].append(row["slot"])
+    found = sorted(c for c, slots in finders.items() if slots)
+    return {"hidden_classes": [int(c) for c in hidden_classes], "found": found,
+            "n_found": len(found), "n_hidden": len(finders), "slots_finding": {str(c): s for c, s in finders.items()},
+            "discovered_slots_in_use": sum(1 for r in table if r["kind"] == "discovered" and r["validation_size"]),
+            "rule": f"a hidden class is found when a discovered slot has it as its validation majority with purity "
+                    f">= {FOUND_PURITY} over >= {FOUND_MIN_POINTS} validation points"}
+
+
+def _slot_order(table: Sequence[dict[str, Any]], mapping: np.ndarray) -> list[int]:
+    """Known slots first, then discovered slots by the class they map to, unmapped and empty ones last."""
+    known = [r["slot"] for r in table if r["kind"] == "known"]
+    discovered = [r["slot"] for r in table if r["kind"] == "discovered"]
+    return known + sorted(discovered, key=lambda s: (mapping[s] < 0, mapping[s], s))
+
+
+def plot_slot_counts(slots: np.ndarray, labels: np.ndarray, table: Sequence[dict[str, Any]], mapping: np.ndarray,
+                     known_classes: Sequence[int], hidden_classes: Sequence[int], path: str | Path,
+                     title: str = "") -> None:
+    """Counts of true class (rows: known, then hidden) by slot (columns: known, then discovered in
+    mapping order), with lines between known and hidden classes and between known and discovered slots."""
+    order = [s for s in _slot_order(table, mapping) if (slots == s).any()]
+    classes = list(known_classes) + list(hidden_classes)
+    counts = np.array([[int(((labels == c) & (slots == s)).sum()) for s in order] for c in classes])
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.32 * len(order) + 2), 0.45 * len(classes) + 1.8))
+    ax.imshow(np.log1p(counts), aspect="auto", cmap="viridis")
+    for i in range(len(classes)):
+        for j in range(len(order)):
+            if counts[i, j]:
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=6,
+                        color="white" if counts[i, j] < counts.max() / 2 else "black")
+    n_known_slots = sum(1 for s in order if s < len(known_classes))
+    ax.axhline(len(known_classes) - 0.5, color="red", lw=1)
+    ax.axvline(n_known_slots - 0.5, color="red", lw=1)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xticks(range(len(order)), [f"{s}→{mapping[s]}" if mapping[s] >= 0 else f"{s}" for s in order],
+                  rotation=90, fontsize=6)
+    ax.set_ylabel("true class (known above the line, hidden below)")
+    ax.set_xlabel("slot → mapped class (known slots left of the line)")
+    ax.set_title(title or "counts (log colour scale)", fontsize=9)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_discovered_slots(images: np.ndarray, probs: np.ndarray, table: Sequence[dict[str, Any]],
+                          image_shape: Sequence[int], path: str | Path, per_slot: int = 8) -> None:
+    """For each discovered slot in use, the ``per_slot`` images it is most sure of (highest q(y=slot|x))."""
+    slots = probs.argmax(-1)
+    rows = [r for r in table if r["kind"] == "discovered" and (slots == r["slot"]).any()]
+    if not rows:
+        return
+    fig, axes = plt.subplots(len(rows), per_slot, figsize=(0.9 * per_slot, 0.95 * len(rows)), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, row in enumerate(rows):
+        members = np.flatnonzero(slots == row["slot"])
+        best = members[np.argsort(-probs[members, row["slot"]])[:per_slot]]
+        for j, index in enumerate(best):
+            axes[i, j].imshow(images[index].reshape(image_shape), cmap="gray")
+        label = "" if row["validation_majority"] is None else (
+            f" → {row['validation_majority']} ({100 * row['validation_purity']:.0f}%)")
+        axes[i, 0].set_title(f"slot {row['slot']}{label}", fontsize=6, loc="left")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _markdown(table: Sequence[dict[str, Any]], summary: dict[str, Any], mapping: np.ndarray) -> str:
+    fmt = lambda v: "" if v is None else (f"{100 * v:.0f}%" if isinstance(v, float) else str(v))  # noqa: E731
+    lines = [f"Hidden classes found: {summary['n_found']} of {summary['n_hidden']} ({summary['found']}); "
+             f"discovered slots in use: {summary['discovered_slots_in_use']}. Rule: {summary['rule']}.", "",
+             "| slot | kind | mapped class | validation size | validation majority | validation purity "
+             "| test size | test majority | test purity |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in sorted(table, key=lambda r: _slot_order(table, mapping).index(r["slot"])):
+        mapped = int(mapping[row["slot"]])
+        lines.append(f"| {row['slot']} | {row['kind']} | {mapped if mapped >= 0 else 'none'} "
+                     f"| {fmt(row['validation_size'])} | {fmt(row['validation_majority'])} "
+                     f"| {fmt(row['validation_purity'])} | {fmt(row['test_size'])} | {fmt(row['test_majority'])} "
+                     f"| {fmt(row['test_purity'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(run_dir: Path, table: list[dict[str, Any]], summary: dict[str, Any], mapping: np.ndarray) -> None:
+    """``report.json`` (slots and summary) and ``report.md`` (the same as a table) in ``run_dir``."""
+    atomic_write_json(run_dir / "report.json", {"summary": summary, "slots": table, "slot_to_class": mapping.tolist()})
+    atomic_write_text(run_dir / "report.md", _markdown(table, summary, mapping))
