@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 
 from . import __version__
 from .data import DATASETS, DataError, Dataset, Preprocessor, Split, load_dataset, make_split, resolve_data_dir
@@ -34,6 +35,9 @@ __all__ = ["Run", "fit", "evaluate", "predict", "load", "hardware_info", "data_f
 
 #: What ``fit`` writes into a run folder before its first checkpoint (``last.pt``), with the
 #: temp files of atomic writes: all a fresh run removes again when it fails before that point.
+#: Quantiles of the validation fit scores kept in open_set.json (0, 0.001, ..., 1).
+OPEN_SET_GRID = 1001
+
 WRITTEN_BEFORE_FIRST_CHECKPOINT = ("run.json", "split.npz", "preprocess.npz", "metrics.jsonl", "last_good.pt",
                                    "best.pt")
 
@@ -92,15 +96,39 @@ class Run:
         self.model.eval()
         return self.model.unlabelled_bound(torch.tensor(self.preprocessor.transform(x), device=device), n_samples)
 
-    def predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def fit_scores(self, x: np.ndarray) -> np.ndarray:
+        """How well each raw input fits the model, higher fitting better (see ``ZooModel.fit_scores``)."""
+        device = next(self.model.parameters()).device
+        self.model.eval()
+        return self.model.fit_scores(torch.tensor(self.preprocessor.transform(x), device=device)).cpu().numpy()
+
+    def predict(self, x: np.ndarray, flag_unknown: float | None = None) -> dict[str, np.ndarray]:
         """Per point: slot, predicted class (known label or the majority label of the discovered
         cluster on the validation split; -1 when that cluster got no validation point), whether the
-        slot is a discovered cluster, and the slot probabilities."""
+        slot is a discovered cluster, the slot probabilities, and ``fit_score`` (higher fits the
+        model better). ``flag_unknown=Q`` adds ``fits_no_slot``: the fit score lies below the
+        validation split's Q-quantile (``open_set.json``, written by ``evaluate``)."""
         probs = self.predict_proba(x)
         slots = probs.argmax(-1)
         mapping = self.mapping if self.mapping is not None else self._known_only_mapping()
-        return {"slot": slots, "predicted_class": mapping[slots],
-                "discovered": slots >= self.split.n_known, "probabilities": probs}
+        out = {"slot": slots, "predicted_class": mapping[slots], "discovered": slots >= self.split.n_known,
+               "probabilities": probs, "fit_score": self.fit_scores(x)}
+        if flag_unknown is not None:
+            out["fits_no_slot"] = out["fit_score"] < self.fit_threshold(flag_unknown)
+        return out
+
+    def fit_threshold(self, quantile: float) -> float:
+        """The validation split's ``quantile`` of the fit score, from ``open_set.json``."""
+        if not 0 < quantile < 1:
+            raise ValueError(f"the quantile for flagging unknown points must lie in (0, 1), got {quantile}")
+        path = self.run_dir / "open_set.json"
+        if not path.is_file():
+            raise RunFileError(f"{path} does not exist: run `pyro-sus evaluate {self.run_dir}` first")
+        saved = read_json(path, "validation fit-score quantiles written by `pyro-sus evaluate`")
+        grid = saved.get("validation_quantiles") if isinstance(saved, dict) else None
+        if not (isinstance(grid, list) and len(grid) >= 2 and all(isinstance(v, (int, float)) for v in grid)):
+            raise RunFileError(f"{path} is not a list of validation quantiles; run `pyro-sus evaluate` again")
+        return float(np.interp(quantile, np.linspace(0, 1, len(grid)), grid))
 
     def _known_only_mapping(self) -> np.ndarray:
         mapping = np.full(self.split.n_slots, UNMAPPED, dtype=np.int64)
@@ -467,6 +495,23 @@ def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: 
         # bounds of different generative models, which is only loosely meaningful.
         results["test"]["unlabelled_bound"] = run.unlabelled_bound(data.x_test[keep])
     if has_val:
+        # Open set: the validation points' fit scores, so predict can flag points below a quantile;
+        # classes in the test set that training never saw measure how well the score separates them.
+        val_scores = run.fit_scores(val_x[val_y >= 0])
+        open_set = {"score": run.model.fit_score_kind,
+                    "validation_quantiles": np.quantile(val_scores, np.linspace(0, 1, OPEN_SET_GRID)).tolist()}
+        unseen = np.setdiff1d(data.y_test[data.y_test >= 0], data.y_train[data.y_train >= 0]) \
+            if data.x_test is not None else np.zeros(0)
+        results["open_set"] = {"score": open_set["score"], "unseen_test_classes": unseen.tolist()}
+        if len(unseen):
+            keep = data.y_test >= 0
+            scores = run.fit_scores(data.x_test[keep])
+            is_unseen = np.isin(data.y_test[keep], unseen)
+            results["open_set"]["auroc_unseen"] = float(roc_auc_score(is_unseen, -scores))
+            results["open_set"]["flagged_at_validation_5pct"] = {
+                "unseen": float((scores[is_unseen] < np.quantile(val_scores, 0.05)).mean()),
+                "seen": float((scores[~is_unseen] < np.quantile(val_scores, 0.05)).mean())}
+        atomic_write_json(run.run_dir / "open_set.json", open_set)
         # What the run discovered: per slot, on validation (and test), and which hidden classes it found.
         keep = val_y >= 0
         test_y = data.y_test[data.y_test >= 0] if test_slots is not None else None
@@ -492,7 +537,7 @@ def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: 
     return results
 
 
-def predict(run: Run | str | Path, x: np.ndarray) -> dict[str, np.ndarray]:
+def predict(run: Run | str | Path, x: np.ndarray, flag_unknown: float | None = None) -> dict[str, np.ndarray]:
     """Classify new raw inputs with a trained run (see :meth:`Run.predict`)."""
     run = run if isinstance(run, Run) else load(run)
-    return run.predict(x)
+    return run.predict(x, flag_unknown=flag_unknown)

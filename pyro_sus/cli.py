@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("input", help=".npz (array 'x', else its first array) or .npy of raw inputs")
     pr.add_argument("--output", default=None, help=".csv or .npz (default: INPUT stem + _predictions.csv)")
     pr.add_argument("--overwrite", action="store_true", help="replace --output if it exists (never the input)")
+    pr.add_argument("--flag-unknown", type=float, default=None, metavar="Q",
+                    help="mark points whose fit score lies below the validation split's Q-quantile (e.g. 0.01) "
+                         "as fitting no slot (column fits_no_slot)")
     _active_parser(sub)
     r = sub.add_parser("reproduce", help="reproduce a paper's table: runs, aggregation, our number beside the paper's",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -264,6 +267,11 @@ def _print_results(results: dict, run_dir: Path) -> None:
     for part, r in results.get("gcd", {}).items():
         if part in ("unlabelled_train", "test"):
             print(f"  GCD ({part.replace('_', ' ')}): All {fmt(r['all'])}  Old {fmt(r['old'])}  New {fmt(r['new'])}")
+    if "auroc_unseen" in results.get("open_set", {}):
+        o = results["open_set"]
+        print(f"  open set: classes {o['unseen_test_classes']} unseen in training, AUROC {o['auroc_unseen']:.3f} "
+              f"({o['score']}); flagged at the validation 5% quantile: unseen {o['flagged_at_validation_5pct']['unseen']:.3f}, "
+              f"seen {o['flagged_at_validation_5pct']['seen']:.3f}")
     if "discovery" in results:
         d = results["discovery"]
         print(f"  discovery: {d['n_found']} of {d['n_hidden']} hidden classes found {d['found']}, "
@@ -305,19 +313,26 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     source = Path(args.input)
     target = _prediction_target(source, args.output, args.overwrite)
     run = load(args.run_dir)
-    out = run.predict(_read_inputs(source))
+    if args.flag_unknown is not None:
+        run.fit_threshold(args.flag_unknown)  # a bad quantile or a missing open_set.json fails before the work
+    out = run.predict(_read_inputs(source), flag_unknown=args.flag_unknown)
     if target.suffix == ".npz":
         atomic_savez(target, **out)
     else:
         probs = out["probabilities"]
+        flagged = "fits_no_slot" in out
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(["slot", "predicted_class", "discovered"] + [f"p_slot_{k}" for k in range(probs.shape[1])])
+        writer.writerow(["slot", "predicted_class", "discovered", "fit_score"] + (["fits_no_slot"] if flagged else [])
+                        + [f"p_slot_{k}" for k in range(probs.shape[1])])
         for i in range(len(probs)):
-            writer.writerow([int(out["slot"][i]), int(out["predicted_class"][i]), int(out["discovered"][i])]
+            writer.writerow([int(out["slot"][i]), int(out["predicted_class"][i]), int(out["discovered"][i]),
+                             f"{out['fit_score'][i]:.6g}"] + ([int(out["fits_no_slot"][i])] if flagged else [])
                             + [f"{p:.6g}" for p in probs[i]])
         atomic_write_text(target, text.getvalue())
-    print(f"wrote {len(out['slot'])} predictions to {target}")
+    flagged_text = (f"; {int(out['fits_no_slot'].sum())} fit no slot (below the validation {args.flag_unknown:g}-quantile)"
+                    if args.flag_unknown is not None else "")
+    print(f"wrote {len(out['slot'])} predictions to {target}{flagged_text}")
     return 0
 
 

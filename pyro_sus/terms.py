@@ -25,8 +25,9 @@ def _is_factor(site: dict) -> bool:
     return site["is_observed"] and type(site["fn"]).__name__ == "Unit"
 
 
-def elbo_terms(model, guide, *args, max_plate_nesting: int = 1) -> dict[str, torch.Tensor]:
-    """Named terms of ``-ELBO`` (summed over the batch) for one draw of the guide's sampled sites."""
+def elbo_terms(model, guide, *args, max_plate_nesting: int = 1, per_point: bool = False) -> dict[str, torch.Tensor]:
+    """Named terms of ``-ELBO`` for one draw of the guide's sampled sites, summed over the batch (or,
+    ``per_point``, one value per point of the plate)."""
     guide_trace = poutine.trace(poutine.enum(guide, first_available_dim=-1 - max_plate_nesting)).get_trace(*args)
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args)
     guide_trace.compute_log_prob()
@@ -41,7 +42,9 @@ def elbo_terms(model, guide, *args, max_plate_nesting: int = 1) -> dict[str, tor
     terms: dict[str, torch.Tensor] = {}
 
     def add(name: str, cost: torch.Tensor) -> None:
-        value = (weight.to(cost.device) * cost).sum()
+        weighted = weight.to(cost.device) * cost
+        # Enumerated values sit left of the plate: summing them (under q) leaves one cost per point.
+        value = weighted.reshape(-1, weighted.shape[-1]).sum(0) if per_point else weighted.sum()
         terms[name] = terms[name] + value if name in terms else value
 
     for name, site in model_trace.nodes.items():

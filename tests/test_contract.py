@@ -150,6 +150,21 @@ def test_named_loss_terms_sum_to_the_loss_at_the_same_draws(name, posterior):
         assert set(terms) == {"reconstruction", "kl_z", "kl_y", "nll_y", "classifier_loss"}
 
 
+@pytest.mark.parametrize("name,posterior", CASES)
+def test_fit_scores_are_the_per_point_bound_or_the_largest_probability(name, posterior):
+    """fit_scores, one per point: with a bound, their mean is the model's unlabelled bound at the same
+    draws (so each is that point's share); without one, the largest q(y|x)."""
+    model = make(name, "cpu", posterior).double().eval()
+    x_u, _, _ = batches("cpu")
+    scores = model.fit_scores(x_u.double(), n_samples=3)
+    assert scores.shape == (len(x_u),) and torch.isfinite(scores).all()
+    if model.fit_score_kind == "bound" and model.uses_unlabelled:
+        assert float(scores.mean()) == pytest.approx(model.unlabelled_bound(x_u.double(), n_samples=3), rel=1e-9)
+        assert scores.std() > 0
+    else:
+        torch.testing.assert_close(scores, model.predict_proba(x_u.double()).max(-1).values)
+
+
 RELAXED_ESTIMATORS = ("gumbel-softmax", "gumbel-straight-through")
 # Every model that can draw y relaxed, with every posterior family and each relaxed estimator.
 RELAXED = [(name, posterior, estimator) for name, posterior in CASES if "y_estimator" in fields(name)

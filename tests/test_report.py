@@ -46,3 +46,44 @@ def test_report_command_writes_the_report_of_a_trained_run(tmp_path, capsys):
         "validation"]["n"]
     for name in ("report.md", "slot_counts.png", "discovered.png"):
         assert (out / name).stat().st_size > 0
+
+
+def test_flag_unknown_marks_points_below_the_validation_quantile_and_unseen_classes_get_an_auroc(tmp_path, capsys):
+    """Training without digit 9 at all (test set keeps it): evaluate measures how well the fit score
+    separates 9 (AUROC, as recomputed here); predicting the validation points themselves with
+    --flag-unknown 0.2 flags a fifth of them (the threshold is their own 0.2-quantile)."""
+    import dataclasses
+
+    from sklearn.metrics import roc_auc_score
+
+    import pyro_sus
+    from pyro_sus.data import load_dataset
+
+    digits = load_dataset("digits")
+    train = digits.y_train != 9
+    data = dataclasses.replace(digits, x_train=digits.x_train[train], y_train=digits.y_train[train])
+    run_dir = tmp_path / "without9"
+    run = pyro_sus.fit("gmdgm", data, run_dir, hidden_classes=[7, 8], labelled_fraction=0.2, n_extra=4,
+                       model_options={"hidden_dims": [16], "z_dim": 2},
+                       train_options={"epochs": 2, "batch_size": 64, "device": "cpu"}, progress=False)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["open_set"]["unseen_test_classes"] == [9]
+    keep = data.y_test >= 0
+    expected = roc_auc_score(data.y_test[keep] == 9, -run.fit_scores(data.x_test[keep]))
+    assert results["open_set"]["auroc_unseen"] == pytest.approx(expected)
+
+    val_x = data.x_train[run.split.validation_idx]
+    np.save(tmp_path / "val.npy", val_x)
+    capsys.readouterr()
+    assert main(["predict", str(run_dir), str(tmp_path / "val.npy"), "--output", str(tmp_path / "p.npz"),
+                 "--flag-unknown", "0.2"]) == 0
+    flagged = np.load(tmp_path / "p.npz")["fits_no_slot"]
+    assert abs(flagged.mean() - 0.2) <= 2 / len(flagged)
+    assert f"{int(flagged.sum())} fit no slot" in capsys.readouterr().out
+    assert main(["predict", str(run_dir), str(tmp_path / "val.npy"), "--output", str(tmp_path / "q.csv"),
+                 "--flag-unknown", "1.5"]) == 2
+    assert "must lie in (0, 1)" in capsys.readouterr().err
+    (run_dir / "open_set.json").unlink()
+    assert main(["predict", str(run_dir), str(tmp_path / "val.npy"), "--output", str(tmp_path / "q.csv"),
+                 "--flag-unknown", "0.1"]) == 2
+    assert "open_set.json does not exist" in capsys.readouterr().err

@@ -223,6 +223,28 @@ class ZooModel(PyroModule):
                         for _ in range(n_samples) for chunk in x.split(batch_size))
         return -total / (n_samples * len(x))
 
+    #: What :meth:`fit_scores` measures: "bound" (nats per point) or "max_probability" (the largest q(y|x)).
+    fit_score_kind: ClassVar[str] = "bound"
+
+    @torch.no_grad()
+    def fit_scores(self, x: torch.Tensor, n_samples: int = 4, batch_size: int = 1024) -> torch.Tensor:
+        """How well each row of ``x`` fits the model, higher fitting better: the per-point bound on
+        unlabelled data (nats, averaged over ``n_samples`` draws), or the largest q(y|x) for a model
+        without one (``fit_score_kind``). Points that fit no slot score low."""
+        if self.fit_score_kind == "max_probability" or not self.uses_unlabelled:
+            return self.predict_proba(x).max(-1).values
+        devices = [x.device] if x.device.type == "cuda" else []
+        scores = []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.prediction_seed)
+            for chunk in x.split(batch_size):
+                total = torch.zeros(len(chunk), device=x.device)
+                for _ in range(n_samples):
+                    for _, _, _, args in self.bound_parts(chunk, None, None, None, 1.0):
+                        total = total - sum(elbo_terms(self.model, self.guide, *args, per_point=True).values())
+                scores.append(total / n_samples)
+        return torch.cat(scores)
+
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
         """q(y|x) for every row of ``x``, in batches, without gradients; repeatable for every model."""

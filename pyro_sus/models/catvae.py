@@ -292,6 +292,9 @@ class CategoricalVAE(GenerativeModel):
     def classifier(self, x: torch.Tensor) -> torch.Tensor:
         return self.category_head(self.feature(x))
 
+    #: Eq. 8 is not a bound on log p(x): points are scored by their largest q(C|x) instead.
+    fit_score_kind = "max_probability"
+
     def unlabelled_bound(self, x: torch.Tensor, n_samples: int = 4, batch_size: int = 1024) -> None:
         """None: Eq. 8 reweights the ELBO's terms (and f has no prior), so it is not a bound on log p(x)."""
         return None
