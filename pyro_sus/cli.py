@@ -94,6 +94,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                         "accuracy (validation split only)")
     t.add_argument("--patience", type=int, default=None,
                    help="with --select best-validation: stop after this many epochs without a better one")
+    t.add_argument("--tensorboard", action="store_true",
+                   help="also log each epoch's record to RUN/tensorboard (pip install 'pyro_sus[tensorboard]')")
     t.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="what the networks compute at in training (bf16: bfloat16 autocast; log-probabilities "
                         "and the loss stay float32)")
@@ -205,7 +207,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                      "binarize": not args.no_binarize, "seed": args.seed, "device": args.device,
                      "checkpoint_every": args.checkpoint_every, "labelled_scale": args.labelled_scale,
                      "jit": args.jit, "precision": args.precision, "select": args.select,
-                     "patience": args.patience}
+                     "patience": args.patience, "tensorboard": args.tensorboard}
     if args.resume:
         run = fit(run_dir=args.out, dataset=args.dataset, data_dir=args.data_dir, resume=True,
                   stop_after=args.stop_after, progress=not args.no_progress)

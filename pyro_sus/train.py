@@ -65,6 +65,9 @@ class TrainConfig:
     the test set; ties keep the earlier epoch). ``patience`` (with best-validation) stops a run after
     that many epochs without a better one; the learning-rate schedule stays that of ``epochs``.
 
+    ``tensorboard`` also writes each epoch's record (loss, its terms, learning rate, validation
+    numbers) as TensorBoard scalars under ``RUN/tensorboard`` (needs ``pip install pyro_sus[tensorboard]``).
+
     ``jit`` traces the model's loss once per batch shape (TorchScript, :mod:`pyro_sus.tracing`) and
     replays the trace every step: the same loss and gradients with less Python work per step, for
     models that say their loss can be traced (``traceable``). A part plugged into such a model (a
@@ -88,6 +91,7 @@ class TrainConfig:
     precision: str = "fp32"
     select: str = "final"
     patience: int | None = None
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         check_field_types(self)  # also refuses NaN and infinite numbers (--lr nan, --lr inf)
@@ -384,6 +388,15 @@ def _loss_terms(model, batch: dict[str, torch.Tensor | None], loss_options: dict
     return {f"loss_{name}": float(value) for name, value in sorted(terms.items())}
 
 
+def _tensorboard_writer(run_dir: Path):
+    """A TensorBoard writer into ``RUN/tensorboard``; a clear error when tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ValueError("tensorboard logging needs the tensorboard package: pip install 'pyro_sus[tensorboard]'") from None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
 def _validation_metrics(model, data: TrainingData) -> dict[str, float]:
     if len(data.x_val) == 0 or not (data.y_val >= 0).any():
         return {}
@@ -504,6 +517,7 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
     binarize = config.binarize and getattr(model.config, "likelihood", "bernoulli") == "bernoulli"
     train_step = TrainStep(model, optimizer, config, device)
     monitor = _monitor_batch(data, binarize, config.seed)
+    board = _tensorboard_writer(run_dir) if config.tensorboard and run_dir is not None else None
 
     def diverged(epoch: int) -> TrainingDiverged:
         watch = train_step.watch
@@ -550,6 +564,11 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
             if config.patience is not None and selection.since >= config.patience:
                 record["stopped_early"] = True
         history.append(record)
+        if board is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
+                    board.add_scalar(key, value, record["epoch"])
+            board.flush()
         bar.set_postfix(loss=f"{record['loss']:.2f}", **({"val_acc": f"{record['val_cluster_accuracy']:.3f}"}
                                                           if "val_cluster_accuracy" in record else {}))
         stopping = record.get("stopped_early", False)
@@ -560,6 +579,8 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
         if stopping:
             bar.close()
             break
+    if board is not None:
+        board.close()
     if selection is not None and history and (history[-1]["epoch"] == config.epochs
                                                or history[-1].get("stopped_early")):
         selection.restore()  # the run is over: hand back the selected epoch's model

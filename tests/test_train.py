@@ -408,3 +408,17 @@ def test_epoch_records_carry_the_named_loss_terms_on_a_fixed_sample():
         assert names <= set(record) and all(math.isfinite(record[n]) for n in names)
     again = _loss_terms(model, _monitor_batch(data, binarize=True, seed=config().seed), {})
     assert again == {n: history[-1][n] for n in names}
+
+
+def test_tensorboard_gets_every_number_of_each_epochs_record(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    history = train(toy_model(), toy_data(), config(epochs=2, tensorboard=True), tmp_path, progress=False)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"loss", "lr", "loss_reconstruction", "loss_kl_z", "val_cluster_accuracy"} <= tags
+    losses = events.Scalars("loss")
+    assert [e.step for e in losses] == [1, 2]
+    assert [e.value for e in losses] == pytest.approx([r["loss"] for r in history], rel=1e-6)
