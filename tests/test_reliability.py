@@ -269,6 +269,28 @@ def test_a_broken_run_file_is_named(run_copy, capsys, name, content):
     assert name in _error(capsys)
 
 
+@pytest.mark.parametrize("content", ["{not json", '{"validation_quantiles": "high"}', "[0.1, 0.2]"])
+def test_a_broken_open_set_file_is_named_by_predict(run_copy, tmp_path, capsys, content):
+    inputs = tmp_path / "x.npy"
+    np.save(inputs, load_dataset("digits").x_test[:4])
+    (run_copy / "open_set.json").write_text(content)
+    assert main(["predict", str(run_copy), str(inputs), "--output", str(tmp_path / "p.csv"), "--flag-unknown",
+                 "0.05"]) == 2
+    assert "open_set.json" in _error(capsys)
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_corrupt_best_checkpoint_is_named_when_the_run_ends(tmp_path, capsys):
+    """best.pt (select best-validation) is read back when a run ends (here: resuming a finished run,
+    which trains nothing more): a broken one is one line naming it."""
+    out = tmp_path / "best"
+    assert main(["train", "--model", "m2", "--out", str(out), "--select", "best-validation"] + TINY) == 0
+    (out / "best.pt").write_bytes(b"not a checkpoint")
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(out)]) == 2
+    assert "best.pt" in _error(capsys)
+
+
 def test_a_pickled_data_file_is_refused_without_numpys_advice(trained_run, tmp_path, capsys):
     source = tmp_path / "data.npz"
     source.write_bytes(pickle.dumps({"x": [1, 2, 3]}))
