@@ -1,6 +1,7 @@
 """One contract every registered model keeps, with every posterior family, on CPU always and on
 CUDA when present: finite loss, gradients on every parameter, enumeration shapes, a traced loss
-equal to the eager one, save/load."""
+equal to the eager one, named terms that sum to the loss, fit scores, save/load. The checks
+themselves are public (``pyro_sus.testing``), so a model of your own gets the same ones."""
 
 import dataclasses
 import math
@@ -8,18 +9,20 @@ import math
 import pytest
 import torch
 import pyro.poutine as poutine
-from pyro.poutine.util import site_is_subsample
 
 from torch import nn
 
-from pyro_sus.models import MODELS, GenerativeModel, build_model, get_model_class
+from pyro_sus.models import MODELS, GenerativeModel, get_model_class
 from pyro_sus.nn import MLP
 from pyro_sus.posteriors import POSTERIORS, _Trunk
 from pyro_sus.priors import LATENT_PRIORS
+from pyro_sus.testing import (N_SLOTS, X_DIM, check_enumeration_shapes, check_fit_scores, check_loss_and_gradients,
+                               check_loss_terms, check_model, check_save_load, check_traced_loss, tiny_batches,
+                               tiny_model)
 from pyro_sus.tracing import TracedLoss
 from conftest import DEVICES
 
-N_SLOTS, X_DIM, Z_DIM = 4, 12, 3
+Z_DIM = 3
 GENERATIVE = sorted(name for name, cls in MODELS.items() if issubclass(cls, GenerativeModel))
 SWAPPABLE = [name for name in GENERATIVE if MODELS[name].swappable_parts]
 # Every model, and every model with swappable parts once per posterior family.
@@ -34,32 +37,13 @@ def fields(name):
 
 
 def make(name, device="cpu", posterior=None, **options):
-    config = {"x_dim": X_DIM, "n_slots": N_SLOTS, "hidden_dims": (16, 8)}
-    if "z_dim" in fields(name):
-        config["z_dim"] = Z_DIM
-    if "a_dim" in fields(name):
-        config["a_dim"] = 2
     if posterior is not None:
-        config.update(posterior=posterior, posterior_options=SMALL_PART_OPTIONS.get(posterior, {}))
-    config.update(options)
-    return build_model(name, **config).to(device)
+        options = {"posterior": posterior, "posterior_options": SMALL_PART_OPTIONS.get(posterior, {}), **options}
+    return tiny_model(get_model_class(name), device, **options)
 
 
-def batches(device):
-    x_u = torch.bernoulli(torch.full((7, X_DIM), 0.4)).to(device)
-    x_l = torch.bernoulli(torch.full((5, X_DIM), 0.6)).to(device)
-    y_l = torch.tensor([0, 1, 2, 3, 1], device=device)
-    return x_u, x_l, y_l
-
-
-def assert_every_parameter_learns(model, loss):
-    assert loss.shape == () and torch.isfinite(loss)
-    loss.backward()
-    for pname, param in model.named_parameters():
-        assert param.grad is not None, f"{pname} gets no gradient"
-        assert torch.isfinite(param.grad).all(), f"{pname} has a non-finite gradient"
-        assert param.grad.abs().sum() > 0, f"{pname} has an all-zero gradient"
-
+batches = tiny_batches
+assert_every_parameter_learns = check_loss_and_gradients
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 @pytest.mark.parametrize("device", DEVICES)
@@ -76,25 +60,7 @@ def test_loss_finite_and_gradients_reach_every_parameter(name, posterior, device
 @pytest.mark.parametrize("name,posterior", ENUMERATING)
 def test_enumeration_shapes(name, posterior, device):
     """Unobserved y is enumerated in the dim left of the plate, and every site scores (K, B) or (B,)."""
-    model = make(name, device, posterior)
-    x_u, _, _ = batches(device)
-    guide = poutine.trace(poutine.enum(model.guide, first_available_dim=-2)).get_trace(x_u)
-    replayed = poutine.replay(model.model, trace=guide)
-    generative = poutine.trace(poutine.enum(replayed, first_available_dim=-2)).get_trace(x_u)
-    enumerated = 0
-    for trace in (guide, generative):
-        trace.compute_log_prob()
-        for site in trace.nodes.values():
-            if site["type"] != "sample" or site_is_subsample(site):
-                continue
-            if site["infer"].get("enumerate") == "parallel":
-                enumerated += 1
-                assert site["value"].shape == (N_SLOTS, 1)
-            shape = site["log_prob"].shape
-            assert shape in {(len(x_u),), (N_SLOTS, len(x_u))}, f"{site['name']} scores with shape {shape}"
-    assert enumerated >= 1
-    assert model.classifier(x_u).shape == (len(x_u), N_SLOTS)
-
+    check_enumeration_shapes(make(name, device, posterior))
 
 def loss_and_gradients(model, loss_fn, seed, *inputs, **options):
     torch.manual_seed(seed)
@@ -110,60 +76,47 @@ TRACEABLE = [case for case in CASES if get_model_class(case[0]).traceable]
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name,posterior", TRACEABLE)
 def test_traced_loss_gives_the_eager_loss_and_gradients_on_new_data(name, posterior, device):
-    """The trace replays the eager loss's operations, random draws included: from one seed both give
-    the same loss and gradients, on a batch other than the one traced (frozen draws would fail at
-    the second seed)."""
-    model = make(name, device, posterior).double()
-    x_u, x_l, y_l = batches(device)
-    options = {"labelled_scale": 0.5}
-    if model.takes_label_weights:
-        options["w_labelled"] = torch.linspace(0.2, 1.0, len(y_l), dtype=torch.double, device=device)
-    traced = TracedLoss(model)
-    traced(x_u.double(), x_l.double(), y_l, **options)  # traced on this batch ...
-    new_u, new_l = 1 - x_u.double(), 1 - x_l.double()  # ... and checked on others of its shapes
-    new_y = (y_l + 1) % N_SLOTS
-    for seed in (1, 2):
-        eager_loss, eager_grads = loss_and_gradients(model, model.loss, seed, new_u, new_l, new_y, **options)
-        traced_loss, traced_grads = loss_and_gradients(model, traced, seed, new_u, new_l, new_y, **options)
-        torch.testing.assert_close(traced_loss, eager_loss)
-        for (pname, _), a, b in zip(model.named_parameters(), traced_grads, eager_grads):
-            torch.testing.assert_close(a, b, msg=f"{pname}: traced and eager gradients differ")
+    """The trace replays the eager loss's operations, random draws included (pyro_sus.testing)."""
+    check_traced_loss(make(name, device, posterior))
 
 
 @pytest.mark.parametrize("name,posterior", CASES)
 def test_named_loss_terms_sum_to_the_loss_at_the_same_draws(name, posterior):
-    """loss_terms splits the loss by site (reconstruction, kl_z, kl_y, classifier_loss, ...): from one
-    seed, the terms sum to the loss, for the unlabelled batch, the labelled one, and both."""
-    model = make(name, "cpu", posterior).double()
-    x_u, x_l, y_l = batches("cpu")
-    x_u, x_l = x_u.double(), x_l.double()
-    for inputs in ((x_u,), (None, x_l, y_l), (x_u, x_l, y_l)):
-        torch.manual_seed(4)
-        loss = model.loss(*inputs, labelled_scale=0.5)
-        torch.manual_seed(4)
-        terms = model.loss_terms(*inputs, labelled_scale=0.5)
-        ignored = inputs == (x_u,) and not model.uses_unlabelled  # a labelled-only model: nothing to split
-        assert bool(terms) != ignored
-        assert all(value.shape == () and torch.isfinite(value) for value in terms.values())
-        assert float(sum(terms.values(), 0.0)) == pytest.approx(float(loss.detach()), rel=1e-9, abs=1e-9)
+    """loss_terms splits the loss by site: from one seed the terms sum to the loss."""
+    model = make(name, "cpu", posterior)
+    check_loss_terms(model)
     if name in ("m2", "gmdgm"):
-        assert set(terms) == {"reconstruction", "kl_z", "kl_y", "nll_y", "classifier_loss"}
+        x_u, x_l, y_l = batches("cpu")
+        assert set(model.loss_terms(x_u.double(), x_l.double(), y_l)) == {
+            "reconstruction", "kl_z", "kl_y", "nll_y", "classifier_loss"}
 
 
 @pytest.mark.parametrize("name,posterior", CASES)
 def test_fit_scores_are_the_per_point_bound_or_the_largest_probability(name, posterior):
-    """fit_scores, one per point: with a bound, their mean is the model's unlabelled bound at the same
-    draws (so each is that point's share); without one, the largest q(y|x)."""
-    model = make(name, "cpu", posterior).double().eval()
-    x_u, _, _ = batches("cpu")
-    scores = model.fit_scores(x_u.double(), n_samples=3)
-    assert scores.shape == (len(x_u),) and torch.isfinite(scores).all()
-    if model.fit_score_kind == "bound" and model.uses_unlabelled:
-        assert float(scores.mean()) == pytest.approx(model.unlabelled_bound(x_u.double(), n_samples=3), rel=1e-9)
-        assert scores.std() > 0
-    else:
-        torch.testing.assert_close(scores, model.predict_proba(x_u.double()).max(-1).values)
+    check_fit_scores(make(name, "cpu", posterior))
 
+
+def test_check_model_passes_every_registered_model_and_catches_a_broken_one():
+    """pyro_sus.testing.check_model is the contract as a function: a plugin model runs it in its own
+    tests. It passes for every registered model and names what a broken one breaks."""
+    for cls in MODELS.values():
+        check_model(cls)
+
+    class Frozen(get_model_class("gmdgm")):  # a plugin model with a part its loss never reaches
+        def __init__(self, config):
+            super().__init__(config)
+            self.unused = nn.Linear(2, 2)
+
+    with pytest.raises(AssertionError, match="unused.weight gets no gradient"):
+        check_model(Frozen)
+
+    class Misnamed(get_model_class("m2")):  # a plugin whose terms do not add up to its loss
+        def loss_terms(self, *inputs, **options):
+            terms = super().loss_terms(*inputs, **options)
+            return {**terms, "extra": torch.ones((), dtype=torch.double)}
+
+    with pytest.raises(AssertionError, match="terms sum to"):
+        check_loss_terms(tiny_model(Misnamed))
 
 RELAXED_ESTIMATORS = ("gumbel-softmax", "gumbel-straight-through")
 # Every model that can draw y relaxed, with every posterior family and each relaxed estimator.
@@ -226,17 +179,10 @@ def test_a_model_that_is_not_traceable_refuses_a_traced_loss():
 @pytest.mark.parametrize("name,posterior", CASES)
 def test_save_load_round_trip_gives_identical_predictions(name, posterior, device, tmp_path):
     model = make(name, device, posterior)
-    with torch.no_grad():  # move weights away from their init so a fresh model would differ
-        for param in model.parameters():
-            param.add_(0.1 * torch.randn_like(param))
-    model.save(tmp_path)
-    loaded = type(model).load(tmp_path, map_location=device).to(device)
-    assert loaded.config == model.config
+    check_save_load(model, tmp_path)
     x_u, _, _ = batches(device)
-    torch.testing.assert_close(loaded.predict_proba(x_u), model.predict_proba(x_u), rtol=0, atol=0)
     fresh = make(name, device, posterior)
     assert not torch.equal(fresh.predict_proba(x_u), model.predict_proba(x_u))
-
 
 @pytest.mark.parametrize("name,posterior", CASES)
 def test_activation_reaches_every_hidden_layer_and_survives_save_load(name, posterior, tmp_path):

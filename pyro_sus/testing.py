@@ -1,0 +1,170 @@
+"""The contract every zoo model keeps, as functions a model of your own can be checked with.
+
+    from pyro_sus.testing import check_model
+    check_model(MyModel)                      # raises AssertionError naming the first broken promise
+
+The repository's contract test (``tests/test_contract.py``) runs these same checks on every
+registered model, with every posterior family, on the CPU and on CUDA when present.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pyro.poutine as poutine
+import torch
+from pyro.poutine.util import site_is_subsample
+
+from .models.base import ZooModel
+from .tracing import TracedLoss
+
+__all__ = ["N_SLOTS", "X_DIM", "tiny_model", "tiny_batches", "check_loss_and_gradients", "check_enumeration_shapes",
+           "check_traced_loss", "check_loss_terms", "check_fit_scores", "check_save_load", "check_model"]
+
+N_SLOTS, X_DIM, Z_DIM = 4, 12, 3
+
+
+def tiny_model(cls: type[ZooModel], device: str = "cpu", **options: Any) -> ZooModel:
+    """A small instance of ``cls`` (12 inputs, 4 slots, hidden layers of 16 and 8; z of 3 and a of 2
+    where the config has them); ``options`` override any config field."""
+    names = {f.name for f in dataclasses.fields(cls.config_class)}
+    config: dict[str, Any] = {"x_dim": X_DIM, "n_slots": N_SLOTS, "hidden_dims": (16, 8)}
+    config.update({k: v for k, v in (("z_dim", Z_DIM), ("a_dim", 2)) if k in names})
+    config.update(options)
+    return cls(cls.config_class(**config)).to(device)
+
+
+def tiny_batches(device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """An unlabelled batch of 7 binary points, a labelled one of 5 with labels covering every slot."""
+    x_u = torch.bernoulli(torch.full((7, X_DIM), 0.4)).to(device)
+    x_l = torch.bernoulli(torch.full((5, X_DIM), 0.6)).to(device)
+    return x_u, x_l, torch.tensor([0, 1, 2, 3, 1], device=device)
+
+
+def check_loss_and_gradients(model: ZooModel, loss: torch.Tensor | None = None) -> None:
+    """The loss of both batches is a finite scalar and every parameter gets a finite, non-zero gradient."""
+    device = next(model.parameters()).device
+    loss = model.loss(*tiny_batches(device)) if loss is None else loss
+    assert loss.shape == () and torch.isfinite(loss), f"the loss is {loss}"
+    model.zero_grad()
+    loss.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None, f"{name} gets no gradient"
+        assert torch.isfinite(param.grad).all(), f"{name} has a non-finite gradient"
+        assert param.grad.abs().sum() > 0, f"{name} has an all-zero gradient"
+
+
+def check_enumeration_shapes(model: ZooModel) -> None:
+    """Unobserved y is enumerated in the dim left of the plate, every site scores (K, B) or (B,), and
+    the classifier gives (B, n_slots) logits."""
+    device = next(model.parameters()).device
+    x_u, _, _ = tiny_batches(device)
+    guide = poutine.trace(poutine.enum(model.guide, first_available_dim=-2)).get_trace(x_u)
+    replayed = poutine.replay(model.model, trace=guide)
+    generative = poutine.trace(poutine.enum(replayed, first_available_dim=-2)).get_trace(x_u)
+    enumerated = 0
+    for trace in (guide, generative):
+        trace.compute_log_prob()
+        for site in trace.nodes.values():
+            if site["type"] != "sample" or site_is_subsample(site):
+                continue
+            if site["infer"].get("enumerate") == "parallel":
+                enumerated += 1
+                assert site["value"].shape == (N_SLOTS, 1), f"{site['name']} enumerates as {site['value'].shape}"
+            shape = site["log_prob"].shape
+            assert shape in {(len(x_u),), (N_SLOTS, len(x_u))}, f"{site['name']} scores with shape {shape}"
+    assert enumerated >= 1, "nothing is enumerated, though the model says it enumerates (enumerates_unlabelled)"
+    assert model.classifier(x_u).shape == (len(x_u), N_SLOTS)
+
+
+def _loss_and_gradients(model: ZooModel, loss_fn, seed: int, *inputs: Any, **options: Any):
+    torch.manual_seed(seed)
+    loss = loss_fn(*inputs, **options)
+    model.zero_grad()
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+def check_traced_loss(model: ZooModel) -> None:
+    """The trace replays the eager loss's operations, random draws included: from one seed both give
+    the same loss and gradients, on a batch other than the one traced (frozen draws would fail at
+    the second seed). Float64, so that only the order of operations could differ."""
+    device = next(model.parameters()).device
+    model = model.double()
+    x_u, x_l, y_l = tiny_batches(device)
+    options: dict[str, Any] = {"labelled_scale": 0.5}
+    if model.takes_label_weights:
+        options["w_labelled"] = torch.linspace(0.2, 1.0, len(y_l), dtype=torch.double, device=device)
+    traced = TracedLoss(model)
+    traced(x_u.double(), x_l.double(), y_l, **options)  # traced on this batch ...
+    new_u, new_l, new_y = 1 - x_u.double(), 1 - x_l.double(), (y_l + 1) % N_SLOTS  # ... checked on others
+    for seed in (1, 2):
+        eager_loss, eager_grads = _loss_and_gradients(model, model.loss, seed, new_u, new_l, new_y, **options)
+        traced_loss, traced_grads = _loss_and_gradients(model, traced, seed, new_u, new_l, new_y, **options)
+        torch.testing.assert_close(traced_loss, eager_loss)
+        for (name, _), a, b in zip(model.named_parameters(), traced_grads, eager_grads):
+            torch.testing.assert_close(a, b, msg=f"{name}: traced and eager gradients differ")
+
+
+def check_loss_terms(model: ZooModel) -> None:
+    """``loss_terms`` splits the loss by term: from one seed the terms sum to the loss, for the
+    unlabelled batch, the labelled one and both (float64)."""
+    device = next(model.parameters()).device
+    model = model.double()
+    x_u, x_l, y_l = tiny_batches(device)
+    x_u, x_l = x_u.double(), x_l.double()
+    for inputs in ((x_u,), (None, x_l, y_l), (x_u, x_l, y_l)):
+        torch.manual_seed(4)
+        loss = float(model.loss(*inputs, labelled_scale=0.5).detach())
+        torch.manual_seed(4)
+        terms = model.loss_terms(*inputs, labelled_scale=0.5)
+        ignored = inputs == (x_u,) and not model.uses_unlabelled  # a labelled-only model: nothing to split
+        assert bool(terms) != ignored, f"loss_terms gave {sorted(terms)} for {len(inputs)} input(s)"
+        assert all(value.shape == () and torch.isfinite(value) for value in terms.values())
+        total = float(sum(terms.values(), 0.0))
+        assert abs(total - loss) <= 1e-9 * max(1.0, abs(loss)), f"terms sum to {total}, the loss is {loss}"
+
+
+def check_fit_scores(model: ZooModel) -> None:
+    """One fit score per point: with a bound, their mean is the unlabelled bound at the same draws;
+    without one, the largest q(y|x)."""
+    device = next(model.parameters()).device
+    model = model.double().eval()
+    x_u = tiny_batches(device)[0].double()
+    scores = model.fit_scores(x_u, n_samples=3)
+    assert scores.shape == (len(x_u),) and torch.isfinite(scores).all()
+    if model.fit_score_kind == "bound" and model.uses_unlabelled:
+        bound = model.unlabelled_bound(x_u, n_samples=3)
+        assert abs(float(scores.mean()) - bound) <= 1e-9 * max(1.0, abs(bound)), (float(scores.mean()), bound)
+    else:
+        torch.testing.assert_close(scores, model.predict_proba(x_u).max(-1).values)
+
+
+def check_save_load(model: ZooModel, directory: str | Path | None = None) -> None:
+    """``save`` then ``load`` gives the same config and the same predictions, bit for bit."""
+    device = next(model.parameters()).device
+    with torch.no_grad():  # move weights away from their init so a fresh model would differ
+        for param in model.parameters():
+            param.add_(0.1 * torch.randn_like(param))
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(directory) if directory is not None else Path(scratch)
+        model.save(folder)
+        loaded = type(model).load(folder, map_location=str(device)).to(device)
+    assert loaded.config == model.config
+    x_u = tiny_batches(device)[0]
+    torch.testing.assert_close(loaded.predict_proba(x_u), model.predict_proba(x_u), rtol=0, atol=0)
+
+
+def check_model(cls: type[ZooModel], device: str = "cpu", **options: Any) -> None:
+    """Every check of the contract on fresh tiny instances of ``cls`` (``options``: config fields)."""
+    check_loss_and_gradients(tiny_model(cls, device, **options))
+    if cls.enumerates_unlabelled:
+        check_enumeration_shapes(tiny_model(cls, device, **options))
+    if cls.traceable:
+        check_traced_loss(tiny_model(cls, device, **options))
+    check_loss_terms(tiny_model(cls, device, **options))
+    check_fit_scores(tiny_model(cls, device, **options))
+    check_save_load(tiny_model(cls, device, **options))
