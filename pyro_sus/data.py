@@ -143,8 +143,11 @@ def _load_idx_dataset(name: str, data_dir: str | Path | None, download: bool) ->
     if download:
         if root is None:
             raise DataError(f"download=True needs a data folder (data_dir or ${DATA_ENV})")
-        import torchvision.datasets
-
+        try:
+            import torchvision.datasets
+        except ImportError:
+            raise DataError("download=True needs torchvision: pip install 'pyro_sus[download]' (or copy the IDX "
+                            f"files into {root / name})") from None
         for train in (True, False):
             getattr(torchvision.datasets, tv_class)(str(root / name), train=train, download=True)
     if root is None:

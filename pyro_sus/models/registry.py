@@ -5,21 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from .._registry import same_definition
+from .._registry import registrar
 
 __all__ = ["MODELS", "register_model", "get_model_class"]
 
 MODELS: dict[str, type] = {}
 T = TypeVar("T", bound=type)
+_register = registrar(MODELS, "model")
 
 
 def register_model(name: str) -> Callable[[T], T]:
-    """Class decorator adding a model to :data:`MODELS` under ``name``."""
+    """Class decorator adding a model to :data:`MODELS` under ``name`` (the registry helper every
+    registry shares), and telling the class its name."""
 
     def decorate(cls: T) -> T:
-        if name in MODELS and not same_definition(MODELS[name], cls):
-            raise ValueError(f"model name {name!r} already registered by {MODELS[name].__name__}")
-        MODELS[name] = cls
+        _register(name)(cls)
         cls.registry_name = name
         return cls
 
