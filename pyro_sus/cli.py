@@ -173,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rows", nargs="+", default=None, metavar="ROW", help="only these rows (labels as in --list)")
     r.add_argument("--jobs", type=int, default=1, help="training runs at once (processes), on one GPU or the CPU cores")
     r.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
+    r.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: --jobs processes on this machine; ray: one Ray task per run, as many at once as the "
+                        "cluster's CPUs allow (pip install 'pyro_sus[ray]')")
+    r.add_argument("--address", default=None,
+                   help="with --engine ray: the Ray cluster to join (e.g. ray://head:10001 or auto; default: start "
+                        "one on this machine)")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     r.add_argument("--data-dir", default=None, help="folder holding mnist/, fashion-mnist/, 'UCI HAR Dataset/'")
     r.add_argument("--out", default="runs/reproduce", help="root folder; the experiment's runs go in OUT/NAME")
@@ -405,7 +411,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     summary, statuses = reproduce(args.name, args.out, seeds=args.seeds, epochs=args.epochs, rows=args.rows,
                                   device=args.device, jobs=args.jobs, data_dir=args.data_dir, smoke=args.smoke,
                                   threads=args.threads, plugins=args.plugin, jit=args.jit,
-                                  precision=args.precision)
+                                  precision=args.precision, engine=args.engine, address=args.address)
     print(render_markdown(summary))
     failed = sorted(job for job, code in statuses.items() if code != 0)
     for job in failed:

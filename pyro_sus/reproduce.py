@@ -36,7 +36,8 @@ from .data import Dataset, load_dataset
 from .io import atomic_write_json, atomic_write_text
 from .models.catvae import RELEASED_CODE_OPTIONS
 
-__all__ = ["Row", "Experiment", "EXPERIMENTS", "register_experiment", "get_experiment", "plan_jobs", "run_jobs",
+__all__ = ["Row", "Experiment", "EXPERIMENTS", "ENGINES", "register_experiment", "get_experiment", "plan_jobs",
+           "run_jobs", "run_one_job",
            "aggregate", "write_results_section", "reproduce", "SMOKE"]
 
 # --smoke: a few batches of a small subset, one epoch (unless epochs are given), one seed, at most
@@ -434,26 +435,69 @@ def run_job(job_path: str | Path) -> None:
         progress=False)
 
 
-def run_jobs(job_paths: Sequence[Path], jobs: int = 1, threads: int | None = None) -> dict[str, int]:
-    """Run every job not finished yet, ``jobs`` processes at a time; a failing job does not stop the
-    others. Returns each job file's exit status (0 also for one finished before), keyed by its path."""
-    threads = threads or max(1, (os.cpu_count() or 1) // max(1, jobs))
+ENGINES = ("local", "ray")
+
+
+def run_one_job(path: str | Path, threads: int) -> int:
+    """Run one job in its own process unless it finished before (exit status 0 then); its output goes
+    to the job's log. Both engines run this, on whichever machine takes the job."""
+    path = Path(path)
+    job = json.loads(path.read_text())
+    if (Path(job["run_dir"]) / "results.json").is_file():
+        return 0
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    Path(job["log"]).parent.mkdir(parents=True, exist_ok=True)
+    with open(job["log"], "a") as log:
+        log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {path}\n")
+        log.flush()
+        return subprocess.call([sys.executable, "-m", "pyro_sus.reproduce", str(path)], stdout=log,
+                               stderr=subprocess.STDOUT, env=env)
 
-    def one(path: Path) -> tuple[str, int]:
-        job = json.loads(path.read_text())
-        if (Path(job["run_dir"]) / "results.json").is_file():
-            return str(path), 0
-        Path(job["log"]).parent.mkdir(parents=True, exist_ok=True)
-        with open(job["log"], "a") as log:
-            log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {path}\n")
-            log.flush()
-            code = subprocess.call([sys.executable, "-m", "pyro_sus.reproduce", str(path)], stdout=log,
-                                   stderr=subprocess.STDOUT, env=env)
-        return str(path), code
 
+def run_jobs(job_paths: Sequence[Path], jobs: int = 1, threads: int | None = None, engine: str = "local",
+             address: str | None = None) -> dict[str, int]:
+    """Run every job not finished yet; a failing job does not stop the others. Returns each job
+    file's exit status (0 also for one finished before), keyed by its path.
+
+    ``engine="local"``: ``jobs`` processes at a time on this machine. ``engine="ray"``: one Ray task
+    per job, each asking for ``threads`` CPUs, on the Ray cluster at ``address`` (None: the one this
+    process is connected to, or a local one started here), so the cluster's free CPUs set how many
+    run at once; every machine must see the job files, the output folder and the data at the same paths.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    threads = threads or max(1, (os.cpu_count() or 1) // max(1, jobs))
+    if engine == "ray":
+        return _run_jobs_on_ray(job_paths, threads, address)
     with ThreadPoolExecutor(max(1, jobs)) as pool:
-        return dict(pool.map(one, job_paths))
+        return dict(pool.map(lambda path: (str(path), run_one_job(path, threads)), job_paths))
+
+
+def _run_jobs_on_ray(job_paths: Sequence[Path], threads: int, address: str | None) -> dict[str, int]:
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("--engine ray needs Ray: pip install 'pyro_sus[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(num_cpus=threads, max_retries=0)(run_one_job)
+        refs = {str(path): task.remote(str(path), threads) for path in job_paths}
+        statuses = {}
+        for path, ref in refs.items():
+            try:
+                statuses[path] = ray.get(ref)
+            except ray.exceptions.RayError as err:  # the task itself failed (a lost node): that job only
+                statuses[path] = 1
+                log = Path(json.loads(Path(path).read_text())["log"])
+                log.parent.mkdir(parents=True, exist_ok=True)
+                with open(log, "a") as handle:
+                    handle.write(f"# ray: {type(err).__name__}: {err}\n")
+        return statuses
+    finally:
+        if started_here:
+            ray.shutdown()
 
 
 # -- aggregation ---------------------------------------------------------------------------------
@@ -631,13 +675,14 @@ def write_results_section(summary: dict[str, Any], results_md: str | Path) -> No
 def reproduce(name: str, out: str | Path = "runs/reproduce", *, seeds: int | None = None, epochs: int | None = None,
               rows: Sequence[str] | None = None, device: str = "auto", jobs: int = 1, data_dir: str | None = None,
               smoke: bool = False, threads: int | None = None,
-              plugins: Sequence[str] = (), jit: bool = False,
-              precision: str = "fp32") -> tuple[dict[str, Any], dict[str, int]]:
-    """Plan, run (``jobs`` at a time) and aggregate one experiment; returns (summary, exit status per job)."""
+              plugins: Sequence[str] = (), jit: bool = False, precision: str = "fp32", engine: str = "local",
+              address: str | None = None) -> tuple[dict[str, Any], dict[str, int]]:
+    """Plan, run (``jobs`` at a time, or on Ray: :func:`run_jobs`) and aggregate one experiment;
+    returns (summary, exit status per job)."""
     experiment = get_experiment(name)
     load_dataset(experiment.dataset, data_dir)  # a missing data set fails here, once, with its own message
     statuses = run_jobs(plan_jobs(name, out, seeds, epochs, rows, device, data_dir, smoke, plugins, jit, precision),
-                        jobs, threads)
+                        jobs, threads, engine=engine, address=address)
     return aggregate(name, out), statuses
 
 

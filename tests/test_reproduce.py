@@ -189,12 +189,29 @@ def test_an_experiment_registered_by_a_plugin_runs_in_its_job_process(tmp_path, 
         EXPERIMENTS.pop("my-digits-table", None)
 
 
-def test_a_failing_job_is_reported_and_the_others_keep_their_results(tmp_path, shared_data_dir):
+@pytest.fixture(scope="module")
+def local_ray():
+    """A Ray instance on this machine (2 CPUs), as a user's cluster would be, for the Ray engine's tests."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(params=["local", "ray"])
+def engine(request):
+    if request.param == "ray":
+        request.getfixturevalue("local_ray")
+    return request.param
+
+
+def test_a_failing_job_is_reported_and_the_others_keep_their_results(tmp_path, shared_data_dir, engine):
+    """The same semantics on both engines: failures isolated, finished runs skipped on a re-run."""
     good = plan_jobs("pyro-ssvae-tutorial", tmp_path / "good", rows=["M2, 100 labels"], device="cpu",
                      data_dir=shared_data_dir, smoke=True)
     bad = plan_jobs("pyro-ssvae-tutorial", tmp_path / "bad", rows=["M2, 600 labels"], device="cpu",
                     data_dir=str(tmp_path / "no-such-folder"), smoke=True)
-    statuses = run_jobs(bad + good, jobs=2, threads=1)
+    statuses = run_jobs(bad + good, jobs=2, threads=1, engine=engine)
     assert all(statuses[str(p)] != 0 for p in bad) and all(statuses[str(p)] == 0 for p in good)
     finished = tmp_path / "good" / "pyro-ssvae-tutorial" / "runs" / "m2-100-labels-learning-rate=0.00042-seed0"
     assert (finished / "results.json").is_file()
@@ -204,8 +221,25 @@ def test_a_failing_job_is_reported_and_the_others_keep_their_results(tmp_path, s
     assert aggregate("pyro-ssvae-tutorial", tmp_path / "good")["rows"][0]["seeds"] == [0]
     # Running again skips the finished jobs: their folders are untouched.
     stamp = (finished / "results.json").stat().st_mtime_ns
-    assert run_jobs(good, jobs=1, threads=1) == {str(p): 0 for p in good}
+    assert run_jobs(good, jobs=1, threads=1, engine=engine) == {str(p): 0 for p in good}
     assert (finished / "results.json").stat().st_mtime_ns == stamp
+
+
+def test_reproduce_on_ray_runs_the_smoke_entries_end_to_end(tmp_path, shared_data_dir, local_ray):
+    """`pyro-sus reproduce --engine ray` joins the Ray instance this process is connected to (a test
+    stands in for a cluster here), trains every run as a Ray task, resumes an interrupted one."""
+    args = ["reproduce", "willetts-workshop-table1", "--smoke", "--engine", "ray", "--threads", "1", "--device", "cpu",
+            "--out", str(tmp_path), "--data-dir", shared_data_dir]
+    assert main(args) == 0
+    summary = aggregate("willetts-workshop-table1", tmp_path)
+    assert [(r["row"], r["seeds"], r["failed_seeds"]) for r in summary["rows"]] == [("M2", [0], []), ("GM-DGM", [0], [])]
+    # An interrupted run (its results gone, its checkpoint kept) is resumed, a finished one skipped.
+    runs = tmp_path / "willetts-workshop-table1" / "runs"
+    (runs / "m2-seed0" / "results.json").unlink()
+    stamp = (runs / "gm-dgm-seed0" / "results.json").stat().st_mtime_ns
+    assert main(args) == 0
+    assert (runs / "m2-seed0" / "results.json").is_file()
+    assert (runs / "gm-dgm-seed0" / "results.json").stat().st_mtime_ns == stamp
 
 
 def test_jit_reaches_every_run_and_the_command_that_made_the_table(tmp_path, shared_data_dir):
