@@ -154,6 +154,7 @@ def fit(
     data_dir: str | Path | None = None,
     download: bool = False,
     hidden_classes: Sequence[int] = (),
+    unseen_classes: Sequence[int] = (),
     labels_per_class: int | None = None,
     labelled_fraction: float | None = None,
     n_extra: int | None = None,
@@ -179,7 +180,9 @@ def fit(
     k now (a time-limited session) and returns None: the state is in ``run_dir/last.pt``, to be
     resumed later. ``prior`` is the class prior p(y) of models that have one: ``"sus"``
     (``known_mass`` on the known classes), ``"uniform"``, or your own ``class_probs`` (one per slot,
-    known classes first, in ascending class order, then extra slots).
+    known classes first, in ascending class order, then extra slots). ``unseen_classes`` are withheld
+    from training and validation altogether: the test scores cover the other classes, and
+    ``results.json``'s ``open_set`` says how well the fit score separates the unseen ones (AUROC).
 
     Every option and the data are checked before anything is written; a fresh run that fails before
     its first checkpoint removes what it wrote, so the corrected call can use the same ``run_dir``.
@@ -208,7 +211,8 @@ def fit(
         "data_dir": str(resolve_data_dir(data_dir).resolve()) if resolve_data_dir(data_dir) is not None else None,
         "data_sha256": data_fingerprint(data),
         "n_train": int(len(data.x_train)),
-        "split": {"hidden_classes": [int(c) for c in hidden_classes], "labels_per_class": labels_per_class,
+        "split": {"hidden_classes": [int(c) for c in hidden_classes],
+                  "unseen_classes": [int(c) for c in unseen_classes], "labels_per_class": labels_per_class,
                   "labelled_fraction": labelled_fraction, "n_extra": n_extra,
                   "validation_fraction": validation_fraction,
                   "seed": train_config.seed if split_seed is None else split_seed},
@@ -460,7 +464,7 @@ def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: 
         "model": run.info["model"], "model_options": run.info.get("model_options", {}),
         "dataset": run.info["dataset"], "regime": split.regime,
         "known_classes": list(split.known_classes), "hidden_classes": list(split.hidden_classes),
-        "n_slots": split.n_slots, "n_labelled": int(len(split.labelled_idx)),
+        "unseen_classes": list(split.unseen_classes), "n_slots": split.n_slots, "n_labelled": int(len(split.labelled_idx)),
         "n_unlabelled": int(len(split.unlabelled_idx)), "epochs": run.info["train"]["epochs"],
         "seed": run.info["train"]["seed"], "train_wall_seconds": run.info.get("train_wall_seconds"),
         "select": run.info["train"].get("select", "final"),
@@ -482,9 +486,15 @@ def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: 
                           "slot_to_class": assignment.tolist(),
                           "unlabelled_train": gcd_accuracy(unlabelled_slots, data.y_train[gcd_points], assignment,
                                                            split.known_classes)}
-    test_slots = test_probs = None
+    # Test classes training never saw (withheld by the split, or absent from the data's training
+    # set) have no slot to land in: the test scores cover the seen classes, the open-set check the rest.
+    unseen = np.union1d(split.unseen_classes, np.setdiff1d(data.y_test[data.y_test >= 0], data.y_train[data.y_train >= 0])
+                        ).astype(np.int64) if data.x_test is not None else np.zeros(0, dtype=np.int64)
+    test_seen = (data.y_test >= 0) & ~np.isin(data.y_test, unseen) if data.x_test is not None else None
+    test_slots = test_probs = test_y = None
     if data.x_test is not None:
-        keep = data.y_test >= 0
+        keep = test_seen
+        test_y = data.y_test[keep]
         test_probs = run.predict_proba(data.x_test[keep])
         test_slots = test_probs.argmax(-1)
         results["test"] = score(test_slots, data.y_test[keep], mapping, split.known_classes, split.n_slots)
@@ -500,13 +510,12 @@ def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: 
         val_scores = run.fit_scores(val_x[val_y >= 0])
         open_set = {"score": run.model.fit_score_kind,
                     "validation_quantiles": np.quantile(val_scores, np.linspace(0, 1, OPEN_SET_GRID)).tolist()}
-        unseen = np.setdiff1d(data.y_test[data.y_test >= 0], data.y_train[data.y_train >= 0]) \
-            if data.x_test is not None else np.zeros(0)
         results["open_set"] = {"score": open_set["score"], "unseen_test_classes": unseen.tolist()}
         if len(unseen):
             keep = data.y_test >= 0
             scores = run.fit_scores(data.x_test[keep])
             is_unseen = np.isin(data.y_test[keep], unseen)
+            results["open_set"]["n_unseen_test_points"] = int(is_unseen.sum())
             results["open_set"]["auroc_unseen"] = float(roc_auc_score(is_unseen, -scores))
             results["open_set"]["flagged_at_validation_5pct"] = {
                 "unseen": float((scores[is_unseen] < np.quantile(val_scores, 0.05)).mean()),
@@ -514,7 +523,6 @@ def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: 
         atomic_write_json(run.run_dir / "open_set.json", open_set)
         # What the run discovered: per slot, on validation (and test), and which hidden classes it found.
         keep = val_y >= 0
-        test_y = data.y_test[data.y_test >= 0] if test_slots is not None else None
         table = slot_table(val_slots[keep], val_y[keep], test_slots, test_y, split.n_known, split.n_slots)
         results["discovery"] = discovery_summary(table, split.hidden_classes)
         write_report(run.run_dir, table, results["discovery"], mapping)
@@ -525,7 +533,7 @@ def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: 
                              run.run_dir / "slot_counts.png", title=f"{run.info['model']}: {counted[2]} counts by slot")
             shape = run.info.get("image_shape")
             if test_probs is not None and shape:
-                images = data.x_test[data.y_test >= 0].reshape(len(test_y), -1)
+                images = data.x_test[test_seen].reshape(len(test_y), -1)
                 plot_discovered_slots(images, test_probs, table, shape, run.run_dir / "discovered.png")
     atomic_write_json(run.run_dir / "results.json", results)
     scored = results.get("test") or results.get("validation")

@@ -39,6 +39,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="train only up to this epoch now (keeps the full schedule); finish later with --resume")
     s = p.add_argument_group("split")
     s.add_argument("--hidden-classes", type=int, nargs="*", default=[], help="classes that keep no labels")
+    s.add_argument("--unseen-classes", type=int, nargs="*", default=[],
+                   help="classes withheld from training and validation (test only): an open-set check, AUROC in "
+                        "results.json")
     labels = s.add_mutually_exclusive_group()
     labels.add_argument("--labels-per-class", type=int, default=None)
     labels.add_argument("--labelled-fraction", type=float, default=None,
@@ -219,7 +222,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                   stop_after=args.stop_after, progress=not args.no_progress)
         return _report_train(run, args)
     run = fit(args.model, args.dataset, args.out, data_dir=args.data_dir, download=args.download,
-              hidden_classes=args.hidden_classes, labels_per_class=args.labels_per_class,
+              hidden_classes=args.hidden_classes, unseen_classes=args.unseen_classes,
+              labels_per_class=args.labels_per_class,
               labelled_fraction=args.labelled_fraction, n_extra=args.extra_slots,
               validation_fraction=args.validation_fraction, split_seed=args.split_seed,
               std_threshold=None if args.keep_all_dims else args.std_threshold, prior=args.prior,

@@ -326,6 +326,9 @@ class Split:
     unlabelled_idx: np.ndarray
     validation_idx: np.ndarray
     seed: int
+    #: Classes withheld from training altogether (no point labelled, unlabelled or in validation);
+    #: they remain in the test set, where they measure how well a model flags what it never saw.
+    unseen_classes: tuple[int, ...] = ()
 
     @property
     def n_known(self) -> int:
@@ -356,13 +359,16 @@ class Split:
         return {"labelled_idx": self.labelled_idx, "unlabelled_idx": self.unlabelled_idx,
                 "validation_idx": self.validation_idx, "known_classes": np.array(self.known_classes, dtype=np.int64),
                 "hidden_classes": np.array(self.hidden_classes, dtype=np.int64),
-                "n_extra": np.array(self.n_extra), "seed": np.array(self.seed)}
+                "n_extra": np.array(self.n_extra), "seed": np.array(self.seed),
+                "unseen_classes": np.array(self.unseen_classes, dtype=np.int64)}
 
     @classmethod
     def from_arrays(cls, arrays) -> "Split":
+        # Splits written before unseen classes existed have none.
+        unseen = tuple(int(c) for c in arrays["unseen_classes"]) if "unseen_classes" in arrays else ()
         return cls(tuple(int(c) for c in arrays["known_classes"]), tuple(int(c) for c in arrays["hidden_classes"]),
                    int(arrays["n_extra"]), np.asarray(arrays["labelled_idx"]), np.asarray(arrays["unlabelled_idx"]),
-                   np.asarray(arrays["validation_idx"]), int(arrays["seed"]))
+                   np.asarray(arrays["validation_idx"]), int(arrays["seed"]), unseen)
 
 
 def make_split(
@@ -373,6 +379,7 @@ def make_split(
     n_extra: int | None = None,
     validation_fraction: float = 0.1,
     seed: int = 0,
+    unseen_classes: Sequence[int] = (),
 ) -> Split:
     """Split training labels ``y`` (-1 = unlabelled) into labelled / unlabelled / validation points.
 
@@ -381,16 +388,18 @@ def make_split(
     ``n_extra`` extra slots (default: twice the number of hidden classes) are left for discovery.
     The validation points (``validation_fraction`` of each class, drawn first) are disjoint from
     training and keep their true labels for the honest mapping of extra slots.
+    ``unseen_classes`` are withheld from training and validation altogether (an open-set check:
+    only the test set has them).
     """
     y = check_labels(y, len(np.asarray(y)), "labels")
     rng = np.random.default_rng(seed)
     present = np.unique(y[y >= 0])
-    hidden = tuple(sorted(int(c) for c in hidden_classes))
-    if len(set(hidden)) != len(hidden):
-        raise DataError(f"hidden_classes repeats a class: {list(hidden_classes)}")
-    unknown = [c for c in hidden if c not in set(present.tolist())]
-    if unknown:
-        raise DataError(f"hidden classes {unknown} are not in the data's classes {present.tolist()}")
+    hidden = _class_list(hidden_classes, "hidden", present)
+    unseen = _class_list(unseen_classes, "unseen", present)
+    if set(hidden) & set(unseen):
+        raise DataError(f"classes {sorted(set(hidden) & set(unseen))} are both hidden (unlabelled in training) and "
+                        f"unseen (withheld from training): choose one")
+    present = np.setdiff1d(present, unseen)
     if labels_per_class is not None and labelled_fraction is not None:
         raise DataError("give labels_per_class or labelled_fraction, not both")
     if labels_per_class is not None and labels_per_class < 1:
@@ -412,7 +421,7 @@ def make_split(
                         f"(--extra-slots) to discover the unlabelled classes.")
 
     validation, train = [], []
-    for value in np.unique(y):  # stratified, -1 included as its own stratum
+    for value in np.setdiff1d(np.unique(y), unseen):  # stratified, -1 included as its own stratum
         members = rng.permutation(np.flatnonzero(y == value))
         n_val = int(round(validation_fraction * len(members)))
         validation.append(members[:n_val])
@@ -434,7 +443,18 @@ def make_split(
         labelled.append(members[:count])
     labelled_idx = np.sort(np.concatenate(labelled)) if labelled else np.zeros(0, dtype=np.int64)
     unlabelled_idx = np.setdiff1d(train_idx, labelled_idx)
-    return Split(known, hidden, n_extra, labelled_idx, unlabelled_idx, validation_idx, seed)
+    return Split(known, hidden, n_extra, labelled_idx, unlabelled_idx, validation_idx, seed, unseen)
+
+
+def _class_list(classes: Sequence[int], what: str, present: np.ndarray) -> tuple[int, ...]:
+    """``classes`` sorted, after checking each is one of the data's classes and none repeats."""
+    chosen = tuple(sorted(int(c) for c in classes))
+    if len(set(chosen)) != len(chosen):
+        raise DataError(f"{what}_classes repeats a class: {list(classes)}")
+    missing = [c for c in chosen if c not in set(present.tolist())]
+    if missing:
+        raise DataError(f"{what} classes {missing} are not in the data's classes {present.tolist()}")
+    return chosen
 
 
 # -- preprocessing ----------------------------------------------------------------------------

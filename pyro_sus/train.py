@@ -215,13 +215,14 @@ class _DivergenceWatch:
         self.live = model.state_dict()
         self.kept = {k: v.detach().clone() for k, v in self.live.items()} if deferred else None
 
-    def record(self, loss: torch.Tensor, global_step: int) -> torch.Tensor:
-        """Note this step (before its optimizer update); returns the device flag "finite so far"."""
+    def record(self, loss: torch.Tensor, step: int) -> torch.Tensor:
+        """Note step ``step`` of the epoch (before its optimizer update); returns the device flag
+        "finite so far"."""
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         # Gradients too: a NaN input can leave TraceEnum_ELBO's loss finite while every gradient is NaN.
         finite = torch.isfinite(torch.stack([loss.detach()] + [g.sum() for g in grads])).all()
         first = ~self.seen & ~finite
-        self.step = torch.where(first, global_step, self.step)
+        self.step = torch.where(first, step, self.step)
         self.loss = torch.where(first, loss.detach().to(self.loss.dtype), self.loss)
         if self.kept is not None:  # the state now is the one before the first bad step: keep it
             for key, value in self.live.items():
@@ -354,7 +355,7 @@ def _monitor_batch(data: TrainingData, binarize: bool, seed: int) -> dict[str, t
     not touched, so every epoch's terms are measured on the same points."""
     generator = torch.Generator().manual_seed(seed)
 
-    def sample(x: torch.Tensor) -> torch.Tensor:
+    def sample(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randperm(len(x), generator=generator)[:MONITOR_POINTS].to(x.device)
         return x[idx], idx
 

@@ -55,6 +55,20 @@ def test_split_is_reproducible_from_its_seed():
     assert not np.array_equal(a.labelled_idx, c.labelled_idx)
 
 
+def test_unseen_classes_are_withheld_from_training_and_validation_and_the_rest_is_untouched():
+    y = labels_10_classes()
+    split = make_split(y, hidden_classes=[7, 8], unseen_classes=[9], labelled_fraction=0.2, seed=2)
+    used = np.concatenate([split.labelled_idx, split.unlabelled_idx, split.validation_idx])
+    assert not np.isin(y[used], [9]).any() and set(used) == set(np.flatnonzero(y != 9))
+    assert split.known_classes == tuple(range(7)) and split.unseen_classes == (9,) and split.n_extra == 4
+    # Withholding a class changes nothing else: the other classes' points are split as before.
+    assert len(split.validation_idx) == 45 and np.bincount(y[split.labelled_idx]).tolist() == [9] * 7
+    from pyro_sus.data import Split
+    assert Split.from_arrays(split.to_arrays()).unseen_classes == (9,)
+    older = {k: v for k, v in split.to_arrays().items() if k != "unseen_classes"}  # written before the option
+    assert Split.from_arrays(older).unseen_classes == ()
+
+
 def test_semi_supervised_and_unsupervised_limits():
     y = labels_10_classes()
     ss = make_split(y, labels_per_class=2)
@@ -77,6 +91,9 @@ def test_partially_labelled_user_data_keeps_every_given_label_by_default():
     ({"hidden_classes": range(10), "n_extra": 0}, "nothing left to learn"),
     ({"hidden_classes": [11]}, "not in the data"),
     ({"hidden_classes": [3, 3]}, "repeats"),
+    ({"unseen_classes": [10]}, "unseen classes \\[10\\] are not in the data"),
+    ({"hidden_classes": [8, 9], "unseen_classes": [9]}, "both hidden .* and unseen"),
+    ({"hidden_classes": range(9), "unseen_classes": [9], "n_extra": 0}, "nothing left to learn"),
     ({"labels_per_class": 100}, "fewer than"),
     ({"labels_per_class": 2, "labelled_fraction": 0.1}, "not both"),
     ({"labelled_fraction": 1.5}, "labelled_fraction"),

@@ -71,6 +71,9 @@ def test_flag_unknown_marks_points_below_the_validation_quantile_and_unseen_clas
     keep = data.y_test >= 0
     expected = roc_auc_score(data.y_test[keep] == 9, -run.fit_scores(data.x_test[keep]))
     assert results["open_set"]["auroc_unseen"] == pytest.approx(expected)
+    # 9 has no slot to land in: the test scores cover the classes training saw.
+    assert results["test"]["n"] == int((keep & (data.y_test != 9)).sum())
+    assert results["open_set"]["n_unseen_test_points"] == int((data.y_test == 9).sum())
 
     val_x = data.x_train[run.split.validation_idx]
     np.save(tmp_path / "val.npy", val_x)
@@ -87,3 +90,23 @@ def test_flag_unknown_marks_points_below_the_validation_quantile_and_unseen_clas
     assert main(["predict", str(run_dir), str(tmp_path / "val.npy"), "--output", str(tmp_path / "q.csv"),
                  "--flag-unknown", "0.1"]) == 2
     assert "open_set.json does not exist" in capsys.readouterr().err
+
+
+def test_unseen_classes_option_withholds_a_class_and_the_summary_line_gives_its_auroc(tmp_path, capsys):
+    """`train --unseen-classes 9` on the full digits data: 9 never reaches training or validation,
+    the test scores leave it out, and the summary line and results.json carry the open-set AUROC."""
+    from pyro_sus.data import load_dataset
+
+    out = tmp_path / "run"
+    assert main(["train", "--model", "m2", "--hidden-classes", "7", "8", "--unseen-classes", "9",
+                 "--labelled-fraction", "0.2", "--epochs", "2", "--batch-size", "64", "--hidden-dims", "16",
+                 "--z-dim", "2", "--no-progress", "--out", str(out)]) == 0
+    line = [ln for ln in capsys.readouterr().out.splitlines() if "open set" in ln]
+    results = json.loads((out / "results.json").read_text())
+    assert len(line) == 1 and f"AUROC {results['open_set']['auroc_unseen']:.3f}" in line[0]
+    assert results["unseen_classes"] == [9] and results["open_set"]["unseen_test_classes"] == [9]
+    digits = load_dataset("digits")
+    split = np.load(out / "split.npz")
+    used = np.concatenate([split["labelled_idx"], split["unlabelled_idx"], split["validation_idx"]])
+    assert not (digits.y_train[used] == 9).any()
+    assert results["test"]["n"] == int(((digits.y_test >= 0) & (digits.y_test != 9)).sum())
