@@ -190,16 +190,18 @@ def fit(
     run_dir = Path(run_dir)
     if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
         raise ValueError(f"stop_after must be an epoch number >= 1, got {stop_after!r}")
-    if class_probs is not None:
-        prior = "given"
     if resume:
         if model_options is not None or train_options is not None:
             raise ValueError(f"resume continues {run_dir} with the options saved in its run.json; model_options and "
                              f"train_options cannot change them (start a new run folder instead)")
         return _resume(run_dir, dataset, data_dir, stop_after, progress, evaluate_after)
     dataset = "digits" if dataset is None else dataset
-    train_config = TrainConfig(**(train_options or {}))
-    resolve_device(train_config.device)  # --device cuda without a GPU fails before the disk is touched
+    options = run_options(model, hidden_classes=hidden_classes, unseen_classes=unseen_classes,
+                          labels_per_class=labels_per_class, labelled_fraction=labelled_fraction, n_extra=n_extra,
+                          validation_fraction=validation_fraction, split_seed=split_seed, std_threshold=std_threshold,
+                          prior=prior, known_mass=known_mass, class_probs=class_probs, model_options=model_options,
+                          train_options=train_options)
+    resolve_device(options["train"]["device"])  # --device cuda without a GPU fails before the disk is touched
     get_model_class(model)
     _check_free(run_dir)
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir, download)
@@ -211,16 +213,7 @@ def fit(
         "data_dir": str(resolve_data_dir(data_dir).resolve()) if resolve_data_dir(data_dir) is not None else None,
         "data_sha256": data_fingerprint(data),
         "n_train": int(len(data.x_train)),
-        "split": {"hidden_classes": [int(c) for c in hidden_classes],
-                  "unseen_classes": [int(c) for c in unseen_classes], "labels_per_class": labels_per_class,
-                  "labelled_fraction": labelled_fraction, "n_extra": n_extra,
-                  "validation_fraction": validation_fraction,
-                  "seed": train_config.seed if split_seed is None else split_seed},
-        "preprocess": {"std_threshold": std_threshold},
-        "prior": {"kind": prior, "known_mass": known_mass,
-                  "probs": [float(p) for p in class_probs] if class_probs is not None else None},
-        "model_options": dict(model_options or {}),
-        "train": dataclasses.asdict(train_config),
+        **{key: value for key, value in options.items() if key != "model"},
     }
     split = make_split(data.y_train, **info["split"])
     info["image_shape"] = list(data.image_shape) if data.image_shape else None
@@ -243,6 +236,30 @@ def fit(
         if isinstance(err, TrainingDiverged):
             raise TrainingDiverged(err.describe(saved_to=None) + kept, err.loss, err.epoch, err.step) from None
         raise
+
+
+def run_options(model: str, *, hidden_classes: Sequence[int] = (), unseen_classes: Sequence[int] = (),
+                labels_per_class: int | None = None, labelled_fraction: float | None = None,
+                n_extra: int | None = None, validation_fraction: float = 0.1, split_seed: int | None = None,
+                std_threshold: float | None = 0.1, prior: str = "sus", known_mass: float = 0.5,
+                class_probs: Sequence[float] | None = None, model_options: dict[str, Any] | None = None,
+                train_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a run does, as :func:`fit` writes it into run.json (``model``, ``split``, ``preprocess``,
+    ``prior``, ``model_options``, ``train``); the options are :func:`fit`'s, training options checked."""
+    train_config = TrainConfig(**(train_options or {}))
+    return {
+        "model": model,
+        "split": {"hidden_classes": [int(c) for c in hidden_classes],
+                  "unseen_classes": [int(c) for c in unseen_classes], "labels_per_class": labels_per_class,
+                  "labelled_fraction": labelled_fraction, "n_extra": n_extra,
+                  "validation_fraction": validation_fraction,
+                  "seed": train_config.seed if split_seed is None else split_seed},
+        "preprocess": {"std_threshold": std_threshold},
+        "prior": {"kind": "given" if class_probs is not None else prior, "known_mass": known_mass,
+                  "probs": [float(p) for p in class_probs] if class_probs is not None else None},
+        "model_options": dict(model_options or {}),
+        "train": dataclasses.asdict(train_config),
+    }
 
 
 def _data_location(name: str) -> str:
@@ -271,7 +288,7 @@ def _remove_unstarted(run_dir: Path, created: bool) -> None:
 
 
 def _check_likelihood(model: torch.nn.Module, features: np.ndarray) -> None:
-    if getattr(model.config, "likelihood", None) == "bernoulli" and len(features) and (
+    if model.likelihood_family == "bernoulli" and len(features) and (
             features.min() < 0 or features.max() > 1):
         raise DataError(f"the Bernoulli likelihood needs inputs in [0, 1], but the training inputs span "
                         f"[{features.min():.3g}, {features.max():.3g}]; rescale the data or use the Gaussian "

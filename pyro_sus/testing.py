@@ -18,11 +18,13 @@ import pyro.poutine as poutine
 import torch
 from pyro.poutine.util import site_is_subsample
 
-from .models.base import ZooModel
+from .models.base import Batch, ZooModel
+from .models.protocol import CAPABILITIES, SemiUnsupervisedModel
 from .tracing import TracedLoss
 
-__all__ = ["N_SLOTS", "X_DIM", "tiny_model", "tiny_batches", "check_loss_and_gradients", "check_enumeration_shapes",
-           "check_traced_loss", "check_loss_terms", "check_fit_scores", "check_save_load", "check_model"]
+__all__ = ["N_SLOTS", "X_DIM", "tiny_model", "tiny_batches", "check_interface", "check_loss_and_gradients",
+           "check_enumeration_shapes", "check_traced_loss", "check_loss_terms", "check_fit_scores", "check_save_load",
+           "check_model"]
 
 N_SLOTS, X_DIM, Z_DIM = 4, 12, 3
 
@@ -42,6 +44,28 @@ def tiny_batches(device: str | torch.device = "cpu") -> tuple[torch.Tensor, torc
     x_u = torch.bernoulli(torch.full((7, X_DIM), 0.4)).to(device)
     x_l = torch.bernoulli(torch.full((5, X_DIM), 0.6)).to(device)
     return x_u, x_l, torch.tensor([0, 1, 2, 3, 1], device=device)
+
+
+def check_interface(model: ZooModel) -> None:
+    """The model offers the interface (:class:`pyro_sus.models.protocol.SemiUnsupervisedModel`) with
+    every capability declared with its type, and its loss of a :class:`Batch` equals the loss of the
+    same tensors given one by one."""
+    assert isinstance(model, SemiUnsupervisedModel), "the model lacks part of SemiUnsupervisedModel"
+    for name, kind in CAPABILITIES.items():
+        assert isinstance(getattr(type(model), name), kind), f"capability {name} must be declared as a {kind.__name__}"
+    assert model.fit_score_kind in ("bound", "max_probability"), f"fit_score_kind is {model.fit_score_kind!r}"
+    assert model.likelihood_family in ("bernoulli", "gaussian", None), \
+        f"likelihood_family is {model.likelihood_family!r}"
+    if model.has_embedding:
+        assert callable(getattr(model, "embed", None)) and callable(getattr(model, "decode", None)), \
+            "has_embedding is declared, but embed or decode is missing"
+    device = next(model.parameters()).device
+    x_u, x_l, y_l = tiny_batches(device)
+    torch.manual_seed(5)
+    given = model.loss(x_u, x_l, y_l, labelled_scale=0.5)
+    torch.manual_seed(5)
+    batched = model.loss(Batch(x_u, x_l, y_l, labelled_scale=0.5))
+    torch.testing.assert_close(batched, given)
 
 
 def check_loss_and_gradients(model: ZooModel, loss: torch.Tensor | None = None) -> None:
@@ -160,6 +184,7 @@ def check_save_load(model: ZooModel, directory: str | Path | None = None) -> Non
 
 def check_model(cls: type[ZooModel], device: str = "cpu", **options: Any) -> None:
     """Every check of the contract on fresh tiny instances of ``cls`` (``options``: config fields)."""
+    check_interface(tiny_model(cls, device, **options))
     check_loss_and_gradients(tiny_model(cls, device, **options))
     if cls.enumerates_unlabelled:
         check_enumeration_shapes(tiny_model(cls, device, **options))

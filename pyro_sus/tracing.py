@@ -21,6 +21,8 @@ from typing import Any
 import pyro
 import torch
 
+from .models.base import Batch, as_batch
+
 __all__ = ["TracedLoss", "check_traceable"]
 
 _INPUTS = ("x_unlabelled", "x_labelled", "y_labelled", "w_labelled")
@@ -28,7 +30,7 @@ _INPUTS = ("x_unlabelled", "x_labelled", "y_labelled", "w_labelled")
 
 def check_traceable(model: torch.nn.Module) -> None:
     """Raise a ValueError unless ``model`` says its loss can be traced (``traceable = True``)."""
-    if not getattr(model, "traceable", False):
+    if not model.traceable:
         raise ValueError(f"model {type(model).__name__} does not say its loss can be traced (traceable = False); "
                          f"train it without jit")
 
@@ -43,10 +45,8 @@ class _LossForward(torch.nn.Module):
         self.options = options
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        # Only the inputs given are passed (x_unlabelled always, as it has no default), as the
-        # trainer does, so a model whose loss lacks an optional argument still traces.
-        inputs = {"x_unlabelled": None} | dict(zip(self.present, tensors))
-        return self.model.loss(**inputs, **self.options)
+        # The inputs absent from this trace (None or empty batches) stay None in the Batch.
+        return self.model.loss(Batch(**dict(zip(self.present, tensors)), **self.options))
 
 
 class TracedLoss:
@@ -57,10 +57,11 @@ class TracedLoss:
         self.model = model
         self._traced: dict[tuple, torch.jit.ScriptModule] = {}
 
-    def __call__(self, x_unlabelled: torch.Tensor | None, x_labelled: torch.Tensor | None = None,
-                 y_labelled: torch.Tensor | None = None, w_labelled: torch.Tensor | None = None,
-                 **options: Any) -> torch.Tensor:
-        given = dict(zip(_INPUTS, (x_unlabelled, x_labelled, y_labelled, w_labelled)))
+    def __call__(self, batch: Batch | torch.Tensor | None, *fields: Any, **named_fields: Any) -> torch.Tensor:
+        """The loss of ``batch`` (a :class:`Batch` or its fields, as ``model.loss`` takes them)."""
+        batch = as_batch(batch, *fields, **named_fields)
+        given = {name: getattr(batch, name) for name in _INPUTS}
+        options = {"labelled_scale": batch.labelled_scale} if batch.labelled_scale != 1.0 else {}
         # An empty batch counts as absent, as it does in the models' loss.
         present = tuple(name for name, value in given.items() if value is not None and len(value))
         tensors = tuple(given[name] for name in present)

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from ._fields import check_field_types
 from .io import atomic_torch_save, atomic_write_text, load_checkpoint
 from .metrics import honest_mapping, majority_mapping
+from .models.base import Batch, as_batch
 from .nn import PRECISIONS, network_precision
 from .tracing import TracedLoss
 
@@ -154,6 +155,24 @@ class TrainingData:
                                             or not bool(((self.w_labelled >= 0) & (self.w_labelled <= 1)).all())):
             raise ValueError("w_labelled needs one weight in [0, 1] per label")
 
+    def epoch_batches(self, n_steps: int, batch_size: int, generator: torch.Generator, binarize: bool = False,
+                      labelled_scale: float = 1.0) -> Iterator[Batch]:
+        """One epoch's ``n_steps`` batches: fresh permutations of each set drawn from ``generator``
+        (the labelled one cycles alongside the unlabelled one), each batch binarised afresh when
+        ``binarize`` (dynamic binarisation: a Bernoulli draw of the grey levels)."""
+        n_unlabelled, n_labelled = len(self.x_unlabelled), len(self.x_labelled)
+        order_u = _epoch_batches(n_unlabelled, n_steps, batch_size, generator) if n_unlabelled else None
+        order_l = _epoch_batches(n_labelled, n_steps, batch_size, generator) if n_labelled else None
+        for step in range(n_steps):
+            x_u = self.x_unlabelled[order_u[step]] if order_u is not None else None
+            x_l = self.x_labelled[order_l[step]] if order_l is not None else None
+            y_l = self.y_labelled[order_l[step]] if order_l is not None else None
+            w_l = self.w_labelled[order_l[step]] if self.w_labelled is not None and order_l is not None else None
+            if binarize:
+                x_u = torch.bernoulli(x_u) if x_u is not None else None
+                x_l = torch.bernoulli(x_l) if x_l is not None else None
+            yield Batch(x_u, x_l, y_l, w_l, labelled_scale)
+
     def to(self, device: torch.device) -> "TrainingData":
         move = lambda t: t.to(device) if t is not None else None  # noqa: E731
         return dataclasses.replace(self, x_labelled=move(self.x_labelled), y_labelled=move(self.y_labelled),
@@ -278,17 +297,18 @@ class TrainStep:
         """Start a new epoch's watch (the trainer checks it at every epoch's end)."""
         self.watch = _DivergenceWatch(self.model, self.device, deferred=self.check_every > 1)
 
-    def __call__(self, step: int, global_step: int, x_unlabelled: torch.Tensor | None,
-                 x_labelled: torch.Tensor | None = None, y_labelled: torch.Tensor | None = None,
-                 **loss_options: Any) -> torch.Tensor:
-        """Run step ``step`` of the epoch (``global_step`` over the run); returns its loss, or zero
-        for a non-finite step not yet checked. Raises _NonFinite when a check finds one."""
+    def __call__(self, step: int, global_step: int, batch: Batch | torch.Tensor | None, *fields: Any,
+                 **named_fields: Any) -> torch.Tensor:
+        """Run step ``step`` of the epoch (``global_step`` over the run) on ``batch`` (a :class:`Batch`
+        or its fields); returns its loss, or zero for a non-finite step not yet checked. Raises
+        _NonFinite when a check finds one."""
+        batch = as_batch(batch, *fields, **named_fields)
         watch = self.watch
         self.model.before_step(global_step)  # e.g. a temperature schedule
         try:
             with pyro.validation_enabled(self.config.validate), _without_pyro_nan_warning(self.check_every > 1), \
                     network_precision(self.network_dtype):
-                loss = self.loss_fn(x_unlabelled, x_labelled, y_labelled, **loss_options)
+                loss = self.loss_fn(batch)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
         except Exception:
@@ -349,7 +369,7 @@ def _epoch_batches(n: int, n_steps: int, batch_size: int, generator: torch.Gener
 MONITOR_POINTS = 1000
 
 
-def _monitor_batch(data: TrainingData, binarize: bool, seed: int) -> dict[str, torch.Tensor | None]:
+def _monitor_batch(data: TrainingData, binarize: bool, seed: int, labelled_scale: float) -> Batch:
     """A fixed sample of the training data (at most MONITOR_POINTS of each set, one fixed Bernoulli
     draw when training binarises), drawn from its own generator: the training's random streams are
     not touched, so every epoch's terms are measured on the same points."""
@@ -359,30 +379,29 @@ def _monitor_batch(data: TrainingData, binarize: bool, seed: int) -> dict[str, t
         idx = torch.randperm(len(x), generator=generator)[:MONITOR_POINTS].to(x.device)
         return x[idx], idx
 
-    batch: dict[str, torch.Tensor | None] = {"x_unlabelled": None, "x_labelled": None, "y_labelled": None}
+    def binarized(x: torch.Tensor | None) -> torch.Tensor | None:
+        if x is None or not binarize:
+            return x
+        return torch.bernoulli(x.cpu(), generator=generator).to(x.device)
+
+    x_u = x_l = y_l = w_l = None
     if len(data.x_unlabelled):
-        batch["x_unlabelled"], _ = sample(data.x_unlabelled)
+        x_u, _ = sample(data.x_unlabelled)
     if len(data.x_labelled):
-        batch["x_labelled"], idx = sample(data.x_labelled)
-        batch["y_labelled"] = data.y_labelled[idx]
-        if data.w_labelled is not None:
-            batch["w_labelled"] = data.w_labelled[idx]
-    if binarize:
-        for key in ("x_unlabelled", "x_labelled"):
-            if batch[key] is not None:
-                probs = batch[key].cpu()
-                batch[key] = torch.bernoulli(probs, generator=generator).to(batch[key].device)
-    return batch
+        x_l, idx = sample(data.x_labelled)
+        y_l = data.y_labelled[idx]
+        w_l = data.w_labelled[idx] if data.w_labelled is not None else None
+    return Batch(binarized(x_u), binarized(x_l), y_l, w_l, labelled_scale)
 
 
-def _loss_terms(model, batch: dict[str, torch.Tensor | None], loss_options: dict[str, Any]) -> dict[str, float]:
+def _loss_terms(model, batch: Batch) -> dict[str, float]:
     """The model's loss terms on the monitor batch (``loss_<term>`` keys), drawn from a fixed seed
     inside a forked random stream, with the model's buffers put back (BatchNorm statistics)."""
-    devices = [t.device for t in batch.values() if t is not None and t.device.type == "cuda"][:1]
+    devices = [t.device for t in (batch.x_unlabelled, batch.x_labelled) if t is not None and t.device.type == "cuda"]
     buffers = [(b, b.clone()) for b in model.buffers()]
-    with torch.random.fork_rng(devices=devices), pyro.validation_enabled(False):
+    with torch.random.fork_rng(devices=devices[:1]), pyro.validation_enabled(False):
         torch.manual_seed(0)
-        terms = model.loss_terms(**batch, **loss_options)
+        terms = model.loss_terms(batch)
     with torch.no_grad():
         for buffer, before in buffers:
             buffer.copy_(before)
@@ -513,11 +532,11 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
     # An epoch is one pass over the unlabelled set (Willetts); labelled batches cycle alongside.
     n_steps = math.ceil((n_unlabelled or n_labelled) / config.batch_size)
     labelled_scale = config.labelled_factor(n_labelled, n_unlabelled)
-    # Passed only when it is not 1, so a plugin model whose loss predates the option still trains.
-    scale = {"labelled_scale": labelled_scale} if labelled_scale != 1.0 else {}
-    binarize = config.binarize and getattr(model.config, "likelihood", "bernoulli") == "bernoulli"
+    # Inputs of a Bernoulli likelihood (or of a model without one, e.g. the labelled-only classifier,
+    # which reads the same pixels as the others) are binarised afresh every step.
+    binarize = config.binarize and model.likelihood_family in ("bernoulli", None)
     train_step = TrainStep(model, optimizer, config, device)
-    monitor = _monitor_batch(data, binarize, config.seed)
+    monitor = _monitor_batch(data, binarize, config.seed, labelled_scale)
     board = _tensorboard_writer(run_dir) if config.tensorboard and run_dir is not None else None
 
     def diverged(epoch: int) -> TrainingDiverged:
@@ -536,21 +555,12 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
                desc="training", unit="epoch", disable=not progress)
     for epoch in bar:
         started = time.perf_counter()
-        batches_u = _epoch_batches(n_unlabelled, n_steps, config.batch_size, generator) if n_unlabelled else None
-        batches_l = _epoch_batches(n_labelled, n_steps, config.batch_size, generator) if n_labelled else None
         loss_sum = torch.zeros((), device=device)
         train_step.new_epoch()
-        for step in range(n_steps):
-            x_u = data.x_unlabelled[batches_u[step]] if batches_u is not None else None
-            x_l = data.x_labelled[batches_l[step]] if batches_l is not None else None
-            y_l = data.y_labelled[batches_l[step]] if batches_l is not None else None
-            weights = ({"w_labelled": data.w_labelled[batches_l[step]]}
-                       if data.w_labelled is not None and batches_l is not None else {})
-            if binarize:  # dynamic binarisation: a fresh Bernoulli draw of every batch
-                x_u = torch.bernoulli(x_u) if x_u is not None else None
-                x_l = torch.bernoulli(x_l) if x_l is not None else None
+        for step, batch in enumerate(data.epoch_batches(n_steps, config.batch_size, generator, binarize,
+                                                        labelled_scale)):
             try:
-                loss_sum += train_step(step, epoch * n_steps + step, x_u, x_l, y_l, **weights, **scale)
+                loss_sum += train_step(step, epoch * n_steps + step, batch)
             except _NonFinite:
                 raise diverged(epoch) from None
         if train_step.watch.diverged():  # every epoch ends with a check, before anything is saved
@@ -558,7 +568,7 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
         scheduler.step()
         record = {"epoch": epoch + 1, "loss": float(loss_sum) / n_steps,
                   "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
-        record.update(_loss_terms(model, monitor, scale))
+        record.update(_loss_terms(model, monitor))
         record.update(_validation_metrics(model, data))
         if selection is not None:
             selection.update(record)

@@ -125,16 +125,40 @@ def test_gpu_session_state_fits_the_files_a_call_brings_back(tmp_path):
         pack_state(work, tmp_path / "out2", max_bytes=20480, max_files=1)
 
 
-def test_zoo_script_trains_its_variants_and_names_them_by_their_options(tmp_path):
-    """benchmarks/zoo.py (RESULTS' zoo tables): each variant's options reach the model, the
-    labelled-only classifier runs without a z, and the table names a variant by every option it sets."""
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "zoo.py"), "digits-sus", "--epochs", "1",
-                             "--models", "catvae-released", "classifier", "--out", str(tmp_path)],
-                            check=True, capture_output=True, text=True, timeout=600)
-    released = json.loads((tmp_path / "catvae-released-seed0" / "results.json").read_text())
+def test_zoo_runs_on_the_sweep_runner_and_the_table_names_each_variant_by_its_options(tmp_path):
+    """The zoo (RESULTS' zoo tables) is an experiment like the papers' (pyro_sus.experiments.zoo):
+    each variant's options reach the model, the labelled-only classifier runs without a z, and
+    summarize_runs.py names a variant by every option it sets."""
+    from pyro_sus.reproduce import reproduce
+
+    summary, statuses = reproduce("zoo-digits-sus", tmp_path, rows=["catvae-released", "classifier"], epochs=1,
+                                  device="cpu", threads=1)
+    assert set(statuses.values()) == {0} and [r["row"] for r in summary["rows"]] == ["catvae-released", "classifier"]
+    assert all(m["paper_mean"] is None and m["difference"] is None for m in summary["rows"][0]["metrics"].values())
+    runs = tmp_path / "zoo-digits-sus" / "runs"
+    released = json.loads((runs / "catvae-released-seed0" / "results.json").read_text())
     assert released["model_options"]["normalise_losses"] is False
     assert released["model_options"]["gaussian_dim"] == 150
-    assert (tmp_path / "classifier-seed0" / "results.json").is_file()
+    assert "z_dim" not in json.loads((runs / "classifier-seed0" / "results.json").read_text())["model_options"]
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "summarize_runs.py"), *map(str, runs.iterdir())],
+                            check=True, capture_output=True, text=True, timeout=120)
     rows = {line.split(" | ")[0].lstrip("| ") for line in result.stdout.splitlines() if "| digits |" in line}
     assert "classifier" in rows
     assert any("normalise_losses=False" in row and "gaussian_dim=150" in row for row in rows), rows
+
+
+@pytest.mark.parametrize("setting", ["digits-sus", "mnist-100"])
+def test_the_zoo_experiments_replay_the_options_of_the_recorded_zoo_runs(setting):
+    """Every run recorded in docs/results/zoo-SETTING/ (made with the zoo's former script) has a row
+    in the experiment zoo-SETTING with the same model, model options and split."""
+    from pyro_sus.reproduce import get_experiment
+
+    experiment = get_experiment(f"zoo-{setting}")
+    records = sorted((ROOT / "docs" / "results" / f"zoo-{setting}").glob("*-seed0.json"))
+    assert records
+    for record in records:
+        results = json.loads(record.read_text())
+        row = experiment.row(record.name[: -len("-seed0.json")])
+        assert (row.model, row.fit["model_options"]) == (results["model"], results["model_options"]), record.name
+        assert sorted(row.fit.get("hidden_classes", [])) == results["hidden_classes"]
+        assert len(results["known_classes"]) + row.fit.get("n_extra", 0) == results["n_slots"]

@@ -167,7 +167,7 @@ def test_choices_must_be_training_options_and_need_a_validation_set(tmp_path):
 
 
 def test_an_experiment_registered_by_a_plugin_runs_in_its_job_process(tmp_path, monkeypatch):
-    # The job runs as `python -m pyro_sus.reproduce`; the plugin must register into the package's
+    # The job runs as `python -m pyro_sus.sweep`; the plugin must register into the package's
     # registry, not into that script's own copy of the module.
     (tmp_path / "my_table.py").write_text(
         "import dataclasses\n"
@@ -302,3 +302,38 @@ def test_a_run_stopped_before_its_first_checkpoint_starts_over(tmp_path, shared_
     (other_dir / "notes.txt").write_text("mine")
     assert run_jobs(other, threads=1)[str(other[0])] != 0
     assert (other_dir / "notes.txt").read_text() == "mine" and (other_dir / "run.json").read_text() == "cut short"
+
+
+# Recorded reproduction runs (docs/results/FOLDER/ROW-seedS-run.json) and the experiment they ran.
+RECORDED_RUNS = {"mnist-sus-estimator": "willetts-table2-mnist", "bf16-parity": "willetts-table2-mnist",
+                 "table1-mnist-20ep": "willetts-table1-mnist", "fashion-sus-20ep": "willetts-table2-fashion-mnist"}
+
+
+@pytest.mark.parametrize("folder", sorted(RECORDED_RUNS))
+def test_a_stored_run_spec_replays_exactly_from_its_experiment(folder, tmp_path):
+    """Moving the tables out of the runner changed no run: planning each recorded run's row, seed and
+    epochs again gives, through the job's options, the run.json it was trained with (options added
+    since are at their defaults)."""
+    import dataclasses
+
+    from pyro_sus.api import run_options
+    from pyro_sus.sweep import job_fit_options
+    from pyro_sus.train import TrainConfig
+
+    experiment = get_experiment(RECORDED_RUNS[folder])
+    slugs = {path.name[: -len(".json")]: json.loads(path.read_text())
+             for path in plan_jobs(experiment.name, tmp_path, seeds=2, epochs=20, device="cpu")}
+    records = sorted((Path(__file__).parents[1] / "docs" / "results" / folder).glob("*-run.json"))
+    assert records
+    defaults = {"train": {f.name: f.default for f in dataclasses.fields(TrainConfig)}, "split": {"unseen_classes": []}}
+    for record in records:
+        stored = json.loads(record.read_text())
+        job = slugs[record.name[: -len("-run.json")]]
+        job["precision"] = stored["train"].get("precision", "fp32")
+        model, options = job_fit_options(job)
+        replayed = run_options(model, **options)
+        assert replayed["model"] == stored["model"], record.name
+        for part in ("split", "preprocess", "prior", "model_options", "train"):
+            for key, value in replayed[part].items():
+                assert stored[part].get(key, defaults.get(part, {}).get(key)) == value, (record.name, part, key)
+            assert set(stored[part]) <= set(replayed[part]), (record.name, part)

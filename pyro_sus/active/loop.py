@@ -227,7 +227,7 @@ def _pool_indices(n_train: int, config: ActiveConfig) -> np.ndarray:
 
 def _check_model(name: str) -> None:
     cls = get_model_class(name)
-    if not (cls.takes_label_weights and hasattr(cls, "embed") and hasattr(cls, "decode")):
+    if not (cls.takes_label_weights and cls.has_embedding):
         raise ValueError(f"model {name!r} cannot run the active loop: it needs per-label weights and "
                          f"embed/decode methods (the beta-VAE 'betavae' has them)")
 

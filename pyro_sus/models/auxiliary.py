@@ -14,7 +14,6 @@ from typing import ClassVar
 
 import torch
 import pyro
-import pyro.distributions as dist
 
 from ..posteriors import DiagonalNormalPosterior
 from .dgm import DGMConfig, SemiUnsupervisedDGM

@@ -21,9 +21,41 @@ from ..posteriors import POSTERIORS, build_posterior
 from ..priors import LATENT_PRIORS, build_latent_prior
 from ..terms import elbo_terms
 
-__all__ = ["ModelConfig", "GenerativeConfig", "ZooModel", "GenerativeModel", "LIKELIHOODS", "check_class_prior"]
+__all__ = ["Batch", "ModelConfig", "GenerativeConfig", "ZooModel", "GenerativeModel", "LIKELIHOODS",
+           "check_class_prior"]
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one training step gives a model's loss: a batch of unlabelled points and one of labelled
+    points with their slots (either may be None or empty), optional per-label weights, and the factor
+    on the labelled batch's terms (``TrainConfig.labelled_scale``)."""
+
+    x_unlabelled: torch.Tensor | None = None
+    x_labelled: torch.Tensor | None = None
+    y_labelled: torch.Tensor | None = None
+    w_labelled: torch.Tensor | None = None
+    labelled_scale: float = 1.0
+
+    @property
+    def has_unlabelled(self) -> bool:
+        return self.x_unlabelled is not None and len(self.x_unlabelled) > 0
+
+    @property
+    def has_labelled(self) -> bool:
+        return self.x_labelled is not None and len(self.x_labelled) > 0
+
+
+def as_batch(batch: Batch | torch.Tensor | None, *args: Any, **kwargs: Any) -> Batch:
+    """``batch`` itself, or a :class:`Batch` of the tensors given in its field order: ``loss(x_u)``,
+    ``loss(x_u, x_l, y_l)`` and ``loss(Batch(...))`` mean the same."""
+    if isinstance(batch, Batch):
+        if args or kwargs:
+            raise TypeError("give a Batch or its fields, not both")
+        return batch
+    return Batch(batch, *args, **kwargs)
 
 
 @dataclass
@@ -151,6 +183,15 @@ class ZooModel(PyroModule):
         """Called by the trainer before training step ``step`` (0-based over the whole run, so a
         resumed run sees the same numbers); a model with a schedule (a temperature) sets it here."""
 
+    #: Whether the model has ``embed(x)`` (a point's latent code) and ``decode(z)`` (inputs from codes),
+    #: as the active-labelling loop needs.
+    has_embedding: ClassVar[bool] = False
+
+    @property
+    def likelihood_family(self) -> str | None:
+        """The family of p(x|...) ("bernoulli", "gaussian"), or None for a model without one."""
+        return None
+
     @property
     def labelled_weight(self) -> float:
         """Weight of the labelled bound against the unlabelled one (Jurasiński's lambda)."""
@@ -159,45 +200,41 @@ class ZooModel(PyroModule):
     def _device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def loss(self, x_unlabelled: torch.Tensor | None, x_labelled: torch.Tensor | None = None,
-             y_labelled: torch.Tensor | None = None, w_labelled: torch.Tensor | None = None,
-             labelled_scale: float = 1.0) -> torch.Tensor:
+    def loss(self, batch: Batch | torch.Tensor | None, *fields: Any, **named_fields: Any) -> torch.Tensor:
         """Per-point negative bound of each batch, summed: -U(x) and -w * L(x, y) (+ classifier terms).
 
         One call covers labelled, unlabelled and classifier terms, so one optimizer step does too.
-        ``w_labelled`` weights each label, for models that take weights (``takes_label_weights``).
-        ``labelled_scale`` multiplies the labelled batch's terms (see ``TrainConfig.labelled_scale``).
+        Takes a :class:`Batch`, or its fields (``loss(x_u, x_l, y_l)``): ``w_labelled`` weights each
+        label, for models that take weights (``takes_label_weights``); ``labelled_scale`` multiplies
+        the labelled batch's terms.
         """
-        return self._objective(False, x_unlabelled, x_labelled, y_labelled, w_labelled, labelled_scale)["loss"]
+        return self._objective(False, as_batch(batch, *fields, **named_fields))["loss"]
 
     @torch.no_grad()
-    def loss_terms(self, x_unlabelled: torch.Tensor | None, x_labelled: torch.Tensor | None = None,
-                   y_labelled: torch.Tensor | None = None, w_labelled: torch.Tensor | None = None,
-                   labelled_scale: float = 1.0) -> dict[str, torch.Tensor]:
+    def loss_terms(self, batch: Batch | torch.Tensor | None, *fields: Any, **named_fields: Any
+                   ) -> dict[str, torch.Tensor]:
         """:meth:`loss` split into named terms (``reconstruction``, ``kl_z``, ``kl_y``, ``classifier_loss``,
         ...: :mod:`pyro_sus.terms`), weighted as in the loss: at the same random draws they sum to it.
         For logging; no gradients."""
-        return self._objective(True, x_unlabelled, x_labelled, y_labelled, w_labelled, labelled_scale)
+        return self._objective(True, as_batch(batch, *fields, **named_fields))
 
-    def bound_parts(self, x_unlabelled: torch.Tensor | None, x_labelled: torch.Tensor | None,
-                    y_labelled: torch.Tensor | None, w_labelled: torch.Tensor | None,
-                    labelled_scale: float) -> list[tuple[float, int, TraceEnum_ELBO, tuple]]:
+    def bound_parts(self, batch: Batch) -> list[tuple[float, int, TraceEnum_ELBO, tuple]]:
         """The bounds the loss sums, each as ``scale * -bound / n``: (scale, n, ELBO, arguments of
         model and guide) for each batch."""
-        if w_labelled is not None and not self.takes_label_weights:
+        if batch.w_labelled is not None and not self.takes_label_weights:
             raise ValueError(f"model {type(self).__name__} does not take per-label weights")
         parts: list[tuple[float, int, TraceEnum_ELBO, tuple]] = []
-        if self.uses_unlabelled and x_unlabelled is not None and len(x_unlabelled):
-            parts.append((1.0, len(x_unlabelled), self._elbo, (x_unlabelled,)))
-        if x_labelled is not None and len(x_labelled):
-            extra = (w_labelled,) if w_labelled is not None else ()
-            parts.append((labelled_scale * self.labelled_weight, len(x_labelled), self._elbo_labelled,
-                          (x_labelled, y_labelled, *extra)))
+        if self.uses_unlabelled and batch.has_unlabelled:
+            parts.append((1.0, len(batch.x_unlabelled), self._elbo, (batch.x_unlabelled,)))
+        if batch.has_labelled:
+            extra = (batch.w_labelled,) if batch.w_labelled is not None else ()
+            parts.append((batch.labelled_scale * self.labelled_weight, len(batch.x_labelled), self._elbo_labelled,
+                          (batch.x_labelled, batch.y_labelled, *extra)))
         return parts
 
-    def _objective(self, named: bool, *inputs) -> dict[str, torch.Tensor]:
+    def _objective(self, named: bool, batch: Batch) -> dict[str, torch.Tensor]:
         """``{"loss": total}`` (differentiable), or the named terms (``named``)."""
-        return self._bound_terms(named, self.bound_parts(*inputs))
+        return self._bound_terms(named, self.bound_parts(batch))
 
     def _bound_terms(self, named: bool, parts: list[tuple[float, int, TraceEnum_ELBO, tuple]]
                      ) -> dict[str, torch.Tensor]:
@@ -240,7 +277,7 @@ class ZooModel(PyroModule):
             for chunk in x.split(batch_size):
                 total = torch.zeros(len(chunk), device=x.device)
                 for _ in range(n_samples):
-                    for _, _, _, args in self.bound_parts(chunk, None, None, None, 1.0):
+                    for _, _, _, args in self.bound_parts(Batch(chunk)):
                         total = total - sum(elbo_terms(self.model, self.guide, *args, per_point=True).values())
                 scores.append(total / n_samples)
         return torch.cat(scores)
@@ -299,6 +336,10 @@ class GenerativeModel(ZooModel):
         super().__init__(config)
         if config.likelihood == "gaussian":
             self.register_buffer("obs_scale", torch.tensor(float(config.gaussian_scale)))
+
+    @property
+    def likelihood_family(self) -> str:
+        return self.config.likelihood
 
     def build_posterior(self, context_dim: int) -> torch.nn.Module:
         """q(z | context) from the configured family."""

@@ -48,6 +48,7 @@ class BetaVAEClassifier(GenerativeModel):
     enumerates_unlabelled = False
     takes_label_weights = True
     traceable = True
+    has_embedding = True
 
     def __init__(self, config: BetaVAEClassifierConfig) -> None:
         super().__init__(config)

@@ -47,7 +47,7 @@ from pyro import poutine
 from pyro.infer import TraceEnum_ELBO
 
 from ..nn import MLP, broadcast_cat
-from .base import GenerativeConfig, GenerativeModel, check_class_prior
+from .base import Batch, GenerativeConfig, GenerativeModel, check_class_prior
 from .registry import register_model
 
 __all__ = ["CategoricalVAEConfig", "CategoricalVAE", "RELEASED_CODE_OPTIONS", "assignment_loss", "feature_loss",
@@ -306,20 +306,19 @@ class CategoricalVAE(GenerativeModel):
                                                  logits=logits).rsample()
         return torch.softmax(logits, -1)
 
-    def _objective(self, named: bool, x_unlabelled: torch.Tensor | None, x_labelled: torch.Tensor | None,
-                   y_labelled: torch.Tensor | None, w_labelled: torch.Tensor | None,
-                   labelled_scale: float) -> dict[str, torch.Tensor]:
+    def _objective(self, named: bool, batch: Batch) -> dict[str, torch.Tensor]:
         """Eq. 8 over one batch: weighted -ELBO (L_R + L_C), plus w_A L_A (``assignment``) and w_F L_F
         (``feature``).
 
         ``labelled_scale`` multiplies the labelled batch's ELBO; the assignment losses, which pool
         labelled and unlabelled features, are left as they are."""
-        if w_labelled is not None:
+        if batch.w_labelled is not None:
             raise ValueError("model CategoricalVAE does not take per-label weights")
         c = self.config
+        x_unlabelled, x_labelled, y_labelled = batch.x_unlabelled, batch.x_labelled, batch.y_labelled
+        labelled_scale = batch.labelled_scale
         parts, parts_f, parts_assigned = [], [], []
-        has_u = x_unlabelled is not None and len(x_unlabelled)
-        has_l = x_labelled is not None and len(x_labelled)
+        has_u, has_l = batch.has_unlabelled, batch.has_labelled
         f_l = self.feature(x_labelled) if has_l else None
         if has_u:
             f_u = self.feature(x_unlabelled)

@@ -1,0 +1,192 @@
+"""Aggregate an experiment's runs (mean and sd over seeds beside the paper's numbers) and write
+them as a section of docs/RESULTS.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .io import atomic_write_json, atomic_write_text
+from .sweep import Row, _candidate_text, get_experiment
+
+__all__ = ["aggregate", "render_markdown", "write_results_section", "METRIC_NAMES"]
+
+METRIC_NAMES = {"accuracy": "honest accuracy", "paper_protocol_accuracy": "accuracy (paper protocol)",
+                "known_accuracy": "known-class accuracy", "novel_accuracy": "novel-class accuracy",
+                "hungarian_accuracy": "clustering ACC (Hungarian)", "nmi": "NMI"}
+
+
+def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
+
+
+def _finished_runs(jobs: list[dict[str, Any]], row: Row) -> list[tuple[dict[str, Any], dict[str, Any]]] | None:
+    """(choice, results) of one seed's runs in the row's order of choices; None unless every choice finished."""
+    by_choice = {_candidate_text(j.get("candidate", {})): j for j in jobs}
+    runs = []
+    for candidate in row.candidates():
+        job = by_choice.get(_candidate_text(candidate))
+        path = None if job is None else Path(job["run_dir"]) / "results.json"
+        if path is None or not path.is_file():  # not planned, failed or not finished
+            return None
+        runs.append((candidate, json.loads(path.read_text())))
+    if len(runs) > 1 and any(not r.get("validation") for _, r in runs):
+        raise ValueError(f"{row.label!r} chooses on validation accuracy, but a run has no validation scores")
+    return runs
+
+
+def _trained_with(job: dict[str, Any], option: str, default: Any) -> Any:
+    """A training option of the job's run as saved in its run folder (``jit``, ``precision``): a
+    resumed run keeps the options it started with, whatever the job file says now."""
+    path = Path(job["run_dir"]) / "run.json"
+    return json.loads(path.read_text()).get("train", {}).get(option, default) if path.is_file() else default
+
+
+def aggregate(name: str, out: str | Path) -> dict[str, Any]:
+    """Mean ± sd over seeds of every row's metrics beside the paper's; writes summary.json / summary.md."""
+    experiment = get_experiment(name)
+    root = Path(out) / name
+    jobs = [json.loads(p.read_text()) for p in sorted((root / "jobs").glob("*.json"))]
+    rows = []
+    for row in experiment.rows:
+        # Jobs of choices the row no longer makes (e.g. planned before it had any) are not its runs.
+        choices = {_candidate_text(c) for c in row.candidates()}
+        mine = [j for j in jobs if j["row"] == row.label and _candidate_text(j.get("candidate", {})) in choices]
+        if not mine:
+            continue
+        results, failed, walls, selection = [], [], [], []
+        for seed in sorted({j["seed"] for j in mine}):
+            runs = _finished_runs([j for j in mine if j["seed"] == seed], row)
+            if runs is None:  # a run (or one of the choices) failed or has not finished
+                failed.append(seed)
+                continue
+            best = runs[0]
+            if len(runs) > 1:
+                best = max(runs, key=lambda run: run[1]["validation"]["accuracy"])  # ties: the first choice
+                selection.append({"seed": seed, "chosen": best[0],
+                                  "validation_accuracy": {_candidate_text(c): 100 * r["validation"]["accuracy"]
+                                                          for c, r in runs}})
+            results.append(best[1])
+            # The price of choosing is every choice's training time.
+            seconds = [r.get("train_wall_seconds") for _, r in runs]
+            if all(t is not None for t in seconds):
+                walls.append(sum(seconds))
+        metrics = {}
+        for metric, paper in row.paper.items():
+            values = [100 * r["test"][metric] for r in results if r.get("test", {}).get(metric) is not None]
+            mean, sd = _mean_sd(values)
+            paper_mean, paper_sd = paper if paper is not None else (None, None)  # None: no paper's number
+            metrics[metric] = {"ours_mean": mean, "ours_sd": sd, "paper_mean": paper_mean, "paper_sd": paper_sd,
+                               "difference": None if mean is None or paper_mean is None else mean - paper_mean,
+                               "n": len(values)}
+        hardware = results[0].get("hardware") if results else None
+        rows.append({"row": row.label, "model": row.model, "seeds": sorted(r["seed"] for r in results),
+                     "failed_seeds": sorted(failed), "epochs": sorted({r["epochs"] for r in results}),
+                     "planned_epochs": sorted({j["epochs"] for j in mine}),
+                     "smoke": any(j["smoke"] for j in mine), "metrics": metrics,
+                     "wall_seconds_per_run": float(np.mean(walls)) if walls else None, "hardware": hardware,
+                     "jit": any(_trained_with(j, "jit", False) for j in mine),
+                     "precision": sorted({_trained_with(j, "precision", "fp32") for j in mine}),
+                     **({"chosen_on_validation": selection} if row.choose_on_validation else {})})
+    summary = {"experiment": name, "paper": experiment.paper, "table": experiment.table,
+               "paper_epochs": experiment.epochs, "paper_seeds": experiment.seeds,
+               "deviations": list(experiment.deviations), "all_rows": len(rows) == len(experiment.rows), "rows": rows}
+    atomic_write_json(root / "summary.json", summary)
+    atomic_write_text(root / "summary.md", render_markdown(summary))
+    return summary
+
+
+def _fmt(mean: float | None, sd: float | None) -> str:
+    if mean is None:
+        return "n/a"
+    return f"{mean:.1f}" + (f" ± {sd:.1f}" if sd is not None else "")
+
+
+def _hardware_text(hardware: dict[str, Any] | None) -> str:
+    if not hardware:
+        return "n/a"
+    if hardware.get("gpu"):
+        return f"{hardware['gpu']}"
+    return f"CPU ({hardware.get('cpu') or '?'}, {hardware.get('torch_threads')} thread(s))"
+
+
+def _commands_text(summary: dict[str, Any]) -> str:
+    """The command(s) that made the table: one per group of rows run with the same --seeds and --epochs."""
+    groups: dict[tuple[int, int | None, bool, str], list[str]] = {}
+    for r in summary["rows"]:
+        runs = len(r["seeds"]) + len(r["failed_seeds"])
+        # The planned epochs: a row whose runs all failed has none finished, and its command still needs them.
+        planned = r.get("planned_epochs") or r["epochs"]
+        precision = ",".join(p for p in r.get("precision", []) if p != "fp32")
+        groups.setdefault((runs, planned[0] if planned else None, r.get("jit", False), precision), []).append(r["row"])
+    commands = []
+    for (runs, epochs, jit, precision), labels in groups.items():
+        every_row = len(groups) == 1 and summary.get("all_rows", True)
+        commands.append(f"`pyro-sus reproduce {summary['experiment']}"
+                        + ("" if every_row else " --rows " + " ".join(f'"{label}"' for label in labels))
+                        + (f" --epochs {epochs}" if epochs is not None and epochs != summary["paper_epochs"] else "")
+                        + (f" --seeds {runs}" if runs and runs != summary["paper_seeds"] else "")
+                        + (" --jit" if jit else "") + (f" --precision {precision}" if precision else "")
+                        + " --write-results`")
+    return ("Command: " if len(commands) == 1 else "Commands: ") + "; ".join(commands)
+
+
+def render_markdown(summary: dict[str, Any]) -> str:
+    """The summary as a section of docs/RESULTS.md: ours beside the paper's, REDUCED where it is."""
+    rows = summary["rows"]
+    epochs = sorted({e for r in rows for e in r["epochs"]})
+    seeds = max((len(r["seeds"]) for r in rows), default=0)
+    reduced = (any(e < summary["paper_epochs"] for e in epochs) or seeds < summary["paper_seeds"]
+               or any(r["smoke"] for r in rows))
+    title = f"### `{summary['experiment']}`: {summary['table']}" + (" — REDUCED" if reduced else "")
+    lines = [title, "", f"Paper: {summary['paper']}. ",
+             f"Paper's budget: {summary['paper_epochs']} epochs, {summary['paper_seeds']} run(s). "
+             f"Ours: {', '.join(map(str, epochs)) or 'n/a'} epochs, up to {seeds} seed(s)"
+             + (" (**smoke run: tiny data, not a result**)" if any(r["smoke"] for r in rows) else "") + ".",
+             _commands_text(summary), "",
+             "| row | metric | ours | paper | ours − paper | seeds | epochs | wall s / run | hardware |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for metric, m in r["metrics"].items():
+            diff = "n/a" if m["difference"] is None else f"{m['difference']:+.1f}"
+            failed = f" ({len(r['failed_seeds'])} failed)" if r["failed_seeds"] else ""
+            wall = "n/a" if r["wall_seconds_per_run"] is None else f"{r['wall_seconds_per_run']:.0f}"
+            lines.append(f"| {r['row']} | {METRIC_NAMES.get(metric, metric)} | {_fmt(m['ours_mean'], m['ours_sd'])} | "
+                         f"{_fmt(m['paper_mean'], m['paper_sd'])} | {diff} | {len(r['seeds'])}{failed} | "
+                         f"{', '.join(map(str, r['epochs'])) or 'n/a'} | {wall} | {_hardware_text(r['hardware'])} |")
+    chosen = [(r["row"], s) for r in rows for s in r.get("chosen_on_validation", [])]
+    if chosen:
+        lines += ["", "Chosen per seed on validation accuracy (the wall time above counts every choice's training):"]
+        lines += [f"- {row}, seed {s['seed']}: {_candidate_text(s['chosen'])} (validation: "
+                  + ", ".join(f"{text} {acc:.1f}" for text, acc in s["validation_accuracy"].items()) + ")"
+                  for row, s in chosen]
+    if summary["deviations"]:
+        lines += ["", "Deviations from the paper:"] + [f"- {d}" for d in summary["deviations"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_results_section(summary: dict[str, Any], results_md: str | Path) -> None:
+    """Replace (or append) this experiment's generated section of ``results_md``."""
+    if any(r["smoke"] for r in summary["rows"]):
+        raise ValueError("smoke runs are not results: run without --smoke before writing to the results page")
+    import fcntl
+
+    path = Path(results_md)
+    begin = f"<!-- BEGIN generated: pyro-sus reproduce {summary['experiment']} -->"
+    end = f"<!-- END generated: pyro-sus reproduce {summary['experiment']} -->"
+    block = f"{begin}\n{render_markdown(summary)}{end}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Two experiments finishing together must not drop each other's section: read-modify-write under a lock.
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = path.read_text() if path.is_file() else "# Results\n"
+        if begin in text and end in text:
+            text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
+        else:
+            text = text.rstrip("\n") + "\n\n" + block + "\n"
+        atomic_write_text(path, text)

@@ -1,0 +1,311 @@
+"""Experiments as data and one runner for them: a table of a paper (or a benchmark setting) is an
+:class:`Experiment` of :class:`Row` s; :func:`plan_jobs` writes one job file per (row, choice, seed),
+:func:`run_jobs` runs them on local processes or on Ray, each job an ordinary run folder.
+
+Folder layout under ``OUT/NAME/``: ``jobs/ROW-seedS.json`` (what each run does), ``logs/ROW-seedS.log``,
+``runs/ROW-seedS/`` (an ordinary run folder). Running again skips finished runs and resumes
+interrupted ones (a run stopped before its first checkpoint starts over). The paper tables live in
+:mod:`pyro_sus.experiments`; aggregation and the results page in :mod:`pyro_sus.summary`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import Dataset, load_dataset
+from .io import atomic_write_json
+
+__all__ = ["Row", "Experiment", "EXPERIMENTS", "ENGINES", "SMOKE", "register_experiment", "get_experiment",
+           "plan_jobs", "job_fit_options", "run_job", "run_one_job", "run_jobs"]
+
+# --smoke: a few batches of a small subset, one epoch (unless epochs are given), one seed, at most
+# 5 labels per class (tests and a quick check of a setup).
+SMOKE = {"max_train": 400, "max_test": 200, "epochs": 1, "labels_per_class": 5}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a paper's table: a model with its options, and the paper's numbers for it.
+
+    ``fit`` holds keyword arguments of :func:`pyro_sus.fit` (split, prior, ``model_options``);
+    ``paper`` maps a test metric of :func:`pyro_sus.metrics.score` to the paper's (mean %, sd % or None),
+    or to None where no paper gives it (a benchmark setting: the metric is reported, nothing compared);
+    ``data`` may restrict classes: ``{"keep_classes": [...]}`` (everywhere) or ``{"test_classes": [...]}``;
+    ``train`` overrides the experiment's training options for this row. ``choose_on_validation`` maps
+    training options to values to try: each seed trains every combination, and the run with the best
+    validation accuracy is the one whose test numbers count (model selection as the papers do it).
+    """
+
+    label: str
+    model: str
+    fit: dict[str, Any]
+    paper: dict[str, tuple[float, float | None] | None]
+    data: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    choose_on_validation: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+
+    def candidates(self) -> list[dict[str, Any]]:
+        """Every combination of the ``choose_on_validation`` values, in the order given ([{}] if none)."""
+        names = list(self.choose_on_validation)
+        return [dict(zip(names, values)) for values in itertools.product(*self.choose_on_validation.values())]
+
+
+def _candidate_text(candidate: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in candidate.items())
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A table of a paper: its data set, training options (the paper's), rows, and deviations."""
+
+    name: str
+    paper: str
+    table: str
+    dataset: str
+    train: dict[str, Any]
+    rows: tuple[Row, ...]
+    seeds: int
+    deviations: tuple[str, ...] = ()
+    data_note: str | None = None
+
+    @property
+    def epochs(self) -> int:
+        return int(self.train["epochs"])
+
+    def row(self, label: str) -> Row:
+        for row in self.rows:
+            if row.label == label:
+                return row
+        raise ValueError(f"{self.name} has no row {label!r}; rows: {[r.label for r in self.rows]}")
+
+
+EXPERIMENTS: dict[str, Experiment] = {}
+#: The module that registered each experiment: a job process imports it to find its experiment.
+_DEFINED_IN: dict[str, str] = {}
+
+
+def register_experiment(experiment: Experiment, replace: bool = False, module: str | None = None) -> Experiment:
+    """Add an experiment to the registry; a different one under a taken name needs ``replace=True``.
+    ``module`` (default: the caller's) is imported by each job process of the experiment."""
+    old = EXPERIMENTS.get(experiment.name)
+    if old is not None and old != experiment and not replace:
+        raise ValueError(f"experiment {experiment.name!r} is already registered (pass replace=True)")
+    EXPERIMENTS[experiment.name] = experiment
+    _DEFINED_IN[experiment.name] = module or sys._getframe(1).f_globals.get("__name__", "__main__")
+    return experiment
+
+
+def get_experiment(name: str) -> Experiment:
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; known: {sorted(EXPERIMENTS)} (the built-in tables "
+                         f"register on `import pyro_sus.experiments`)")
+    return EXPERIMENTS[name]
+
+# -- planning and running ----------------------------------------------------------------------
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.=]+", "-", text).strip("-").lower()
+
+
+def plan_jobs(name: str, out: str | Path, seeds: int | None = None, epochs: int | None = None,
+              rows: Sequence[str] | None = None, device: str = "auto", data_dir: str | None = None,
+              smoke: bool = False, plugins: Sequence[str] = (), jit: bool = False,
+              precision: str = "fp32") -> list[Path]:
+    """Write one job file per (row, choice of ``choose_on_validation``, seed) under ``OUT/NAME/jobs``;
+    returns their paths. ``plugins`` are modules each job imports first (your own experiments, models
+    or priors)."""
+    from .train import TrainConfig
+
+    experiment = get_experiment(name)
+    # The job process imports the module that defined the experiment (unless it is a script's own).
+    defined_in = _DEFINED_IN.get(name, "__main__")
+    plugins = list(plugins) + ([defined_in] if defined_in != "__main__" and defined_in not in plugins else [])
+    chosen = [experiment.row(label) for label in rows] if rows else list(experiment.rows)
+    n_seeds = 1 if smoke else (seeds or experiment.seeds)
+    epochs = epochs or (SMOKE["epochs"] if smoke else experiment.epochs)
+    root = Path(out) / name
+    trainable = {f.name for f in dataclasses.fields(TrainConfig)} - {"epochs", "seed", "device", "jit", "precision"}
+    for row in chosen:
+        if set(row.choose_on_validation) - trainable:
+            raise ValueError(f"{row.label!r}: choose_on_validation names "
+                             f"{sorted(set(row.choose_on_validation) - trainable)}, which are not training options; "
+                             f"choose among {sorted(trainable)}")
+        if row.choose_on_validation and row.fit.get("validation_fraction") == 0:
+            raise ValueError(f"{row.label!r} chooses on validation accuracy but holds out no validation set")
+    paths = []
+    for row, candidate, seed in ((r, c, s) for r in chosen for c in r.candidates() for s in range(n_seeds)):
+        # What the run does; a finished run made from a different definition must not be mixed in.
+        # (A row without choices keeps the spec it had before they existed, so its old runs still count.)
+        row_spec = {k: v for k, v in dataclasses.asdict(row).items() if k != "choose_on_validation" or v}
+        spec = json.loads(json.dumps({"row": row_spec, "train": experiment.train, "epochs": epochs, "smoke": smoke,
+                                      **({"candidate": candidate} if candidate else {})}))
+        slug = f"{_slug(f'{row.label} {_candidate_text(candidate)}')}-seed{seed}"
+        # jit and precision, like the device, change how fast a run goes and its rounding, not what it
+        # computes: not part of the spec (the summary says which runs used them).
+        job = {"experiment": name, "row": row.label, "seed": seed, "epochs": epochs, "device": device, "jit": jit,
+               "precision": precision,
+               "data_dir": data_dir, "smoke": smoke, "plugins": list(plugins), "run_dir": str(root / "runs" / slug),
+               "log": str(root / "logs" / f"{slug}.log"), "spec": spec, "candidate": candidate}
+        path = root / "jobs" / f"{slug}.json"
+        if path.is_file() and Path(job["run_dir"]).is_dir():
+            old = json.loads(path.read_text())
+            if old.get("spec") != spec:
+                raise ValueError(f"{job['run_dir']} was made with a different definition of {row.label!r} "
+                                 f"(options, epochs or smoke); use another --out or delete that run folder")
+        atomic_write_json(path, job)
+        paths.append(path)
+    return paths
+
+
+def _restrict(data: Dataset, keep: Sequence[int] | None, test_only: Sequence[int] | None) -> Dataset:
+    x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
+    if keep is not None:
+        in_train = np.isin(y_train, keep)
+        x_train, y_train = x_train[in_train], y_train[in_train]
+    classes = keep if keep is not None else test_only
+    if classes is not None and x_test is not None:
+        in_test = np.isin(y_test, classes)
+        x_test, y_test = x_test[in_test], y_test[in_test]
+    return Dataset(data.name, x_train, y_train, x_test, y_test, data.image_shape)
+
+
+def _subsample(data: Dataset, seed: int) -> Dataset:
+    rng = np.random.default_rng(seed)
+    train = np.sort(rng.choice(len(data.x_train), min(SMOKE["max_train"], len(data.x_train)), replace=False))
+    test = None if data.x_test is None else np.sort(rng.choice(len(data.x_test), min(SMOKE["max_test"], len(data.x_test)),
+                                                               replace=False))
+    return Dataset(data.name, data.x_train[train], data.y_train[train],
+                   None if test is None else data.x_test[test], None if test is None else data.y_test[test],
+                   data.image_shape)
+
+
+def job_fit_options(job: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The model a job trains and the keyword arguments of :func:`pyro_sus.fit` it passes (split,
+    prior, model and training options; the data aside)."""
+    experiment = get_experiment(job["experiment"])
+    row = experiment.row(job["row"])
+    options = dict(row.fit)
+    if job["smoke"] and options.get("labels_per_class"):  # the subset may hold fewer points per class
+        options["labels_per_class"] = min(options["labels_per_class"], SMOKE["labels_per_class"])
+    options["train_options"] = {**experiment.train, **row.train, **job.get("candidate", {}), "epochs": job["epochs"],
+                                "seed": job["seed"], "device": job["device"], "jit": job.get("jit", False),
+                                "precision": job.get("precision", "fp32")}
+    return row.model, options
+
+
+def run_job(job_path: str | Path) -> None:
+    """Train and evaluate one job (inside its own process); resumes an interrupted run folder."""
+    from .api import fit, written_before_first_checkpoint
+
+    job = json.loads(Path(job_path).read_text())
+    for module in job.get("plugins", []):
+        importlib.import_module(module)
+    experiment = get_experiment(job["experiment"])
+    row = experiment.row(job["row"])
+    run_dir = Path(job["run_dir"])
+    data = load_dataset(experiment.dataset, job["data_dir"])
+    data = _restrict(data, row.data.get("keep_classes"), row.data.get("test_classes"))
+    if job["smoke"]:
+        data = _subsample(data, job["seed"])
+    if (run_dir / "last.pt").is_file():
+        fit(run_dir=run_dir, resume=True, dataset=data, progress=False)
+        return
+    if run_dir.is_dir() and all(written_before_first_checkpoint(p.name) for p in run_dir.iterdir()):
+        # Stopped before its first checkpoint (killed, out of time): nothing to resume, start over.
+        for path in run_dir.iterdir():
+            path.unlink()
+    model, options = job_fit_options(job)
+    # A data set chosen by name keeps its name in run.json; a restricted one is passed as an object.
+    fit(model, data, run_dir, data_dir=job["data_dir"], **options, progress=False)
+
+
+ENGINES = ("local", "ray")
+
+
+def run_one_job(path: str | Path, threads: int) -> int:
+    """Run one job in its own process unless it finished before (exit status 0 then); its output goes
+    to the job's log. Both engines run this, on whichever machine takes the job."""
+    path = Path(path)
+    job = json.loads(path.read_text())
+    if (Path(job["run_dir"]) / "results.json").is_file():
+        return 0
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    Path(job["log"]).parent.mkdir(parents=True, exist_ok=True)
+    with open(job["log"], "a") as log:
+        log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {path}\n")
+        log.flush()
+        return subprocess.call([sys.executable, "-m", "pyro_sus.sweep", str(path)], stdout=log,
+                               stderr=subprocess.STDOUT, env=env)
+
+
+def run_jobs(job_paths: Sequence[Path], jobs: int = 1, threads: int | None = None, engine: str = "local",
+             address: str | None = None) -> dict[str, int]:
+    """Run every job not finished yet; a failing job does not stop the others. Returns each job
+    file's exit status (0 also for one finished before), keyed by its path.
+
+    ``engine="local"``: ``jobs`` processes at a time on this machine. ``engine="ray"``: one Ray task
+    per job, each asking for ``threads`` CPUs, on the Ray cluster at ``address`` (None: the one this
+    process is connected to, or a local one started here), so the cluster's free CPUs set how many
+    run at once; every machine must see the job files, the output folder and the data at the same paths.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    threads = threads or max(1, (os.cpu_count() or 1) // max(1, jobs))
+    if engine == "ray":
+        return _run_jobs_on_ray(job_paths, threads, address)
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        return dict(pool.map(lambda path: (str(path), run_one_job(path, threads)), job_paths))
+
+
+def _run_jobs_on_ray(job_paths: Sequence[Path], threads: int, address: str | None) -> dict[str, int]:
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("--engine ray needs Ray: pip install 'pyro_sus[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(num_cpus=threads, max_retries=0)(run_one_job)
+        refs = {str(path): task.remote(str(path), threads) for path in job_paths}
+        statuses = {}
+        for path, ref in refs.items():
+            try:
+                statuses[path] = ray.get(ref)
+            except ray.exceptions.RayError as err:  # the task itself failed (a lost node): that job only
+                statuses[path] = 1
+                log = Path(json.loads(Path(path).read_text())["log"])
+                log.parent.mkdir(parents=True, exist_ok=True)
+                with open(log, "a") as handle:
+                    handle.write(f"# ray: {type(err).__name__}: {err}\n")
+        return statuses
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+if __name__ == "__main__":  # one job per process: python -m pyro_sus.sweep JOB.json
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m pyro_sus.sweep JOB.json")
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    # Through the imported module, not this __main__ copy: the job's plugins (the built-in tables
+    # among them) register in pyro_sus.sweep.EXPERIMENTS, which is not this file's dict.
+    from pyro_sus.sweep import run_job as run_job_in_package
+
+    run_job_in_package(sys.argv[1])
