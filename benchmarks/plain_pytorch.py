@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from pyro_sus.api import hardware_info
 from pyro_sus.models import get_model_class
 from pyro_sus.tracing import TracedLoss
+from step_shape import add_step_shape_arguments  # beside this script
 
 
 def plain_loss(model, x_u: torch.Tensor, x_l: torch.Tensor, y_l: torch.Tensor) -> torch.Tensor:
@@ -83,13 +84,8 @@ def step_seconds(loss_fn, model, batches, steps: int, warmup: int, device: torch
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--x-dim", type=int, default=444)
-    parser.add_argument("--slots", type=int, default=45)
-    parser.add_argument("--hidden", type=int, nargs="+", default=[500, 500])
+    add_step_shape_arguments(parser, steps=30)
     parser.add_argument("--z-dim", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--check-draws", type=int, default=200, help="draws for the same-objective check")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args()

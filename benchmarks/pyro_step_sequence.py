@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyro_sus.api import _training_data, hardware_info
+from pyro_sus.api import hardware_info, training_data
 from pyro_sus.data import Preprocessor, load_dataset, make_split
 from pyro_sus.models.m2 import M2, M2Config
 from pyro_sus.train import seed_everything
@@ -72,7 +72,7 @@ def main() -> None:
     data = load_dataset("mnist", args.data_dir)
     split = make_split(data.y_train, labels_per_class=args.labels // 10, validation_fraction=1 / 6, seed=args.seed)
     pre = Preprocessor.fit(data.x_train[np.concatenate([split.labelled_idx, split.unlabelled_idx])], None)
-    train_data = _training_data(data, split, pre)
+    train_data = training_data(data, split, pre)
     x_test, y_test = torch.tensor(pre.transform(data.x_test)), data.y_test
     seed_everything(args.seed)
     model = M2(M2Config(x_dim=784, n_slots=10, z_dim=50, hidden_dims=(500,), alpha=46.0,

@@ -28,6 +28,7 @@ from pyro_sus.api import hardware_info
 from pyro_sus.models import MODELS, get_model_class
 from pyro_sus.nn import broadcast_cat
 from pyro_sus.train import TrainConfig, TrainStep
+from step_shape import add_step_shape_arguments  # beside this script
 
 
 def make_step(name: str, device: torch.device, x_dim: int, slots: int, hidden: list[int], batch: int,
@@ -90,12 +91,7 @@ def time_model(name: str, device: torch.device, x_dim: int, slots: int, hidden: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--x-dim", type=int, default=444)
-    parser.add_argument("--slots", type=int, default=45)
-    parser.add_argument("--hidden", type=int, nargs="+", default=[500, 500])
-    parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=20)
+    add_step_shape_arguments(parser, steps=20)
     parser.add_argument("--models", nargs="+", default=None,
                         help="registered names, NAME+flow for a flow posterior (default: every model)")
     parser.add_argument("--jit", action="store_true", help="trace the loss of every model that can be traced")

@@ -23,15 +23,17 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from . import __version__
-from .data import DATASETS, DataError, Dataset, Preprocessor, Split, load_dataset, make_split, resolve_data_dir
+from .data import DATASETS, DataError, Dataset, Preprocessor, Split, load_dataset, resolve_data_dir
 from .io import CheckpointError, RunFileError, atomic_write_json, read_json
 from .metrics import UNMAPPED, gcd_accuracy, gcd_assignment, honest_mapping, score
 from .report import discovery_summary, plot_discovered_slots, plot_slot_counts, slot_table, write_report
 from .models import get_model_class
 from .priors import class_prior
+from .spec import DataSpec, PreprocessSpec, PriorSpec, RunSpec, SplitSpec
 from .train import TrainConfig, TrainingData, TrainingDiverged, resolve_device, seed_everything, train
 
-__all__ = ["Run", "fit", "evaluate", "predict", "load", "hardware_info", "data_fingerprint"]
+__all__ = ["Run", "fit", "evaluate", "predict", "load", "run_spec", "load_parts", "build_model", "training_data",
+           "hardware_info", "data_fingerprint"]
 
 #: What ``fit`` writes into a run folder before its first checkpoint (``last.pt``), with the
 #: temp files of atomic writes: all a fresh run removes again when it fails before that point.
@@ -82,6 +84,11 @@ class Run:
     preprocessor: Preprocessor
     split: Split
     mapping: np.ndarray | None = None
+    spec: RunSpec | None = None
+
+    def __post_init__(self) -> None:
+        if self.spec is None:  # info is run.json as written; spec is its typed form
+            self.spec = RunSpec.from_json(self.info)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """q(y|x) over the model's slots for raw inputs ``x`` (same layout as the training data)."""
@@ -136,7 +143,8 @@ class Run:
         return mapping
 
 
-def _training_data(dataset: Dataset, split: Split, pre: Preprocessor) -> TrainingData:
+def training_data(dataset: Dataset, split: Split, pre: Preprocessor) -> TrainingData:
+    """The run's training tensors: labelled (slots), unlabelled and validation points, preprocessed."""
     def features(idx: np.ndarray) -> torch.Tensor:
         return torch.tensor(pre.transform(dataset.x_train[idx]) if len(idx) else np.zeros((0, pre.output_dim), np.float32))
 
@@ -158,11 +166,11 @@ def fit(
     labels_per_class: int | None = None,
     labelled_fraction: float | None = None,
     n_extra: int | None = None,
-    validation_fraction: float = 0.1,
+    validation_fraction: float = SplitSpec.validation_fraction,
     split_seed: int | None = None,
-    std_threshold: float | None = 0.1,
-    prior: str = "sus",
-    known_mass: float = 0.5,
+    std_threshold: float | None = PreprocessSpec.std_threshold,
+    prior: str = PriorSpec.kind,
+    known_mass: float = PriorSpec.known_mass,
     class_probs: Sequence[float] | None = None,
     model_options: dict[str, Any] | None = None,
     train_options: dict[str, Any] | None = None,
@@ -196,38 +204,34 @@ def fit(
                              f"train_options cannot change them (start a new run folder instead)")
         return _resume(run_dir, dataset, data_dir, stop_after, progress, evaluate_after)
     dataset = "digits" if dataset is None else dataset
-    options = run_options(model, hidden_classes=hidden_classes, unseen_classes=unseen_classes,
-                          labels_per_class=labels_per_class, labelled_fraction=labelled_fraction, n_extra=n_extra,
-                          validation_fraction=validation_fraction, split_seed=split_seed, std_threshold=std_threshold,
-                          prior=prior, known_mass=known_mass, class_probs=class_probs, model_options=model_options,
-                          train_options=train_options)
-    resolve_device(options["train"]["device"])  # --device cuda without a GPU fails before the disk is touched
+    spec = run_spec(model, hidden_classes=hidden_classes, unseen_classes=unseen_classes,
+                    labels_per_class=labels_per_class, labelled_fraction=labelled_fraction, n_extra=n_extra,
+                    validation_fraction=validation_fraction, split_seed=split_seed, std_threshold=std_threshold,
+                    prior=prior, known_mass=known_mass, class_probs=class_probs, model_options=model_options,
+                    train_options=train_options)
+    resolve_device(spec.train.device)  # --device cuda without a GPU fails before the disk is touched
     get_model_class(model)
     _check_free(run_dir)
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir, download)
-    info = {
-        "pyro_sus_version": __version__,
-        "model": model,
+    folder = resolve_data_dir(data_dir)
+    spec = dataclasses.replace(spec, data=DataSpec(
         # Stored resolved, so that evaluate and --resume find the data from any working directory.
-        "dataset": dataset.name if isinstance(dataset, Dataset) else _data_location(str(dataset)),
-        "data_dir": str(resolve_data_dir(data_dir).resolve()) if resolve_data_dir(data_dir) is not None else None,
-        "data_sha256": data_fingerprint(data),
-        "n_train": int(len(data.x_train)),
-        **{key: value for key, value in options.items() if key != "model"},
-    }
-    split = make_split(data.y_train, **info["split"])
-    info["image_shape"] = list(data.image_shape) if data.image_shape else None
+        dataset.name if isinstance(dataset, Dataset) else _data_location(str(dataset)),
+        str(folder.resolve()) if folder is not None else None, data_fingerprint(data), int(len(data.x_train)),
+        tuple(data.image_shape) if data.image_shape else None))
+    info = {"pyro_sus_version": __version__, **spec.to_json()}
+    split = spec.split.make(data.y_train)
     train_idx = np.concatenate([split.labelled_idx, split.unlabelled_idx])
-    pre = Preprocessor.fit(data.x_train[train_idx], std_threshold)
-    _check_likelihood(_build(info, split, pre), pre.transform(data.x_train[train_idx]))  # bad model options fail here
+    pre = Preprocessor.fit(data.x_train[train_idx], spec.preprocess.std_threshold)
+    _check_likelihood(build_model(spec, split, pre), pre.transform(data.x_train[train_idx]))  # bad options fail here
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         np.savez(run_dir / "split.npz", **split.to_arrays())
         np.savez(run_dir / "preprocess.npz", keep=pre.keep, fill=pre.fill)
         atomic_write_json(run_dir / "run.json", info)
-        return _train_run(run_dir, info, split, pre, data, resume=False, stop_after=stop_after, progress=progress,
-                          evaluate_after=evaluate_after)
+        return _train_run(run_dir, info, spec, split, pre, data, resume=False, stop_after=stop_after,
+                          progress=progress, evaluate_after=evaluate_after)
     except Exception as err:
         if (run_dir / "last.pt").exists():  # a checkpoint exists: the run can be resumed, keep it
             raise
@@ -238,28 +242,23 @@ def fit(
         raise
 
 
-def run_options(model: str, *, hidden_classes: Sequence[int] = (), unseen_classes: Sequence[int] = (),
-                labels_per_class: int | None = None, labelled_fraction: float | None = None,
-                n_extra: int | None = None, validation_fraction: float = 0.1, split_seed: int | None = None,
-                std_threshold: float | None = 0.1, prior: str = "sus", known_mass: float = 0.5,
-                class_probs: Sequence[float] | None = None, model_options: dict[str, Any] | None = None,
-                train_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What a run does, as :func:`fit` writes it into run.json (``model``, ``split``, ``preprocess``,
-    ``prior``, ``model_options``, ``train``); the options are :func:`fit`'s, training options checked."""
-    train_config = TrainConfig(**(train_options or {}))
-    return {
-        "model": model,
-        "split": {"hidden_classes": [int(c) for c in hidden_classes],
-                  "unseen_classes": [int(c) for c in unseen_classes], "labels_per_class": labels_per_class,
-                  "labelled_fraction": labelled_fraction, "n_extra": n_extra,
-                  "validation_fraction": validation_fraction,
-                  "seed": train_config.seed if split_seed is None else split_seed},
-        "preprocess": {"std_threshold": std_threshold},
-        "prior": {"kind": "given" if class_probs is not None else prior, "known_mass": known_mass,
-                  "probs": [float(p) for p in class_probs] if class_probs is not None else None},
-        "model_options": dict(model_options or {}),
-        "train": dataclasses.asdict(train_config),
-    }
+def run_spec(model: str, *, hidden_classes: Sequence[int] = (), unseen_classes: Sequence[int] = (),
+             labels_per_class: int | None = None, labelled_fraction: float | None = None, n_extra: int | None = None,
+             validation_fraction: float = SplitSpec.validation_fraction, split_seed: int | None = None,
+             std_threshold: float | None = PreprocessSpec.std_threshold, prior: str = PriorSpec.kind,
+             known_mass: float = PriorSpec.known_mass, class_probs: Sequence[float] | None = None,
+             model_options: dict[str, Any] | None = None, train_options: dict[str, Any] | None = None,
+             data: DataSpec | None = None) -> RunSpec:
+    """What a run with :func:`fit`'s options does (the data aside unless given), as run.json records it;
+    training options and the prior are checked here."""
+    return RunSpec(
+        model, data or DataSpec(),
+        SplitSpec(tuple(int(c) for c in hidden_classes), tuple(int(c) for c in unseen_classes), labels_per_class,
+                  labelled_fraction, n_extra, validation_fraction, split_seed),
+        PreprocessSpec(std_threshold),
+        PriorSpec("given" if class_probs is not None else prior, known_mass,
+                  tuple(float(p) for p in class_probs) if class_probs is not None else None),
+        dict(model_options or {}), TrainConfig(**(train_options or {})))
 
 
 def _data_location(name: str) -> str:
@@ -295,34 +294,32 @@ def _check_likelihood(model: torch.nn.Module, features: np.ndarray) -> None:
                         f"likelihood (--likelihood gaussian)")
 
 
-def _model_config(info: dict[str, Any], split: Split, pre: Preprocessor):
+def _model_config(spec: RunSpec, split: Split, pre: Preprocessor):
     """The model's config dataclass: sizes and class prior from the split, then the user's options."""
-    cls = get_model_class(info["model"])
+    cls = get_model_class(spec.model)
     options: dict[str, Any] = {"x_dim": pre.output_dim, "n_slots": split.n_slots}
-    prior = info["prior"]
     if "class_prior" in {f.name for f in dataclasses.fields(cls.config_class)}:
-        options["class_prior"] = class_prior(split.n_known, split.n_extra, prior["kind"], prior["known_mass"],
-                                             prior.get("probs")).tolist()
-    elif prior["kind"] == "given":
-        raise ValueError(f"model {info['model']!r} has no class prior p(y) to set (class_probs)")
-    options.update(info["model_options"])
+        options["class_prior"] = class_prior(split.n_known, split.n_extra, spec.prior.kind, spec.prior.known_mass,
+                                             spec.prior.probs).tolist()
+    elif spec.prior.kind == "given":
+        raise ValueError(f"model {spec.model!r} has no class prior p(y) to set (class_probs)")
+    options.update(spec.model_options)
     try:
         return cls.config_class(**options)
     except TypeError as err:  # an option this model does not have
-        raise ValueError(f"bad options for model {info['model']!r}: {err}") from None
+        raise ValueError(f"bad options for model {spec.model!r}: {err}") from None
     except ValueError as err:
-        raise ValueError(f"bad options for model {info['model']!r}: {err}") from None
+        raise ValueError(f"bad options for model {spec.model!r}: {err}") from None
 
 
-def _build(info: dict[str, Any], split: Split, pre: Preprocessor) -> torch.nn.Module:
-    return get_model_class(info["model"])(_model_config(info, split, pre))
+def build_model(spec: RunSpec, split: Split, pre: Preprocessor) -> torch.nn.Module:
+    """The run's model, freshly initialised (from the current random state)."""
+    return get_model_class(spec.model)(_model_config(spec, split, pre))
 
 
-_RUN_KEYS = ("model", "dataset", "data_dir", "split", "preprocess", "prior", "model_options", "train")
-
-
-def _load_parts(run_dir: Path) -> tuple[dict[str, Any], Split, Preprocessor]:
-    """run.json, split.npz and preprocess.npz of a run folder, each checked, naming the file that is wrong."""
+def load_parts(run_dir: str | Path) -> tuple[dict[str, Any], RunSpec, Split, Preprocessor]:
+    """run.json (as written, and as a :class:`RunSpec`), split.npz and preprocess.npz of a run folder,
+    each checked, naming the file that is wrong."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise NotADirectoryError(f"{run_dir} is a file, not a run folder")
@@ -331,14 +328,11 @@ def _load_parts(run_dir: Path) -> tuple[dict[str, Any], Split, Preprocessor]:
             raise FileNotFoundError(f"{run_dir} is not a pyro_sus run folder: {name} is missing")
     path = run_dir / "run.json"
     info = read_json(path, "run's options, written by `pyro-sus train`")
-    missing = [key for key in _RUN_KEYS if not isinstance(info, dict) or key not in info]
-    if missing:
-        raise RunFileError(f"{path} is not a run specification: it lacks {missing}; restore the file or train again")
     try:
-        get_model_class(info["model"])
-        TrainConfig(**info["train"])
-    except (TypeError, ValueError) as err:
-        raise RunFileError(f"{path}: {err}; restore the file or train again") from None
+        spec = RunSpec.from_json(info)
+        get_model_class(spec.model)
+    except ValueError as err:
+        raise RunFileError(f"{path} is not a run specification: {err}; restore the file or train again") from None
     arrays = {}
     for name in ("split.npz", "preprocess.npz"):
         try:
@@ -352,28 +346,28 @@ def _load_parts(run_dir: Path) -> tuple[dict[str, Any], Split, Preprocessor]:
         pre = Preprocessor(arrays["preprocess.npz"]["keep"].astype(bool), arrays["preprocess.npz"]["fill"])
     except (KeyError, TypeError, ValueError) as err:
         raise RunFileError(f"{run_dir}: split.npz or preprocess.npz lacks {err}; restore them or train again") from None
-    return info, split, pre
+    return info, spec, split, pre
 
 
-def _run_data(info: dict[str, Any], run_dir: Path, split: Split, dataset: str | Dataset | None = None,
+def _run_data(spec: RunSpec, run_dir: Path, split: Split, dataset: str | Dataset | None = None,
               data_dir: str | Path | None = None) -> Dataset:
     """The data a run trained on: the saved location, or ``dataset`` / ``data_dir`` where it moved,
     checked against the content hash in run.json (runs written before it had one: the split's size)."""
     if isinstance(dataset, Dataset):
         data, where = dataset, f"the data set {dataset.name!r} given"
     else:
-        name = _data_location(str(dataset)) if dataset is not None else info["dataset"]
-        folder = data_dir if data_dir is not None else info.get("data_dir")
+        name = _data_location(str(dataset)) if dataset is not None else spec.data.dataset
+        folder = data_dir if data_dir is not None else spec.data.data_dir
         where = f"data set {name!r}" + (f" (data folder {folder})" if folder else "")
         try:
             data = load_dataset(name, folder)
         except (FileNotFoundError, DataError) as err:
             raise type(err)(f"{err} [{run_dir} trained on {where}; if the data moved, point at it with "
                             f"--dataset / --data-dir]") from None
-    expected = info.get("data_sha256")
+    expected = spec.data.sha256
     if expected is not None and data_fingerprint(data) != expected:
         raise DataError(f"{where} is not the data the run in {run_dir} was trained on: its content hash differs "
-                        f"({len(data.x_train)} training points now, {info.get('n_train')} then). Scoring or "
+                        f"({len(data.x_train)} training points now, {spec.data.n_train} then). Scoring or "
                         f"training on it would use the wrong points. Restore the original file, or point at it "
                         f"with --dataset / --data-dir; for new data, train a new run.")
     largest = max((int(idx.max()) for idx in (split.labelled_idx, split.unlabelled_idx, split.validation_idx)
@@ -386,30 +380,33 @@ def _run_data(info: dict[str, Any], run_dir: Path, split: Split, dataset: str | 
 
 def _resume(run_dir: Path, dataset: str | Dataset | None, data_dir: str | Path | None, stop_after: int | None,
             progress: bool, evaluate_after: bool) -> Run | None:
-    info, split, pre = _load_parts(run_dir)
-    data = _run_data(info, run_dir, split, dataset, data_dir)
+    info, spec, split, pre = load_parts(run_dir)
+    data = _run_data(spec, run_dir, split, dataset, data_dir)
     if not isinstance(dataset, Dataset) and (dataset is not None or data_dir is not None):
         # The hash matched: remember where the data is now, for evaluate and the next resume.
-        if dataset is not None:
-            info["dataset"] = _data_location(str(dataset))
+        moved = {"dataset": _data_location(str(dataset))} if dataset is not None else {}
         if data_dir is not None:
-            info["data_dir"] = str(Path(data_dir).expanduser().resolve())
+            moved["data_dir"] = str(Path(data_dir).expanduser().resolve())
+        spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, **moved))
+        info.update(moved)
     checkpointed = (run_dir / "last.pt").is_file()
     if not checkpointed and progress:
         print(f"{run_dir} has no checkpoint yet (stopped in its first epochs): starting it over with its saved options")
-    return _train_run(run_dir, info, split, pre, data, resume=checkpointed, stop_after=stop_after, progress=progress,
+    return _train_run(run_dir, info, spec, split, pre, data, resume=checkpointed, stop_after=stop_after,
+                      progress=progress,
                       evaluate_after=evaluate_after)
 
 
-def _train_run(run_dir: Path, info: dict[str, Any], split: Split, pre: Preprocessor, data: Dataset, resume: bool,
-               stop_after: int | None, progress: bool, evaluate_after: bool) -> Run | None:
-    config = TrainConfig(**info["train"])
+def _train_run(run_dir: Path, info: dict[str, Any], spec: RunSpec, split: Split, pre: Preprocessor, data: Dataset,
+               resume: bool, stop_after: int | None, progress: bool, evaluate_after: bool) -> Run | None:
+    """Train (or resume) the run; ``info`` is run.json as written, gaining the run's records."""
+    config = spec.train
     seed_everything(config.seed)  # the seed fixes the initial weights too
-    model = _build(info, split, pre)
-    training_data = _training_data(data, split, pre)
-    _check_likelihood(model, torch.cat([training_data.x_labelled, training_data.x_unlabelled]).numpy())
+    model = build_model(spec, split, pre)
+    tensors = training_data(data, split, pre)
+    _check_likelihood(model, torch.cat([tensors.x_labelled, tensors.x_unlabelled]).numpy())
     started = time.perf_counter()
-    history = train(model, training_data, config, run_dir, resume=resume, progress=progress,
+    history = train(model, tensors, config, run_dir, resume=resume, progress=progress,
                     stop_after=stop_after)
     info["train_wall_seconds"] = sum(r["seconds"] for r in history)
     info["last_session_seconds"] = time.perf_counter() - started
@@ -419,11 +416,11 @@ def _train_run(run_dir: Path, info: dict[str, Any], split: Split, pre: Preproces
     atomic_write_json(run_dir / "run.json", info)
     from .plots import plot_learning_curves
 
-    plot_learning_curves(history, run_dir / "learning_curves.png", title=f"{info['model']} on {info['dataset']}")
+    plot_learning_curves(history, run_dir / "learning_curves.png", title=f"{spec.model} on {spec.data.dataset}")
     if history[-1]["epoch"] < config.epochs and not history[-1].get("stopped_early"):
         return None  # stopped on purpose (stop_after): last.pt holds the state
     model.save(run_dir, "final")
-    run = Run(run_dir, info, model, pre, split)
+    run = Run(run_dir, info, model, pre, split, spec=spec)
     if evaluate_after:
         evaluate(run, dataset=data)
     return run
@@ -446,14 +443,14 @@ def _read_mapping(path: Path, split: Split) -> np.ndarray:
 def load(run_dir: str | Path, device: str = "cpu") -> Run:
     """Rebuild a finished run (weights from ``final.pt``) with its validation mapping if evaluated."""
     run_dir = Path(run_dir)
-    info, split, pre = _load_parts(run_dir)
+    info, spec, split, pre = load_parts(run_dir)
     if not (run_dir / "final.pt").is_file():
         raise CheckpointError(f"{run_dir} has no final.pt: training did not finish; continue it with "
                               f"`pyro-sus train --resume --out {run_dir}`")
-    model = get_model_class(info["model"]).load(run_dir, "final")
+    model = get_model_class(spec.model).load(run_dir, "final")
     model.to(resolve_device(device)).eval()
     mapping = _read_mapping(run_dir / "mapping.json", split) if (run_dir / "mapping.json").is_file() else None
-    return Run(run_dir, info, model, pre, split, mapping)
+    return Run(run_dir, info, model, pre, split, mapping, spec)
 
 
 def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: bool = True, *,
@@ -466,8 +463,8 @@ def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: 
     content hash differs from the one in run.json is refused.
     """
     run = run if isinstance(run, Run) else load(run)
-    data = _run_data(run.info, run.run_dir, run.split, dataset, data_dir)
-    split = run.split
+    data = _run_data(run.spec, run.run_dir, run.split, dataset, data_dir)
+    split, spec = run.split, run.spec
     val_x, val_y = data.x_train[split.validation_idx], data.y_train[split.validation_idx]
     has_val = (val_y >= 0).any()
     val_slots = run.predict_proba(val_x).argmax(-1) if len(val_x) else np.zeros(0, dtype=np.int64)
@@ -478,14 +475,12 @@ def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: 
         "note": "slots < n_known are the known classes; extra slots take the majority class of the validation "
                 "points they receive (-1: none received)"})
     results: dict[str, Any] = {
-        "model": run.info["model"], "model_options": run.info.get("model_options", {}),
-        "dataset": run.info["dataset"], "regime": split.regime,
+        "model": spec.model, "model_options": spec.model_options, "dataset": spec.data.dataset, "regime": split.regime,
         "known_classes": list(split.known_classes), "hidden_classes": list(split.hidden_classes),
         "unseen_classes": list(split.unseen_classes), "n_slots": split.n_slots, "n_labelled": int(len(split.labelled_idx)),
-        "n_unlabelled": int(len(split.unlabelled_idx)), "epochs": run.info["train"]["epochs"],
-        "seed": run.info["train"]["seed"], "train_wall_seconds": run.info.get("train_wall_seconds"),
-        "select": run.info["train"].get("select", "final"),
-        "selected_epoch": run.info.get("selected_epoch", run.info["train"]["epochs"]),
+        "n_unlabelled": int(len(split.unlabelled_idx)), "epochs": spec.train.epochs,
+        "seed": spec.train.seed, "train_wall_seconds": run.info.get("train_wall_seconds"),
+        "select": spec.train.select, "selected_epoch": run.info.get("selected_epoch", spec.train.epochs),
         "hardware": run.info.get("hardware"),
     }
     if has_val:
@@ -547,8 +542,8 @@ def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: 
             counted = (test_slots, test_y, "test") if test_slots is not None else (val_slots[keep], val_y[keep],
                                                                                       "validation")
             plot_slot_counts(counted[0], counted[1], table, mapping, split.known_classes, split.hidden_classes,
-                             run.run_dir / "slot_counts.png", title=f"{run.info['model']}: {counted[2]} counts by slot")
-            shape = run.info.get("image_shape")
+                             run.run_dir / "slot_counts.png", title=f"{spec.model}: {counted[2]} counts by slot")
+            shape = spec.data.image_shape
             if test_probs is not None and shape:
                 images = data.x_test[test_seen].reshape(len(test_y), -1)
                 plot_discovered_slots(images, test_probs, table, shape, run.run_dir / "discovered.png")
@@ -557,7 +552,7 @@ def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: 
     if plot and scored is not None:
         from .plots import plot_confusion
 
-        title = f"{run.info['model']} on {run.info['dataset']} ({'test' if 'test' in results else 'validation'})"
+        title = f"{spec.model} on {spec.data.dataset} ({'test' if 'test' in results else 'validation'})"
         plot_confusion(scored, run.run_dir / "confusion.png", title=title)
     return results
 

@@ -22,7 +22,36 @@ JIT_HELP = ("trace the loss once and replay the trace every step (TorchScript): 
             "per step; models with traceable = True")
 
 
+#: Flags of ``train`` that set a field of the run's specification: dest -> (part, field). Their
+#: defaults are the spec's (one place); a test checks the parser against this table.
+SPEC_FLAGS: dict[str, tuple[str, str]] = {
+    "hidden_classes": ("split", "hidden_classes"), "unseen_classes": ("split", "unseen_classes"),
+    "labels_per_class": ("split", "labels_per_class"), "labelled_fraction": ("split", "labelled_fraction"),
+    "extra_slots": ("split", "n_extra"), "validation_fraction": ("split", "validation_fraction"),
+    "split_seed": ("split", "seed"), "std_threshold": ("preprocess", "std_threshold"),
+    "prior": ("prior", "kind"), "known_mass": ("prior", "known_mass"), "class_probs": ("prior", "probs"),
+    "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "learning_rate"),
+    "adam_beta1": ("train", "adam_beta1"), "lr_schedule": ("train", "lr_schedule"),
+    "clip_value": ("train", "clip_value"), "labelled_scale": ("train", "labelled_scale"),
+    "seed": ("train", "seed"), "device": ("train", "device"), "checkpoint_every": ("train", "checkpoint_every"),
+    "jit": ("train", "jit"), "select": ("train", "select"), "patience": ("train", "patience"),
+    "tensorboard": ("train", "tensorboard"), "precision": ("train", "precision"),
+}
+
+
+def _spec_default(dest: str):
+    """The default of a SPEC_FLAGS flag: its field's default in the run specification."""
+    from .spec import PreprocessSpec, PriorSpec, SplitSpec
+    from .train import TrainConfig
+
+    part, name = SPEC_FLAGS[dest]
+    default = getattr({"split": SplitSpec, "preprocess": PreprocessSpec, "prior": PriorSpec,
+                       "train": TrainConfig}[part], name)
+    return list(default) if isinstance(default, tuple) else default
+
+
 def _train_parser(sub: argparse._SubParsersAction) -> None:
+    d = _spec_default
     p = sub.add_parser("train", help="split a data set, train a model, evaluate it",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="gmdgm", help="registered model name (see `pyro-sus models`)")
@@ -38,23 +67,26 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stop-after", type=int, default=None,
                    help="train only up to this epoch now (keeps the full schedule); finish later with --resume")
     s = p.add_argument_group("split")
-    s.add_argument("--hidden-classes", type=int, nargs="*", default=[], help="classes that keep no labels")
-    s.add_argument("--unseen-classes", type=int, nargs="*", default=[],
+    s.add_argument("--hidden-classes", type=int, nargs="*", default=d("hidden_classes"),
+                   help="classes that keep no labels")
+    s.add_argument("--unseen-classes", type=int, nargs="*", default=d("unseen_classes"),
                    help="classes withheld from training and validation (test only): an open-set check, AUROC in "
                         "results.json")
     labels = s.add_mutually_exclusive_group()
-    labels.add_argument("--labels-per-class", type=int, default=None)
-    labels.add_argument("--labelled-fraction", type=float, default=None,
+    labels.add_argument("--labels-per-class", type=int, default=d("labels_per_class"))
+    labels.add_argument("--labelled-fraction", type=float, default=d("labelled_fraction"),
                         help="fraction of each known class labelled (default: every label the data has)")
-    s.add_argument("--extra-slots", type=int, default=None, help="slots for discovered classes (default 2 x hidden)")
-    s.add_argument("--validation-fraction", type=float, default=0.1)
-    s.add_argument("--split-seed", type=int, default=None, help="default: --seed")
-    s.add_argument("--std-threshold", type=float, default=0.1, help="keep input dims with training std above this")
+    s.add_argument("--extra-slots", type=int, default=d("extra_slots"),
+                   help="slots for discovered classes (default 2 x hidden)")
+    s.add_argument("--validation-fraction", type=float, default=d("validation_fraction"))
+    s.add_argument("--split-seed", type=int, default=d("split_seed"), help="default: --seed")
+    s.add_argument("--std-threshold", type=float, default=d("std_threshold"),
+                   help="keep input dims with training std above this")
     s.add_argument("--keep-all-dims", action="store_true", help="skip the std filter")
     m = p.add_argument_group("model")
-    m.add_argument("--prior", choices=["sus", "uniform"], default="sus", help="class prior p(y)")
-    m.add_argument("--known-mass", type=float, default=0.5, help="prior mass on known classes (sus prior)")
-    m.add_argument("--class-probs", type=float, nargs="+", default=None,
+    m.add_argument("--prior", choices=["sus", "uniform"], default=d("prior"), help="class prior p(y)")
+    m.add_argument("--known-mass", type=float, default=d("known_mass"), help="prior mass on known classes (sus prior)")
+    m.add_argument("--class-probs", type=float, nargs="+", default=d("class_probs"),
                    help="your own class prior: one number per slot (known classes ascending, then extra slots)")
     m.add_argument("--posterior", default=None, help="posterior family for z: normal (default), flow, or a registered one")
     m.add_argument("--flow-layers", type=int, default=None, help="number of flow transforms (--posterior flow)")
@@ -77,29 +109,30 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="any other field of the model's config as JSON, or a plain string (e.g. encoder=conv, "
                         "w_assignment=5); repeatable")
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=100)
-    t.add_argument("--batch-size", type=int, default=100, help="per step: this many labelled + unlabelled")
-    t.add_argument("--lr", type=float, default=3e-4)
-    t.add_argument("--adam-beta1", type=float, default=0.9, help="Adam's first-moment decay (Pyro's SS-VAE run: 0.95)")
-    t.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine")
-    t.add_argument("--clip-value", type=float, default=1.0, help="gradient value clipping; 0 disables")
-    t.add_argument("--labelled-scale", type=_labelled_scale, default="batch",
+    t.add_argument("--epochs", type=int, default=d("epochs"))
+    t.add_argument("--batch-size", type=int, default=d("batch_size"), help="per step: this many labelled + unlabelled")
+    t.add_argument("--lr", type=float, default=d("lr"))
+    t.add_argument("--adam-beta1", type=float, default=d("adam_beta1"),
+                   help="Adam's first-moment decay (Pyro's SS-VAE run: 0.95)")
+    t.add_argument("--lr-schedule", choices=["cosine", "constant"], default=d("lr_schedule"))
+    t.add_argument("--clip-value", type=float, default=d("clip_value"), help="gradient value clipping; 0 disables")
+    t.add_argument("--labelled-scale", type=_labelled_scale, default=d("labelled_scale"),
                    help="weight of each step's labelled batch against its unlabelled one: batch (1, Willetts), "
                         "dataset (labelled/unlabelled set sizes, Kingma and Pyro's SS-VAE) or a number")
     t.add_argument("--no-binarize", action="store_true", help="no dynamic binarisation of batches")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    t.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
+    t.add_argument("--seed", type=int, default=d("seed"))
+    t.add_argument("--device", default=d("device"), help="auto, cpu, cuda or cuda:N")
+    t.add_argument("--checkpoint-every", type=int, default=d("checkpoint_every"), help="epochs between checkpoints")
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("--jit", action="store_true", help=JIT_HELP)
-    t.add_argument("--select", choices=["final", "best-validation"], default="final",
+    t.add_argument("--select", choices=["final", "best-validation"], default=d("select"),
                    help="the model a run hands back: the last epoch's, or the one with the best validation "
                         "accuracy (validation split only)")
-    t.add_argument("--patience", type=int, default=None,
+    t.add_argument("--patience", type=int, default=d("patience"),
                    help="with --select best-validation: stop after this many epochs without a better one")
     t.add_argument("--tensorboard", action="store_true",
                    help="also log each epoch's record to RUN/tensorboard (pip install 'pyro_sus[tensorboard]')")
-    t.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+    t.add_argument("--precision", choices=["fp32", "bf16"], default=d("precision"),
                    help="what the networks compute at in training (bf16: bfloat16 autocast; log-probabilities "
                         "and the loss stay float32)")
 

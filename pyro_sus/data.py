@@ -11,6 +11,7 @@ import gzip
 import os
 import warnings
 from collections.abc import Callable, Sequence
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 
 __all__ = [
     "DataError", "Dataset", "DATASETS", "load_dataset", "read_idx", "resolve_data_dir",
-    "Split", "make_split", "Preprocessor", "check_features", "read_arrays",
+    "Split", "SplitSpec", "make_split", "Preprocessor", "PreprocessSpec", "check_features", "read_arrays",
 ]
 
 DATA_ENV = "PYRO_SUS_DATA"
@@ -371,13 +372,39 @@ class Split:
                    np.asarray(arrays["validation_idx"]), int(arrays["seed"]), unseen)
 
 
+@dataclass(frozen=True)
+class SplitSpec:
+    """The options of :func:`pyro_sus.data.make_split` (``seed`` None: the training seed)."""
+
+    hidden_classes: tuple[int, ...] = ()
+    unseen_classes: tuple[int, ...] = ()
+    labels_per_class: int | None = None
+    labelled_fraction: float | None = None
+    n_extra: int | None = None
+    validation_fraction: float = 0.1
+    seed: int | None = None
+
+    def make(self, y: np.ndarray) -> "Split":
+        """The split of training labels ``y`` (``seed`` must be set)."""
+        if self.seed is None:
+            raise ValueError("the split's seed is not set (RunSpec sets it to the training seed)")
+        return make_split(y, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """Input preprocessing: keep the dimensions whose training std exceeds ``std_threshold`` (None: all)."""
+
+    std_threshold: float | None = 0.1
+
+
 def make_split(
     y: np.ndarray,
     hidden_classes: Sequence[int] = (),
     labels_per_class: int | None = None,
     labelled_fraction: float | None = None,
     n_extra: int | None = None,
-    validation_fraction: float = 0.1,
+    validation_fraction: float = SplitSpec.validation_fraction,
     seed: int = 0,
     unseen_classes: Sequence[int] = (),
 ) -> Split:
@@ -470,7 +497,7 @@ class Preprocessor:
     fill: np.ndarray
 
     @classmethod
-    def fit(cls, x_train: np.ndarray, std_threshold: float | None = 0.1) -> "Preprocessor":
+    def fit(cls, x_train: np.ndarray, std_threshold: float | None = PreprocessSpec.std_threshold) -> "Preprocessor":
         """Keep dimensions whose training std exceeds ``std_threshold`` (None keeps all)."""
         x_train = check_features(x_train, "x_train")
         fill = x_train.mean(axis=0)

@@ -44,7 +44,7 @@ def plot_class_samples(run, slots: list[int] | None = None, n_samples: int = 6, 
                        path: str | Path | None = None) -> plt.Figure:
     """Mean of p(x|z, y) for ``n_samples`` draws z ~ p(z|y) (rows) and each slot y (columns)."""
     model, pre = run.model, run.preprocessor
-    shape = run.info.get("image_shape")
+    shape = run.spec.data.image_shape
     if not shape:
         raise ValueError("this run's data has no image shape; samples cannot be drawn as images")
     slots = list(range(model.config.n_slots)) if slots is None else slots

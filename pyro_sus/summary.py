@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .io import atomic_write_json, atomic_write_text
+from .spec import RunSpec
 from .sweep import Row, _candidate_text, get_experiment
 
 __all__ = ["aggregate", "render_markdown", "write_results_section", "METRIC_NAMES"]
@@ -44,7 +45,7 @@ def _trained_with(job: dict[str, Any], option: str, default: Any) -> Any:
     """A training option of the job's run as saved in its run folder (``jit``, ``precision``): a
     resumed run keeps the options it started with, whatever the job file says now."""
     path = Path(job["run_dir"]) / "run.json"
-    return json.loads(path.read_text()).get("train", {}).get(option, default) if path.is_file() else default
+    return getattr(RunSpec.from_json(json.loads(path.read_text())).train, option) if path.is_file() else default
 
 
 def aggregate(name: str, out: str | Path) -> dict[str, Any]:

@@ -133,8 +133,8 @@ def test_zoo_runs_on_the_sweep_runner_and_the_table_names_each_variant_by_its_op
 
     summary, statuses = reproduce("zoo-digits-sus", tmp_path, rows=["catvae-released", "classifier"], epochs=1,
                                   device="cpu", threads=1)
-    assert set(statuses.values()) == {0} and [r["row"] for r in summary["rows"]] == ["catvae-released", "classifier"]
-    assert all(m["paper_mean"] is None and m["difference"] is None for m in summary["rows"][0]["metrics"].values())
+    assert set(statuses.values()) == {0} and [r["row"] for r in summary["rows"]] == ["classifier", "catvae-released"]
+    assert all(m["paper_mean"] is None and m["difference"] is None for m in summary["rows"][1]["metrics"].values())
     runs = tmp_path / "zoo-digits-sus" / "runs"
     released = json.loads((runs / "catvae-released-seed0" / "results.json").read_text())
     assert released["model_options"]["normalise_losses"] is False

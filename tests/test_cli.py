@@ -271,3 +271,23 @@ def test_active_command_runs_rounds_resumes_and_rejects_bad_models(tmp_path, cap
     assert main(["active", "--resume", "--out", str(out), "--no-progress"]) == 0  # finished: nothing to do
     assert main(["active", "--model", "m2", "--out", str(tmp_path / "m2")]) == 2
     assert "cannot run the active loop" in capsys.readouterr().err
+
+
+def test_train_flags_take_their_defaults_from_the_run_specification():
+    """Each default lives once, in pyro_sus.spec / TrainConfig: the parser's defaults are those fields'."""
+    import dataclasses
+
+    from pyro_sus.cli import SPEC_FLAGS, build_parser
+    from pyro_sus.spec import PreprocessSpec, PriorSpec, SplitSpec
+    from pyro_sus.train import TrainConfig
+
+    parts = {"split": SplitSpec(), "preprocess": PreprocessSpec(), "prior": PriorSpec(), "train": TrainConfig()}
+    args = build_parser().parse_args(["train"])
+    for dest, (part, name) in SPEC_FLAGS.items():
+        default = getattr(parts[part], name)
+        assert getattr(args, dest) == (list(default) if isinstance(default, tuple) else default), dest
+    assert args.no_binarize is not TrainConfig().binarize
+    # Every field of the split, preprocessing and prior has a flag (the training ones: see train --help).
+    covered = {(part, name) for part, name in SPEC_FLAGS.values()}
+    for part in ("split", "preprocess", "prior"):
+        assert {(part, f.name) for f in dataclasses.fields(parts[part])} <= covered, part

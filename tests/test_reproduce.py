@@ -316,7 +316,7 @@ def test_a_stored_run_spec_replays_exactly_from_its_experiment(folder, tmp_path)
     since are at their defaults)."""
     import dataclasses
 
-    from pyro_sus.api import run_options
+    from pyro_sus.api import run_spec
     from pyro_sus.sweep import job_fit_options
     from pyro_sus.train import TrainConfig
 
@@ -331,7 +331,7 @@ def test_a_stored_run_spec_replays_exactly_from_its_experiment(folder, tmp_path)
         job = slugs[record.name[: -len("-run.json")]]
         job["precision"] = stored["train"].get("precision", "fp32")
         model, options = job_fit_options(job)
-        replayed = run_options(model, **options)
+        replayed = run_spec(model, **options).to_json()
         assert replayed["model"] == stored["model"], record.name
         for part in ("split", "preprocess", "prior", "model_options", "train"):
             for key, value in replayed[part].items():

@@ -259,12 +259,11 @@ def test_labelled_scale_weighs_the_labelled_batch_and_reaches_the_loss(monkeypat
 
     seen = []
     loss = model.loss
-    monkeypatch.setattr(model, "loss", lambda *args, **kwargs: seen.append(kwargs.get("labelled_scale")) or
-                        loss(*args, **kwargs))
+    monkeypatch.setattr(model, "loss", lambda batch: seen.append(batch.labelled_scale) or loss(batch))
     train(model, data, config(epochs=1, labelled_scale="dataset"), progress=False)
     train(model, data, config(epochs=1), progress=False)
     steps = -(-len(data.x_unlabelled) // 16)
-    assert seen == [pytest.approx(12 / 38)] * steps + [None] * steps  # "batch" passes nothing: plugins keep working
+    assert seen == [pytest.approx(12 / 38)] * steps + [1.0] * steps  # the trainer gives the loss one Batch
 
 
 def test_epoch_records_split_validation_accuracy_into_known_and_novel_and_count_extra_slots():
@@ -406,7 +405,7 @@ def test_epoch_records_carry_the_named_loss_terms_on_a_fixed_sample():
     names = {"loss_reconstruction", "loss_kl_z", "loss_kl_y", "loss_nll_y", "loss_classifier_loss"}
     for record in history:
         assert names <= set(record) and all(math.isfinite(record[n]) for n in names)
-    again = _loss_terms(model, _monitor_batch(data, binarize=True, seed=config().seed), {})
+    again = _loss_terms(model, _monitor_batch(data, binarize=True, seed=config().seed, labelled_scale=1.0))
     assert again == {n: history[-1][n] for n in names}
 
 

@@ -39,6 +39,7 @@ from ..api import hardware_info
 from ..data import Dataset, Preprocessor, load_dataset
 from ..io import atomic_savez, atomic_write_json, load_checkpoint
 from ..models import get_model_class
+from ..spec import PreprocessSpec
 from ..train import TrainConfig, TrainingData, resolve_device, seed_everything, train
 from .clustering import CLUSTER_METHODS, CONFIDENCE_FUNCTIONS, METRICS, NO_LABEL, cluster_latents, propagate_labels
 from .oracles import InteractiveOracle, Oracle, SimulatedOracle
@@ -80,7 +81,7 @@ class ActiveConfig:
     oracle_neighbours: int = 10
     oracle_purity: float = 0.6
     max_train: int | None = None
-    std_threshold: float | None = 0.1
+    std_threshold: float | None = PreprocessSpec.std_threshold
     batch_size: int = 100
     learning_rate: float = 1e-3
     seed: int = 0

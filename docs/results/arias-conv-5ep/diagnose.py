@@ -12,14 +12,14 @@ import sys
 import numpy as np
 import torch
 
-from pyro_sus.api import _training_data, load
+from pyro_sus.api import load, training_data
 from pyro_sus.data import load_dataset
 from pyro_sus.models.catvae import assignment_loss, lifted_structure_loss, nearest_labels
 
 for module in sys.argv[3:]:
     importlib.import_module(module)
 run = load(sys.argv[1])
-data = _training_data(load_dataset(run.info["dataset"], sys.argv[2]), run.split, run.preprocessor)
+data = training_data(load_dataset(run.spec.data.dataset, sys.argv[2]), run.split, run.preprocessor)
 model = run.model.eval()
 with torch.no_grad():
     f_l, y_l = model.feature(data.x_labelled), data.y_labelled

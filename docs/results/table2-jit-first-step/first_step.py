@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from pyro_sus.api import _build, _load_parts, _training_data, hardware_info
+from pyro_sus.api import build_model, hardware_info, load_parts, training_data
 from pyro_sus.data import load_dataset
 from pyro_sus.tracing import TracedLoss
 from pyro_sus.train import seed_everything
@@ -52,11 +52,11 @@ def compare(a: tuple[float, list[torch.Tensor]], b: tuple[float, list[torch.Tens
 def main(run_dirs: list[str]) -> None:
     report = {"hardware": hardware_info(torch.device("cpu")), "runs": {}}
     for run_dir in map(Path, run_dirs):
-        info, split, pre = _load_parts(run_dir)
-        data = load_dataset(info["dataset"], info["data_dir"])
-        seed_everything(info["train"]["seed"])
-        model = _build(info, split, pre)  # the run's initial weights
-        training = _training_data(data, split, pre)
+        _, spec, split, pre = load_parts(run_dir)
+        data = load_dataset(spec.data.dataset, spec.data.data_dir)
+        seed_everything(spec.train.seed)
+        model = build_model(spec, split, pre)  # the run's initial weights
+        training = training_data(data, split, pre)
         twin = copy.deepcopy(model)
         traced = TracedLoss(model)
         generator = torch.Generator().manual_seed(0)
@@ -72,7 +72,7 @@ def main(run_dirs: list[str]) -> None:
                          "jit_vs_eager": compare(eager, gradients(model, traced, batch, draw, threads=1), names),
                          "eager_2_threads_vs_1": compare(eager, gradients(twin, twin.loss, batch, draw, threads=2), names),
                          "eager_repeat": compare(eager, gradients(twin, twin.loss, batch, draw, threads=1), names)})
-        report["runs"][str(run_dir)] = {"model": info["model"], "seed": info["train"]["seed"], "steps": rows}
+        report["runs"][str(run_dir)] = {"model": spec.model, "seed": spec.train.seed, "steps": rows}
     json.dump(report, sys.stdout, indent=1)
     print()
 
