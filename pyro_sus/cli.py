@@ -436,10 +436,14 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             print(f"{name}: {experiment.table} [{experiment.dataset}, {experiment.epochs} epochs, "
                   f"{experiment.seeds} runs]")
             for row in experiment.rows:
+                given = {k: v for k, v in row.paper.items() if v is not None}
                 numbers = ", ".join(f"{METRIC_NAMES.get(k, k)} {m:g}" + (f" ± {sd:g}" if sd is not None else "")
-                                    for k, (m, sd) in row.paper.items())
+                                    for k, (m, sd) in given.items())
+                reported = ", ".join(METRIC_NAMES.get(k, k) for k in row.paper if k not in given)
+                text = (f"paper {numbers}" if numbers else "") + ("; " if numbers and reported else "") + (
+                    f"reports {reported} (no paper's number)" if reported else "")
                 choices = "; ".join(f"{k} in {', '.join(map(str, v))}" for k, v in row.choose_on_validation.items())
-                print(f"    {row.label!r}: paper {numbers}" + (f" (chosen on validation: {choices})" if choices else ""))
+                print(f"    {row.label!r}: {text}" + (f" (chosen on validation: {choices})" if choices else ""))
             if experiment.data_note:
                 print(f"    ({experiment.data_note})")
         return 0
