@@ -32,7 +32,7 @@ from .priors import class_prior
 from .spec import DataSpec, PreprocessSpec, PriorSpec, RunSpec, SplitSpec
 from .train import TrainConfig, TrainingData, TrainingDiverged, resolve_device, seed_everything, train
 
-__all__ = ["Run", "fit", "evaluate", "predict", "load", "run_spec", "load_parts", "build_model", "training_data",
+__all__ = ["Run", "fit", "evaluate", "predict", "load", "run_spec", "load_parts", "build_run_model", "training_data",
            "hardware_info", "data_fingerprint"]
 
 #: What ``fit`` writes into a run folder before its first checkpoint (``last.pt``), with the
@@ -223,7 +223,8 @@ def fit(
     split = spec.split.make(data.y_train)
     train_idx = np.concatenate([split.labelled_idx, split.unlabelled_idx])
     pre = Preprocessor.fit(data.x_train[train_idx], spec.preprocess.std_threshold)
-    _check_likelihood(build_model(spec, split, pre), pre.transform(data.x_train[train_idx]))  # bad options fail here
+    # Bad model options fail here, before anything is written.
+    _check_likelihood(build_run_model(spec, split, pre), pre.transform(data.x_train[train_idx]))
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -312,7 +313,7 @@ def _model_config(spec: RunSpec, split: Split, pre: Preprocessor):
         raise ValueError(f"bad options for model {spec.model!r}: {err}") from None
 
 
-def build_model(spec: RunSpec, split: Split, pre: Preprocessor) -> torch.nn.Module:
+def build_run_model(spec: RunSpec, split: Split, pre: Preprocessor) -> torch.nn.Module:
     """The run's model, freshly initialised (from the current random state)."""
     return get_model_class(spec.model)(_model_config(spec, split, pre))
 
@@ -402,7 +403,7 @@ def _train_run(run_dir: Path, info: dict[str, Any], spec: RunSpec, split: Split,
     """Train (or resume) the run; ``info`` is run.json as written, gaining the run's records."""
     config = spec.train
     seed_everything(config.seed)  # the seed fixes the initial weights too
-    model = build_model(spec, split, pre)
+    model = build_run_model(spec, split, pre)
     tensors = training_data(data, split, pre)
     _check_likelihood(model, torch.cat([tensors.x_labelled, tensors.x_unlabelled]).numpy())
     started = time.perf_counter()
@@ -475,9 +476,10 @@ def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: 
         "note": "slots < n_known are the known classes; extra slots take the majority class of the validation "
                 "points they receive (-1: none received)"})
     results: dict[str, Any] = {
-        "model": spec.model, "model_options": spec.model_options, "dataset": spec.data.dataset, "regime": split.regime,
-        "known_classes": list(split.known_classes), "hidden_classes": list(split.hidden_classes),
-        "unseen_classes": list(split.unseen_classes), "n_slots": split.n_slots, "n_labelled": int(len(split.labelled_idx)),
+        "model": spec.model, "model_options": spec.model_options, "dataset": spec.data.dataset,
+        "regime": split.regime, "known_classes": list(split.known_classes),
+        "hidden_classes": list(split.hidden_classes), "unseen_classes": list(split.unseen_classes),
+        "n_slots": split.n_slots, "n_labelled": int(len(split.labelled_idx)),
         "n_unlabelled": int(len(split.unlabelled_idx)), "epochs": spec.train.epochs,
         "seed": spec.train.seed, "train_wall_seconds": run.info.get("train_wall_seconds"),
         "select": spec.train.select, "selected_epoch": run.info.get("selected_epoch", spec.train.epochs),
@@ -500,8 +502,10 @@ def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: 
                                                            split.known_classes)}
     # Test classes training never saw (withheld by the split, or absent from the data's training
     # set) have no slot to land in: the test scores cover the seen classes, the open-set check the rest.
-    unseen = np.union1d(split.unseen_classes, np.setdiff1d(data.y_test[data.y_test >= 0], data.y_train[data.y_train >= 0])
-                        ).astype(np.int64) if data.x_test is not None else np.zeros(0, dtype=np.int64)
+    unseen = np.zeros(0, dtype=np.int64)
+    if data.x_test is not None:
+        absent = np.setdiff1d(data.y_test[data.y_test >= 0], data.y_train[data.y_train >= 0])
+        unseen = np.union1d(np.asarray(split.unseen_classes, dtype=np.int64), absent).astype(np.int64)
     test_seen = (data.y_test >= 0) & ~np.isin(data.y_test, unseen) if data.x_test is not None else None
     test_slots = test_probs = test_y = None
     if data.x_test is not None:

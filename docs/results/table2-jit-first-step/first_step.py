@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from pyro_sus.api import build_model, hardware_info, load_parts, training_data
+from pyro_sus.api import build_run_model, hardware_info, load_parts, training_data
 from pyro_sus.data import load_dataset
 from pyro_sus.tracing import TracedLoss
 from pyro_sus.train import seed_everything
@@ -55,7 +55,7 @@ def main(run_dirs: list[str]) -> None:
         _, spec, split, pre = load_parts(run_dir)
         data = load_dataset(spec.data.dataset, spec.data.data_dir)
         seed_everything(spec.train.seed)
-        model = build_model(spec, split, pre)  # the run's initial weights
+        model = build_run_model(spec, split, pre)  # the run's initial weights
         training = training_data(data, split, pre)
         twin = copy.deepcopy(model)
         traced = TracedLoss(model)
