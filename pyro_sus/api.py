@@ -35,11 +35,11 @@ from .train import TrainConfig, TrainingData, TrainingDiverged, resolve_device, 
 __all__ = ["Run", "fit", "evaluate", "predict", "load", "run_spec", "load_parts", "build_run_model", "training_data",
            "hardware_info", "data_fingerprint"]
 
-#: What ``fit`` writes into a run folder before its first checkpoint (``last.pt``), with the
-#: temp files of atomic writes: all a fresh run removes again when it fails before that point.
 #: Quantiles of the validation fit scores kept in open_set.json (0, 0.001, ..., 1).
 OPEN_SET_GRID = 1001
 
+#: What ``fit`` writes into a run folder before its first checkpoint (``last.pt``), with the
+#: temp files of atomic writes: all a fresh run removes again when it fails before that point.
 WRITTEN_BEFORE_FIRST_CHECKPOINT = ("run.json", "split.npz", "preprocess.npz", "metrics.jsonl", "last_good.pt",
                                    "best.pt")
 
@@ -394,8 +394,7 @@ def _resume(run_dir: Path, dataset: str | Dataset | None, data_dir: str | Path |
     if not checkpointed and progress:
         print(f"{run_dir} has no checkpoint yet (stopped in its first epochs): starting it over with its saved options")
     return _train_run(run_dir, info, spec, split, pre, data, resume=checkpointed, stop_after=stop_after,
-                      progress=progress,
-                      evaluate_after=evaluate_after)
+                      progress=progress, evaluate_after=evaluate_after)
 
 
 def _train_run(run_dir: Path, info: dict[str, Any], spec: RunSpec, split: Split, pre: Preprocessor, data: Dataset,
@@ -533,9 +532,10 @@ def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: 
             is_unseen = np.isin(data.y_test[keep], unseen)
             results["open_set"]["n_unseen_test_points"] = int(is_unseen.sum())
             results["open_set"]["auroc_unseen"] = float(roc_auc_score(is_unseen, -scores))
+            threshold = np.quantile(val_scores, 0.05)
             results["open_set"]["flagged_at_validation_5pct"] = {
-                "unseen": float((scores[is_unseen] < np.quantile(val_scores, 0.05)).mean()),
-                "seen": float((scores[~is_unseen] < np.quantile(val_scores, 0.05)).mean())}
+                "unseen": float((scores[is_unseen] < threshold).mean()),
+                "seen": float((scores[~is_unseen] < threshold).mean())}
         atomic_write_json(run.run_dir / "open_set.json", open_set)
         # What the run discovered: per slot, on validation (and test), and which hidden classes it found.
         keep = val_y >= 0

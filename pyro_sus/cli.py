@@ -244,12 +244,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "posterior_options": given({"transforms": args.flow_layers, "kind": args.flow_kind}) or None,
         "latent_prior_options": given({"components": args.prior_components}) or None})
     model_options.update(_parse_options(args.model_option))
-    train_options = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
-                     "adam_beta1": args.adam_beta1, "lr_schedule": args.lr_schedule, "clip_value": args.clip_value or None,
-                     "binarize": not args.no_binarize, "seed": args.seed, "device": args.device,
-                     "checkpoint_every": args.checkpoint_every, "labelled_scale": args.labelled_scale,
-                     "jit": args.jit, "precision": args.precision, "select": args.select,
-                     "patience": args.patience, "tensorboard": args.tensorboard}
+    train_options = {name: getattr(args, dest) for dest, (part, name) in SPEC_FLAGS.items() if part == "train"}
+    train_options.update(clip_value=args.clip_value or None, binarize=not args.no_binarize)  # 0 disables clipping
     if args.resume:
         run = fit(run_dir=args.out, dataset=args.dataset, data_dir=args.data_dir, resume=True,
                   stop_after=args.stop_after, progress=not args.no_progress)

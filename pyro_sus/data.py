@@ -7,11 +7,11 @@ Data sets: ``digits`` (scikit-learn's bundled 8x8 digits, the default, no files 
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import warnings
 from collections.abc import Callable, Sequence
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -61,7 +61,7 @@ class TracedLoss:
         """The loss of ``batch`` (a :class:`Batch` or its fields, as ``model.loss`` takes them)."""
         batch = as_batch(batch, *fields, **named_fields)
         given = {name: getattr(batch, name) for name in _INPUTS}
-        options = {"labelled_scale": batch.labelled_scale} if batch.labelled_scale != 1.0 else {}
+        options = {"labelled_scale": batch.labelled_scale}
         # An empty batch counts as absent, as it does in the models' loss.
         present = tuple(name for name, value in given.items() if value is not None and len(value))
         tensors = tuple(given[name] for name in present)
