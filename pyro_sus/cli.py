@@ -521,6 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; user errors print one clear line and return 2, Ctrl-C says how to go on and returns 130."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    from .allocator import retain_freed_memory
     from .data import DataError
     from .io import CheckpointError, RunFileError
     from .train import TrainingDiverged
@@ -528,6 +529,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def show(message, category, filename, lineno, file=None, line=None) -> None:
         print(f"pyro-sus {args.command}: warning: {message}", file=sys.stderr)
 
+    # This process is ours: let a step's large temporaries be reused instead of faulted in anew.
+    retain_freed_memory()
     try:
         with warnings.catch_warnings():
             warnings.showwarning = show  # one line a warning, without a source excerpt

@@ -303,7 +303,10 @@ if __name__ == "__main__":  # one job per process: python -m pyro_sus.sweep JOB.
         sys.exit("usage: python -m pyro_sus.sweep JOB.json")
     import torch
 
+    from pyro_sus.allocator import retain_freed_memory
+
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    retain_freed_memory()  # the job owns this process (see pyro_sus.allocator)
     # Through the imported module, not this __main__ copy: the job's plugins (the built-in tables
     # among them) register in pyro_sus.sweep.EXPERIMENTS, which is not this file's dict.
     from pyro_sus.sweep import run_job as run_job_in_package

@@ -20,6 +20,8 @@ def test_bernoulli_log_prob_and_gradient_match_torch_for_binary_and_grey_values_
         ours.sum().backward()
         theirs.sum().backward()
         torch.testing.assert_close(ours_logits.grad, theirs_logits.grad, rtol=1e-6, atol=1e-6)
+        # The in-place arithmetic works on its own intermediates, never on the caller's tensors.
+        assert torch.equal(ours_logits.detach(), logits)
 
 
 def test_bernoulli_keeps_pyro_distribution_behaviour():
