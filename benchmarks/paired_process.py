@@ -9,7 +9,10 @@ whole process: the C allocator's (:func:`pyro_sus.allocator.retain_freed_memory`
 as before issue 23, fp32, the allocator as the C library leaves it) and the candidate (today's step
 at ``--precision``, with the allocator set as ``--allocator`` says). Children alternate (A, B, A,
 B, ...) so that a change in the machine's load reaches both; each times ``--steps`` steps after 3
-warm-up steps and reports their median. The ratio is median over rounds of B over that of A.
+warm-up steps and reports their median. The ratio is median over rounds of B over that of A. Each
+arm's matmul FLOPs per step over its median time, against the machine's matmul rate at the arm's
+precision (measured by this process first, as ``paired_step.py`` does), give the fraction of the
+machine's matmul rate the step reaches.
 Setting: as ``paired_step.py`` (Willetts Table II MNIST SUS). Threads: ``OMP_NUM_THREADS``.
 """
 
@@ -35,7 +38,8 @@ def child(spec: dict) -> None:
         if not retain_freed_memory():
             raise SystemExit("the allocator could not be set on this platform")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    from throughput import make_step, time_once  # beside this script
+    from paired_step import step_flops  # beside this script
+    from throughput import make_step, time_once
 
     device = torch.device("cpu")
     run = make_step(spec["model"], device, x_dim=444, slots=45, hidden=spec["hidden"], batch=100,
@@ -43,13 +47,13 @@ def child(spec: dict) -> None:
     for _ in range(3):
         run()
     seconds = statistics.median(time_once(run, device) for _ in range(spec["steps"]))
-    print(json.dumps({"seconds": seconds}))
+    print(json.dumps({"seconds": seconds, "matmul_flops": step_flops(run)}))
 
 
-def run_child(spec: dict) -> float:
+def run_child(spec: dict) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], check=True,
                          capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -68,30 +72,45 @@ def main() -> None:
     if args.child is not None:
         child(json.loads(args.child))
         return
+    import torch
+
+    from paired_step import matmul_rate, write_report
     from pyro_sus.api import hardware_info
 
+    threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
+    torch.set_num_threads(threads)
+    peaks = {"fp32": matmul_rate(torch.device("cpu"), torch.float32),
+             "bf16": matmul_rate(torch.device("cpu"), torch.bfloat16)}
+    print(f"machine matmul rate (4500x500 @ 500x500, {threads} threads): fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s, "
+          f"bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s")
     candidate = {"precision": args.precision, "before": False, "allocator": args.allocator}
-    print("| model | hidden | before issue 23 (fp32, default allocator), s/step | candidate s/step | ratio |")
-    print("|---|---|---|---|---|")
+    print("| model | hidden | before issue 23 (fp32, default allocator), s/step | candidate s/step | ratio "
+          "| fraction of matmul rate: before | candidate |")
+    print("|---|---|---|---|---|---|---|")
     results = []
     for hidden in args.hidden or [[200, 200], [500, 500]]:
         for model in args.models:
-            times: dict[str, list[float]] = {"baseline": [], "candidate": []}
+            arms = {"baseline": ARMS["baseline"], "candidate": candidate}
+            times: dict[str, list[float]] = {arm: [] for arm in arms}
+            flops: dict[str, int] = {}
             for _ in range(args.rounds):
-                for arm, setting in (("baseline", ARMS["baseline"]), ("candidate", candidate)):
-                    times[arm].append(run_child({**setting, "model": model, "hidden": hidden, "steps": args.steps}))
+                for arm, setting in arms.items():
+                    out = run_child({**setting, "model": model, "hidden": hidden, "steps": args.steps})
+                    times[arm].append(out["seconds"])
+                    flops[arm] = out["matmul_flops"]
             median = {arm: statistics.median(values) for arm, values in times.items()}
+            fraction = {arm: flops[arm] / median[arm] / peaks[arms[arm]["precision"]] for arm in arms}
             results.append({"model": model, "hidden": hidden, "candidate": candidate, "times": times,
                             "seconds_baseline": median["baseline"], "seconds_candidate": median["candidate"],
-                            "ratio": median["candidate"] / median["baseline"]})
+                            "ratio": median["candidate"] / median["baseline"],
+                            "matmul_gflop_per_step": {arm: f / 1e9 for arm, f in flops.items()},
+                            "fraction_of_matmul_rate": fraction})
             print(f"| {model} | {'-'.join(map(str, hidden))} | {median['baseline']:.4f} | "
-                  f"{median['candidate']:.4f} | {results[-1]['ratio']:.2f} |", flush=True)
-    report = {"settings": vars(args), "hardware": hardware_info(__import__("torch").device("cpu")),
-              "threads": int(os.environ.get("OMP_NUM_THREADS", "1")), "results": results}
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(report, handle, indent=2)
-    print(json.dumps(report, indent=2))
+                  f"{median['candidate']:.4f} | {results[-1]['ratio']:.2f} | {fraction['baseline']:.2f} "
+                  f"| {fraction['candidate']:.2f} |", flush=True)
+    report = {"settings": vars(args), "hardware": hardware_info(torch.device("cpu")), "threads": threads,
+              "matmul_gflops": {k: v / 1e9 for k, v in peaks.items()}, "results": results}
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,14 @@ def compare(name: str, hidden: list[int], device: torch.device, candidate: dict,
             "fraction_of_matmul_rate_candidate": rate["candidate"] / peaks[precision]}
 
 
+def write_report(report: dict, out: str | None) -> None:
+    """Print the report as JSON, and write it to ``out`` when given."""
+    if out:
+        with open(out, "w") as handle:
+            json.dump(report, handle, indent=2)
+    print(json.dumps(report, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -108,10 +116,7 @@ def main() -> None:
                   f"| {r['gflops_candidate']:.1f} ({r['fraction_of_matmul_rate_candidate']:.2f}) |", flush=True)
     report = {"settings": vars(args), "hardware": hardware_info(device), "torch_threads": torch.get_num_threads(),
               "matmul_gflops": {k: v / 1e9 for k, v in peaks.items()}, "results": results}
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(report, handle, indent=2)
-    print(json.dumps(report, indent=2))
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":

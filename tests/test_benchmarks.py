@@ -162,3 +162,25 @@ def test_the_zoo_experiments_replay_the_options_of_the_recorded_zoo_runs(setting
         assert (row.model, row.fit["model_options"]) == (results["model"], results["model_options"]), record.name
         assert sorted(row.fit.get("hidden_classes", [])) == results["hidden_classes"]
         assert len(results["known_classes"]) + row.fit.get("n_extra", 0) == results["n_slots"]
+
+
+def test_paired_process_times_both_arms_in_their_own_processes(tmp_path):
+    """benchmarks/paired_process.py: a baseline and a candidate child per round, a ratio and the
+    fraction of the matmul rate for each arm, the candidate's allocator setting recorded."""
+    out = tmp_path / "paired.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "paired_process.py"), "--models", "m2", "--hidden", "20",
+                    "20", "--rounds", "1", "--steps", "1", "--out", str(out)], check=True, capture_output=True)
+    report = json.loads(out.read_text())
+    (result,) = report["results"]
+    assert result["candidate"] == {"precision": "bf16", "before": False, "allocator": "retained"}
+    assert len(result["times"]["baseline"]) == len(result["times"]["candidate"]) == 1 and result["ratio"] > 0
+    # The old step concatenates x to every slot's one-hot y: more matmul work than the new one.
+    flops = result["matmul_gflop_per_step"]
+    assert flops["baseline"] > flops["candidate"] > 0
+    assert set(result["fraction_of_matmul_rate"]) == {"baseline", "candidate"}
+
+
+def test_profile_step_prints_the_ops_table():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "profile_step.py"), "--hidden", "20", "20",
+                             "--steps", "1", "--rows", "5"], check=True, capture_output=True, text=True)
+    assert "## m2, bf16, 20-20, 1 steps" in result.stdout and "aten::" in result.stdout
