@@ -4,8 +4,9 @@ On the CPU, torch allocates every tensor with the C library's ``malloc``. glibc 
 memory at the top of its heap to the OS once more than its trim threshold (by default about twice
 the largest freed block) is free there, and serves blocks above its mmap threshold with fresh
 mappings. Under enumeration a step creates and frees dozens of (slots x batch x pixels) tensors
-(8 MB each in Willetts' Table II MNIST setting), so each step faulted the same pages in again: a
-fresh tensor of that size took 5-20 ms where filling an existing one takes 1 (docs/PERFORMANCE.md).
+(8 MB each in Willetts' Table II MNIST setting), so a step could fault the same pages in again: an
+elementwise op into a fresh tensor of that size took up to 7 ms on a quiet core, and 16-22 ms with
+other runs beside it, where writing into an existing one took 1 (docs/PERFORMANCE.md).
 :func:`retain_freed_memory` raises both thresholds so that freed blocks are reused instead.
 
 It changes a setting of the whole process, so the library never calls it on import: the
