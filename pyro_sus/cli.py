@@ -426,6 +426,7 @@ def _cmd_active(args: argparse.Namespace) -> int:
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import EXPERIMENTS, METRIC_NAMES, render_markdown, reproduce, write_results_section
+    from .sweep import ALREADY_RUNNING
 
     if args.list:
         for name, experiment in EXPERIMENTS.items():
@@ -452,7 +453,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     print(render_markdown(summary))
     failed = sorted(job for job, code in statuses.items() if code != 0)
     for job in failed:
-        print(f"FAILED: {job} (log: {json.loads(Path(job).read_text())['log']})", file=sys.stderr)
+        what = "NOT STARTED, another process is running it" if statuses[job] == ALREADY_RUNNING else "FAILED"
+        print(f"{what}: {job} (log: {json.loads(Path(job).read_text())['log']})", file=sys.stderr)
     if args.write_results:
         write_results_section(summary, args.write_results)
         print(f"wrote the section to {args.write_results}")

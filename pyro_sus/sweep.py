@@ -10,6 +10,7 @@ interrupted ones (a run stopped before its first checkpoint starts over). The pa
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import itertools
@@ -19,7 +20,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,16 +237,49 @@ def run_job(job_path: str | Path) -> None:
 ENGINES = ("local", "ray")
 
 
+#: Exit status of a job that another process is running already (sysexits' EX_TEMPFAIL): not started.
+ALREADY_RUNNING = 75
+
+
+@contextlib.contextmanager
+def _job_lock(path: Path) -> Iterator[bool]:
+    """Hold ``JOB.lock`` beside the job file while the job runs; whether this process got it.
+
+    Two commands pointed at the same ``--out`` would otherwise train the same run folder at once
+    (each resuming, clearing or overwriting the other's files). Where ``fcntl`` is missing
+    (Windows) there is no lock."""
+    try:
+        import fcntl
+    except ImportError:
+        yield True
+        return
+    with open(path.with_suffix(".lock"), "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run_one_job(path: str | Path, threads: int) -> int:
-    """Run one job in its own process unless it finished before (exit status 0 then); its output goes
-    to the job's log. Both engines run this, on whichever machine takes the job."""
+    """Run one job in its own process unless it finished before (exit status 0 then) or another
+    process is running it (:data:`ALREADY_RUNNING`); its output goes to the job's log. Both engines
+    run this, on whichever machine takes the job."""
     path = Path(path)
     job = json.loads(path.read_text())
     if (Path(job["run_dir"]) / "results.json").is_file():
         return 0
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     Path(job["log"]).parent.mkdir(parents=True, exist_ok=True)
-    with open(job["log"], "a") as log:
+    with open(job["log"], "a") as log, _job_lock(path) as locked:
+        if not locked:
+            log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {path}: another process is running this job "
+                      f"(it holds {path.with_suffix('.lock')}); not started\n")
+            return ALREADY_RUNNING
         log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {path}\n")
         log.flush()
         return subprocess.call([sys.executable, "-m", "pyro_sus.sweep", str(path)], stdout=log,

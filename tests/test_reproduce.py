@@ -341,3 +341,21 @@ def test_a_stored_run_spec_replays_exactly_from_its_experiment(folder, tmp_path)
             for key, value in replayed[part].items():
                 assert stored[part].get(key, defaults.get(part, {}).get(key)) == value, (record.name, part, key)
             assert set(stored[part]) <= set(replayed[part]), (record.name, part)
+
+
+def test_a_job_another_process_is_running_is_not_started_twice(tmp_path, shared_data_dir):
+    """Two commands on one --out: the second leaves the job to the process holding its lock (no
+    run folder touched, a line in the log, its own status), and runs it once the lock is free."""
+    import fcntl
+
+    from pyro_sus.sweep import ALREADY_RUNNING, run_one_job
+
+    (job,) = plan_jobs("pyro-ssvae-tutorial", tmp_path, rows=["M2, 100 labels"], device="cpu",
+                       data_dir=shared_data_dir, smoke=True)[:1]
+    spec = json.loads(job.read_text())
+    with open(job.with_suffix(".lock"), "a") as held:  # as the other process would
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert run_one_job(job, threads=1) == ALREADY_RUNNING
+        assert not Path(spec["run_dir"]).exists()
+        assert "another process is running this job" in Path(spec["log"]).read_text()
+    assert run_one_job(job, threads=1) == 0 and (Path(spec["run_dir"]) / "results.json").is_file()
