@@ -25,7 +25,8 @@ import statistics
 import subprocess
 import sys
 
-ARMS = {"baseline": {"precision": "fp32", "before": True, "allocator": "default"}}
+#: The step as before issue 23, in fp32, with the C library's allocator as it comes.
+BASELINE = {"precision": "fp32", "before": True, "allocator": "default"}
 
 
 def child(spec: dict) -> None:
@@ -90,7 +91,7 @@ def main() -> None:
     results = []
     for hidden in args.hidden or [[200, 200], [500, 500]]:
         for model in args.models:
-            arms = {"baseline": ARMS["baseline"], "candidate": candidate}
+            arms = {"baseline": BASELINE, "candidate": candidate}
             times: dict[str, list[float]] = {arm: [] for arm in arms}
             flops: dict[str, int] = {}
             for _ in range(args.rounds):

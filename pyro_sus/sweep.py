@@ -271,19 +271,22 @@ def run_one_job(path: str | Path, threads: int) -> int:
     run this, on whichever machine takes the job."""
     path = Path(path)
     job = json.loads(path.read_text())
-    if (Path(job["run_dir"]) / "results.json").is_file():
-        return 0
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     Path(job["log"]).parent.mkdir(parents=True, exist_ok=True)
-    with open(job["log"], "a") as log, _job_lock(path) as locked:
-        if not locked:
-            log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {path}: another process is running this job "
-                      f"(it holds {path.with_suffix('.lock')}); not started\n")
-            return ALREADY_RUNNING
-        log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {path}\n")
-        log.flush()
-        return subprocess.call([sys.executable, "-m", "pyro_sus.sweep", str(path)], stdout=log,
-                               stderr=subprocess.STDOUT, env=env)
+    with _job_lock(path) as locked:
+        # Checked with the lock taken: a job that another process has just finished is not run again.
+        if (Path(job["run_dir"]) / "results.json").is_file():
+            return 0
+        stamp = f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {path}"
+        with open(job["log"], "a") as log:
+            if not locked:
+                log.write(f"{stamp}: another process is running this job (it holds {path.with_suffix('.lock')}); "
+                          "not started\n")
+                return ALREADY_RUNNING
+            log.write(f"{stamp}\n")
+            log.flush()
+            return subprocess.call([sys.executable, "-m", "pyro_sus.sweep", str(path)], stdout=log,
+                                   stderr=subprocess.STDOUT, env=env)
 
 
 def run_jobs(job_paths: Sequence[Path], jobs: int = 1, threads: int | None = None, engine: str = "local",

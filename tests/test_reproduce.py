@@ -359,3 +359,6 @@ def test_a_job_another_process_is_running_is_not_started_twice(tmp_path, shared_
         assert not Path(spec["run_dir"]).exists()
         assert "another process is running this job" in Path(spec["log"]).read_text()
     assert run_one_job(job, threads=1) == 0 and (Path(spec["run_dir"]) / "results.json").is_file()
+    with open(job.with_suffix(".lock"), "a") as held:  # finished: reported so, whoever holds the lock
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert run_one_job(job, threads=1) == 0
