@@ -362,3 +362,15 @@ def test_a_job_another_process_is_running_is_not_started_twice(tmp_path, shared_
     with open(job.with_suffix(".lock"), "a") as held:  # finished: reported so, whoever holds the lock
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         assert run_one_job(job, threads=1) == 0
+
+
+def test_a_row_s_training_options_override_the_experiment_s(tmp_path):
+    from pyro_sus.sweep import job_fit_options
+
+    label = "GM-DGM SUS, batch 4, learning rate 0.0002"
+    (job_path,) = plan_jobs("willetts-table2-mnist", tmp_path, seeds=1, epochs=3, rows=[label], device="cpu")
+    model, options = job_fit_options(json.loads(job_path.read_text()))
+    assert model == "gmdgm"
+    assert options["train_options"]["batch_size"] == 4
+    assert options["train_options"]["learning_rate"] == pytest.approx(2e-4)
+    assert options["train_options"]["epochs"] == 3
