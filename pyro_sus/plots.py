@@ -101,13 +101,13 @@ def plot_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], keys: Sequ
 
 #: What a run's learning curves show, besides every ``loss_<term>`` its records carry.
 CURVE_KEYS = ("loss", "lr", "val_accuracy", "val_cluster_accuracy", "val_known_accuracy", "val_novel_accuracy",
-              "val_extra_slots_used")
+              "val_extra_slots_used", "prior_z_sd_known", "prior_z_sd_extra")
 
 
 def plot_learning_curves(history: Sequence[Mapping[str, Any]], path: str | Path | None = None,
                          title: str = "") -> plt.Figure:
     """A run's per-epoch curves: the loss and its named terms, the learning rate, and the validation
-    accuracies and extra slots in use (whichever its records have)."""
+    accuracies, the extra slots in use and the spread of a learned p(z|y) (whichever its records have)."""
     present = {key for record in history for key in record}
     terms = sorted(key for key in present if key.startswith("loss_"))
     keys = [key for key in CURVE_KEYS[:1] if key in present] + terms + [k for k in CURVE_KEYS[1:] if k in present]

@@ -443,6 +443,18 @@ def _validation_metrics(model, data: TrainingData) -> dict[str, float]:
     return record
 
 
+def _latent_prior_spread(model, data: TrainingData) -> dict[str, float]:
+    """The mean sd of a learned p(z|y) over the known slots and over the extra slots. Known slots
+    whose Gaussians widen far past the extra ones take in every point: GM-DGM's collapse at batch 4
+    (docs/RESULTS.md, issue 24) shows here as well as in the extra slots emptying."""
+    sd = model.latent_prior_sd() if data.known_classes is not None else None
+    if sd is None:
+        return {}
+    n_known = len(data.known_classes)
+    parts = (("prior_z_sd_known", sd[:n_known]), ("prior_z_sd_extra", sd[n_known:]))
+    return {name: float(part.mean()) for name, part in parts if len(part)}
+
+
 class _BestValidation:
     """The epoch with the best validation accuracy so far and its weights (``best.pt`` in a run folder,
     else kept in memory), for ``select="best-validation"``; its bookkeeping travels in ``last.pt``."""
@@ -570,6 +582,7 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
                   "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
         record.update(_loss_terms(model, monitor))
         record.update(_validation_metrics(model, data))
+        record.update(_latent_prior_spread(model, data))
         if selection is not None:
             selection.update(record)
             if config.patience is not None and selection.since >= config.patience:

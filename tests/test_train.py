@@ -293,6 +293,35 @@ def test_epoch_records_split_validation_accuracy_into_known_and_novel_and_count_
     assert set(without) == {"val_cluster_accuracy", "val_slots_used"}
 
 
+@pytest.mark.parametrize("latent_prior", ["class_gaussian", "mixture"])
+def test_epoch_records_the_spread_of_a_learned_latent_prior_over_known_and_extra_slots(latent_prior):
+    """Slots 0-1 are known (classes 0 and 1), slots 2-3 extra. The record's sd of p(z|y) per group
+    is the root mean variance of each slot's Gaussian (or mixture), averaged over the group's slots."""
+    model = toy_model(latent_prior=latent_prior)
+    data = dataclasses.replace(toy_data(), y_labelled=torch.arange(12) % 2, known_classes=(0, 1))
+    history = train(model, data, config(epochs=1), progress=False)
+    with torch.no_grad():  # widen slot 0 by e: only the known slots' mean moves
+        model.latent_prior.log_scale[0] += 1.0
+    prior = model.latent_prior
+    if latent_prior == "class_gaussian":
+        variance = (2 * prior.log_scale).exp()
+    else:  # a mixture's variance: E[var] + var[E] over its components
+        w = prior.logits.softmax(-1)[..., None]
+        mean = (w * prior.loc).sum(1)
+        variance = (w * ((2 * prior.log_scale).exp() + prior.loc ** 2)).sum(1) - mean ** 2
+    sd = variance.mean(-1).sqrt().detach()
+    from pyro_sus.train import _latent_prior_spread
+    record = _latent_prior_spread(model, data)
+    assert record["prior_z_sd_known"] == pytest.approx(float(sd[:2].mean()), rel=1e-5)
+    assert record["prior_z_sd_extra"] == pytest.approx(float(sd[2:].mean()), rel=1e-5)
+    assert record["prior_z_sd_known"] > history[0]["prior_z_sd_known"]
+    assert record["prior_z_sd_extra"] == pytest.approx(history[0]["prior_z_sd_extra"])
+    # M2's N(0, I) is not learned, and without known classes there is no split to report.
+    m2_history = train(toy_model("m2"), data, config(epochs=1), progress=False)
+    assert not any(key.startswith("prior_z_sd") for key in m2_history[0])
+    assert _latent_prior_spread(model, dataclasses.replace(data, known_classes=None)) == {}
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_bf16_networks_keep_the_loss_in_float32_close_to_fp32_and_resume_exactly(tmp_path, device):
     """precision="bf16": the networks compute in bfloat16 and hand back float32, so every

@@ -183,6 +183,11 @@ class ZooModel(PyroModule):
         """Called by the trainer before training step ``step`` (0-based over the whole run, so a
         resumed run sees the same numbers); a model with a schedule (a temperature) sets it here."""
 
+    def latent_prior_sd(self) -> torch.Tensor | None:
+        """Per slot, the standard deviation of a learned p(z | y = slot) over z's dimensions (root mean
+        variance); None when p(z|y) is fixed, has no closed-form variance, or the model has none."""
+        return None
+
     #: Whether the model has ``embed(x)`` (a point's latent code) and ``decode(z)`` (inputs from codes),
     #: as the active-labelling loop needs.
     has_embedding: ClassVar[bool] = False

@@ -115,6 +115,19 @@ class SemiUnsupervisedDGM(GenerativeModel):
         """Set the relaxation's temperature for training step ``step``."""
         self.temperature.fill_(self.config.temperature_at(step))
 
+    def latent_prior_sd(self) -> torch.Tensor | None:
+        """Per slot, the sd of p(z | y = slot) (root mean variance over z's dimensions), when p(z|y) is
+        learned and its family has a closed-form variance (GM-DGM's table, the mixture); else None."""
+        if not any(p.requires_grad for p in self.latent_prior.parameters()):
+            return None  # a fixed p(z|y), M2's N(0, I): nothing to watch
+        slots = torch.arange(self.config.n_slots, device=self.class_probs.device)
+        with torch.no_grad():
+            try:
+                variance = self.latent_prior(slots).variance
+            except NotImplementedError:  # a family without a closed form (a flow)
+                return None
+        return variance.float().mean(-1).sqrt()
+
     # -- the generative story -------------------------------------------------------------------
     def likelihood(self, z: torch.Tensor, y: torch.Tensor) -> dist.Distribution:
         """p(x | z, y) as a distribution over the flattened input (y ignored if the decoder does not see it)."""

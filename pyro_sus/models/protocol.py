@@ -63,6 +63,9 @@ class SemiUnsupervisedModel(Protocol):
     def before_step(self, step: int) -> None:
         """Called before training step ``step`` (a schedule sets itself here)."""
 
+    def latent_prior_sd(self) -> torch.Tensor | None:
+        """Per slot, the sd of a learned p(z|y = slot), or None (recorded every epoch)."""
+
     def save(self, directory: str | Path, name: str = "model") -> None:
         """Write the config (JSON) and the weights."""
 
