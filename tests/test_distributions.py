@@ -1,16 +1,20 @@
 """The likelihoods the models score data with agree with torch's own."""
 
+import pytest
 import torch
 import pyro.distributions as dist
 
 from pyro_sus.distributions import BernoulliLogits
+from conftest import DEVICES
 
 
-def test_bernoulli_log_prob_and_gradient_match_torch_for_binary_and_grey_values_under_broadcasting():
+@pytest.mark.parametrize("device", DEVICES)
+def test_bernoulli_log_prob_and_gradient_match_torch_for_binary_and_grey_values_under_broadcasting(device):
     torch.manual_seed(0)
     logits = torch.cat([torch.randn(3, 4, 50) * 4, torch.tensor([-40.0, -17.0, -1e-6, 0.0, 1e-6, 17.0, 40.0,
-                                                                  88.0]).expand(3, 4, 8)], -1)
-    for value in (torch.bernoulli(torch.full((4, 58), 0.5)), torch.rand(4, 58)):  # broadcast over the first dim
+                                                                  88.0]).expand(3, 4, 8)], -1).to(device)
+    for value in (torch.bernoulli(torch.full((4, 58), 0.5)).to(device), torch.rand(4, 58, device=device)):
+        # value broadcasts over the first dim of the logits
         ours_logits = logits.clone().requires_grad_()
         theirs_logits = logits.clone().requires_grad_()
         ours = BernoulliLogits(logits=ours_logits, validate_args=False).to_event(1).log_prob(value)
