@@ -539,7 +539,9 @@ def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: 
         atomic_write_json(run.run_dir / "open_set.json", open_set)
         # What the run discovered: per slot, on validation (and test), and which hidden classes it found.
         keep = val_y >= 0
-        table = slot_table(val_slots[keep], val_y[keep], test_slots, test_y, split.n_known, split.n_slots)
+        prior_sd = run.model.latent_prior_sd()
+        table = slot_table(val_slots[keep], val_y[keep], test_slots, test_y, split.n_known, split.n_slots,
+                           None if prior_sd is None else prior_sd.tolist())
         results["discovery"] = discovery_summary(table, split.hidden_classes)
         write_report(run.run_dir, table, results["discovery"], mapping)
         if plot:

@@ -18,7 +18,7 @@ import numpy as np
 
 from .io import atomic_write_json, atomic_write_text
 
-__all__ = ["FOUND_PURITY", "FOUND_MIN_POINTS", "slot_table", "discovery_summary", "write_report"]
+__all__ = ["FOUND_PURITY", "FOUND_MIN_POINTS", "slot_table", "discovery_summary", "collapse_note", "write_report"]
 
 #: A discovered slot finds a hidden class when at least this share of its validation points is that class ...
 FOUND_PURITY = 0.5
@@ -41,9 +41,11 @@ def _slot_stats(slots: np.ndarray, labels: np.ndarray, n_slots: int) -> list[dic
 
 
 def slot_table(val_slots: np.ndarray, val_labels: np.ndarray, test_slots: np.ndarray | None,
-               test_labels: np.ndarray | None, n_known: int, n_slots: int) -> list[dict[str, Any]]:
+               test_labels: np.ndarray | None, n_known: int, n_slots: int,
+               prior_sd: Sequence[float] | None = None) -> list[dict[str, Any]]:
     """One row per slot: kind (known / discovered), validation size, majority class and purity, and
-    the same on the test set (None without one)."""
+    the same on the test set (None without one); with ``prior_sd`` (the model's
+    ``latent_prior_sd()``), each slot's sd of p(z | y = slot) as ``prior_z_sd``."""
     val = _slot_stats(np.asarray(val_slots), np.asarray(val_labels), n_slots)
     test = (_slot_stats(np.asarray(test_slots), np.asarray(test_labels), n_slots) if test_slots is not None
             else [None] * n_slots)
@@ -52,7 +54,8 @@ def slot_table(val_slots: np.ndarray, val_labels: np.ndarray, test_slots: np.nda
              "validation_purity": val[slot]["purity"],
              "test_size": None if test[slot] is None else test[slot]["size"],
              "test_majority": None if test[slot] is None else test[slot]["majority"],
-             "test_purity": None if test[slot] is None else test[slot]["purity"]} for slot in range(n_slots)]
+             "test_purity": None if test[slot] is None else test[slot]["purity"],
+             **({} if prior_sd is None else {"prior_z_sd": float(prior_sd[slot])})} for slot in range(n_slots)]
 
 
 def discovery_summary(table: Sequence[dict[str, Any]], hidden_classes: Sequence[int]) -> dict[str, Any]:
@@ -128,18 +131,39 @@ def plot_discovered_slots(images: np.ndarray, probs: np.ndarray, table: Sequence
     plt.close(fig)
 
 
+def collapse_note(table: Sequence[dict[str, Any]]) -> str | None:
+    """A sentence when the run put every validation point on a known slot although it had discovered
+    slots (a collapse onto the known classes), naming how much wider the known slots' p(z|y) is when
+    the table has it; else None."""
+    discovered = [r for r in table if r["kind"] == "discovered"]
+    if not discovered or any(r["validation_size"] for r in discovered):
+        return None
+    note = ("No validation point went to a discovered slot: the model put every point, hidden classes "
+            "included, on a known slot (a collapse onto the known classes).")
+    known = [r["prior_z_sd"] for r in table if r["kind"] == "known" and "prior_z_sd" in r]
+    if known and all("prior_z_sd" in r for r in discovered):
+        ratio = float(np.mean(known) / np.mean([r["prior_z_sd"] for r in discovered]))
+        note += (f" The known slots' p(z|y) is {ratio:.1f} times as wide as the discovered slots' (mean sd)."
+                 if ratio > 1 else "")
+    return note
+
+
 def _markdown(table: Sequence[dict[str, Any]], summary: dict[str, Any], mapping: np.ndarray) -> str:
     fmt = lambda v: "" if v is None else (f"{100 * v:.0f}%" if isinstance(v, float) else str(v))  # noqa: E731
+    with_sd = all("prior_z_sd" in r for r in table)
     lines = [f"Hidden classes found: {summary['n_found']} of {summary['n_hidden']} ({summary['found']}); "
-             f"discovered slots in use: {summary['discovered_slots_in_use']}. Rule: {summary['rule']}.", "",
-             "| slot | kind | mapped class | validation size | validation majority | validation purity "
-             "| test size | test majority | test purity |", "|---|---|---|---|---|---|---|---|---|"]
+             f"discovered slots in use: {summary['discovered_slots_in_use']}. Rule: {summary['rule']}."]
+    note = collapse_note(table)
+    lines += ([note] if note else []) + ["", "| slot | kind | mapped class | validation size | validation majority "
+                                         "| validation purity | test size | test majority | test purity |"
+                                         + (" sd of p(z|y) |" if with_sd else ""),
+                                         "|---|---|---|---|---|---|---|---|---|" + ("---|" if with_sd else "")]
     for row in sorted(table, key=lambda r: _slot_order(table, mapping).index(r["slot"])):
         mapped = int(mapping[row["slot"]])
         lines.append(f"| {row['slot']} | {row['kind']} | {mapped if mapped >= 0 else 'none'} "
                      f"| {fmt(row['validation_size'])} | {fmt(row['validation_majority'])} "
                      f"| {fmt(row['validation_purity'])} | {fmt(row['test_size'])} | {fmt(row['test_majority'])} "
-                     f"| {fmt(row['test_purity'])} |")
+                     f"| {fmt(row['test_purity'])} |" + (f" {row['prior_z_sd']:.2f} |" if with_sd else ""))
     return "\n".join(lines) + "\n"
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pyro_sus.cli import main
-from pyro_sus.report import FOUND_MIN_POINTS, FOUND_PURITY, discovery_summary, slot_table
+from pyro_sus.report import FOUND_MIN_POINTS, FOUND_PURITY, _markdown, collapse_note, discovery_summary, slot_table
 
 
 def test_slot_table_and_found_classes_on_hand_made_predictions():
@@ -30,6 +30,24 @@ def test_slot_table_and_found_classes_on_hand_made_predictions():
     assert summary["discovered_slots_in_use"] == 3
 
 
+def test_a_run_with_every_point_on_a_known_slot_is_reported_as_collapsed_with_its_prior_spread():
+    """Known slots 0, 1 hold every validation point; discovered slots 2-3 none. With the p(z|y) sds
+    (known 30 and 50, discovered 4 and 6) the note says the known slots are 8.0 times as wide."""
+    val_slots, val_labels = np.array([0, 0, 1, 1, 1]), np.array([0, 5, 1, 6, 6])
+    table = slot_table(val_slots, val_labels, None, None, n_known=2, n_slots=4, prior_sd=[30.0, 50.0, 4.0, 6.0])
+    assert [r["prior_z_sd"] for r in table] == [30.0, 50.0, 4.0, 6.0]
+    note = collapse_note(table)
+    assert note.startswith("No validation point went to a discovered slot") and "8.0 times as wide" in note
+    text = _markdown(table, discovery_summary(table, [5, 6]), np.array([0, 1, -1, -1]))
+    assert note in text and "| sd of p(z|y) |" in text and "| 50.00 |" in text
+    # Without the spread the note is there, without the comparison; a used discovered slot: no note.
+    bare = slot_table(val_slots, val_labels, None, None, n_known=2, n_slots=4)
+    assert "prior_z_sd" not in bare[0] and "times as wide" not in collapse_note(bare)
+    assert "sd of p(z|y)" not in _markdown(bare, discovery_summary(bare, [5, 6]), np.array([0, 1, -1, -1]))
+    used = slot_table(np.array([0, 0, 1, 1, 2]), val_labels, None, None, n_known=2, n_slots=4)
+    assert collapse_note(used) is None
+
+
 def test_report_command_writes_the_report_of_a_trained_run(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--model", "gmdgm", "--out", str(out), "--hidden-classes", "7", "8", "9",
@@ -41,6 +59,10 @@ def test_report_command_writes_the_report_of_a_trained_run(tmp_path, capsys):
     assert printed.startswith("Hidden classes found:") and "| slot | kind |" in printed
     report = json.loads((out / "report.json").read_text())
     assert [r["slot"] for r in report["slots"]] == list(range(11))
+    # GM-DGM learns p(z|y): each slot's sd is in the report, as the model gives it.
+    import pyro_sus
+    expected = pyro_sus.load(out).model.latent_prior_sd().tolist()
+    assert [r["prior_z_sd"] for r in report["slots"]] == pytest.approx(expected)
     assert report["summary"]["hidden_classes"] == [7, 8, 9]
     assert sum(r["validation_size"] for r in report["slots"]) == json.loads((out / "results.json").read_text())[
         "validation"]["n"]
