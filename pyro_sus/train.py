@@ -444,9 +444,9 @@ def _validation_metrics(model, data: TrainingData) -> dict[str, float]:
 
 
 def _latent_prior_spread(model, data: TrainingData) -> dict[str, float]:
-    """The mean sd of a learned p(z|y) over the known slots and over the extra slots. Known slots
-    whose Gaussians widen far past the extra ones take in every point: GM-DGM's collapse at batch 4
-    (docs/RESULTS.md, issue 24) shows here as well as in the extra slots emptying."""
+    """The mean sd of a learned p(z|y) over the known slots and over the extra slots. GM-DGM's
+    collapse at batch 4 (docs/RESULTS.md, issue 24) shows here, the known slots widening far past the
+    extra ones, in the same epochs as the extra slots empty."""
     sd = model.latent_prior_sd() if data.known_classes is not None else None
     if sd is None:
         return {}

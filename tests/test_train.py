@@ -300,7 +300,7 @@ def test_epoch_records_the_spread_of_a_learned_latent_prior_over_known_and_extra
     model = toy_model(latent_prior=latent_prior)
     data = dataclasses.replace(toy_data(), y_labelled=torch.arange(12) % 2, known_classes=(0, 1))
     history = train(model, data, config(epochs=1), progress=False)
-    with torch.no_grad():  # widen slot 0 by e: only the known slots' mean moves
+    with torch.no_grad():  # slot 0's sd times e: only the known slots' mean sd moves
         model.latent_prior.log_scale[0] += 1.0
     prior = model.latent_prior
     if latent_prior == "class_gaussian":

@@ -50,7 +50,7 @@ def _sus_variants(hidden: Sequence[int], model_options: dict[str, Any], batch_si
             {"paper_protocol_accuracy": numbers[name]}, train=train)
         for suffix, estimator, train in variants for name, model in (("M2", "m2"), ("GM-DGM", "gmdgm")))
     # A diagnostic, not a paper row: GM-DGM collapses at the small batch with the learning rate of batch 100
-    # (docs/RESULTS.md, issue 24). This row scales the rate by sqrt(batch / 100), the usual rule for Adam, to
+    # (docs/RESULTS.md, issue 24). This row scales the rate by sqrt(batch / 100), a common rule for Adam, to
     # tell "too large a step for so few points" from "too few points for GM-DGM's learned p(z|y)".
     scaled_rate = round(learning_rate * (batch_size / 100) ** 0.5, 10)
     diagnostic = Row(f"GM-DGM SUS, batch {batch_size}, learning rate {scaled_rate:g}", "gmdgm",
