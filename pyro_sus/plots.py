@@ -81,11 +81,13 @@ def plot_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], keys: Sequ
     fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.0 * rows), squeeze=False)
     for ax in axes.flat[len(keys):]:
         ax.axis("off")
+    # One colour per run in every panel, also where an earlier run has no value for the key.
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, key in zip(axes.flat, keys):
-        for label, history in histories.items():
+        for index, (label, history) in enumerate(histories.items()):
             points = [(r["epoch"], r[key]) for r in history if r.get(key) is not None]
             if points:
-                ax.plot(*zip(*points), marker=".", label=label)
+                ax.plot(*zip(*points), marker=".", label=label, color=cycle[index % len(cycle)])
         ax.set_xlabel("epoch")
         ax.set_title(key, fontsize=9)
     if len(histories) > 1:

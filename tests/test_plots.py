@@ -19,6 +19,12 @@ def test_curves_draw_one_line_per_run_and_key_and_skip_missing_values(tmp_path):
     assert [line.get_label() for line in novel.lines] == ["enumerate", "gumbel"]
     assert list(novel.lines[1].get_ydata()) == [0.1, 0.3]
     assert [list(line.get_xdata()) for line in slots.lines] == [[1, 2], [2]]
+    # A run keeps its colour in a panel where a run before it has no values.
+    only_second = plot_curves(histories | {"enumerate": [{"epoch": 1, "val_novel_accuracy": 0.2}]},
+                              ["val_novel_accuracy", "val_extra_slots_used"])
+    novel, slots = only_second.axes[:2]
+    assert [line.get_label() for line in slots.lines] == ["gumbel"]
+    assert slots.lines[0].get_color() == novel.lines[1].get_color() != novel.lines[0].get_color()
     with pytest.raises(ValueError, match="at least one"):
         plot_curves(histories, [])
 
