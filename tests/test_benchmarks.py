@@ -184,3 +184,86 @@ def test_profile_step_prints_the_ops_table():
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "profile_step.py"), "--hidden", "20", "20",
                              "--steps", "1", "--rows", "5"], check=True, capture_output=True, text=True)
     assert "## m2, bf16, 20-20, 1 steps" in result.stdout and "aten::" in result.stdout
+
+
+# A stand-in for Pyro's examples/vae/ss_vae_M2.py with the same outside dependencies (visdom, a
+# `utils` package beside it, pyro's MNIST and get_data_directory, a pyro version assert) and the same
+# log lines. Its "accuracies" report what it saw, so the test can check the harness fed it the files.
+FAKE_PEER_SCRIPT = '''
+import sys
+from visdom import Visdom
+from utils.helper import EPOCHS
+import pyro
+from pyro.contrib.examples.util import MNIST, get_data_directory, print_and_log
+if __name__ == "__main__":
+    assert pyro.__version__.startswith("0.0.1")
+    log = sys.argv[sys.argv.index("-log") + 1]
+    test = MNIST(root=get_data_directory(__file__), train=False, download=True)
+    with open(log, "w") as logger:
+        for epoch in range(EPOCHS):
+            print_and_log(logger, "{} epoch: avg losses 1.5 2.5 validation accuracy {} test accuracy {}".format(
+                epoch, len(test) / 100000, int(test.targets[0]) / 10))
+        print_and_log(logger, "best validation accuracy 0.1 corresponding testing accuracy 0.7 "
+                              "last testing accuracy 0.7")
+'''
+
+
+def _fake_peer(tmp_path: Path) -> Path:
+    script = tmp_path / "vae" / "ss_vae_M2.py"
+    (script.parent / "utils").mkdir(parents=True)
+    (script.parent / "utils" / "helper.py").write_text("EPOCHS = 2\n")
+    script.write_text(FAKE_PEER_SCRIPT)
+    return script
+
+
+def _harness(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "pyro_peer_ss_vae.py"), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_pyro_peer_harness_feeds_the_local_files_and_records_the_log(shared_data_dir, tmp_path):
+    """benchmarks/pyro_peer_ss_vae.py: the script sees the local MNIST test set, nothing is fetched."""
+    script, out = _fake_peer(tmp_path), tmp_path / "out"
+    result = _harness("--script", str(script), "--data-dir", shared_data_dir, "--out", str(out),
+                      "--allow-version-mismatch", "--", "-n", "2")
+    assert result.returncode == 0, result.stderr
+    record = json.loads((out / "peer.json").read_text())
+    # 10,000 test images, the first a 7: the script read the shared IDX files through pyro's loader.
+    assert record["epochs"] == [{"epoch": 1, "losses": [1.5, 2.5], "val_accuracy": 0.1, "test_accuracy": 0.7},
+                                {"epoch": 2, "losses": [1.5, 2.5], "val_accuracy": 0.1, "test_accuracy": 0.7}]
+    assert record["final"] == {"best_valid": 0.1, "best_test": 0.7, "last_test": 0.7}
+    assert record["script_args"][:2] == ["-n", "2"] and record["script_args"][-2] == "-log"
+    import pyro
+    assert record["versions"]["pyro"] == pyro.__version__ and record["versions"]["script_asserts_pyro"] == "0.0.1"
+    assert (out / "data" / "MNISTCached" / "raw" / "t10k-images-idx3-ubyte").stat().st_size == 7840016
+
+
+def test_pyro_peer_harness_refuses_a_version_mismatch_and_missing_files(shared_data_dir, tmp_path):
+    script = _fake_peer(tmp_path)
+    result = _harness("--script", str(script), "--data-dir", shared_data_dir, "--out", str(tmp_path / "a"))
+    assert result.returncode != 0 and "asserts pyro 0.0.1" in result.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = _harness("--script", str(script), "--data-dir", str(empty), "--out", str(tmp_path / "b"),
+                      "--allow-version-mismatch")
+    assert result.returncode != 0 and "train-images-idx3-ubyte" in result.stderr
+    result = _harness("--script", str(tmp_path / "missing.py"), "--out", str(tmp_path / "c"))
+    assert result.returncode != 0 and "pyro-ppl/pyro" in result.stderr
+
+
+def test_pyro_peer_log_parser_reads_pyro_log_lines():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from pyro_peer_ss_vae import parse_log
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    text = ("0 epoch: avg losses 507.5 108.0 193.6 0.0 validation accuracy 0.1697 test accuracy 0.1679\n"
+            "a line the script did not write\n"
+            "1 epoch: avg losses 400.0 90.0 180.0 0.0 validation accuracy 0.25 test accuracy 0.2\n"
+            "best validation accuracy 0.25 corresponding testing accuracy 0.2 last testing accuracy 0.2\n")
+    parsed = parse_log(text)
+    assert [e["epoch"] for e in parsed["epochs"]] == [1, 2]
+    assert parsed["epochs"][0]["losses"] == [507.5, 108.0, 193.6, 0.0]
+    assert parsed["epochs"][1]["val_accuracy"] == 0.25 and parsed["epochs"][1]["test_accuracy"] == 0.2
+    assert parsed["final"] == {"best_valid": 0.25, "best_test": 0.2, "last_test": 0.2}
+    assert parse_log("") == {"epochs": [], "final": None}

@@ -7,13 +7,15 @@ from pyro_sus.plots import plot_curves
 
 HERE = Path(__file__).parent
 RUNS = {"M2, enumerated, seed 0": "m2-sus-batch-4-seed0",
+        "M2, enumerated, seed 1": "m2-sus-batch-4-seed1",
         "M2, Gumbel-softmax, seed 0": "m2-sus-gumbel-softmax-y-batch-4-seed0",
         "M2, Gumbel-softmax, seed 1": "m2-sus-gumbel-softmax-y-batch-4-seed1",
         "GM-DGM, Gumbel-softmax, seed 0": "gm-dgm-sus-gumbel-softmax-y-batch-4-seed0",
         "GM-DGM, Gumbel-softmax, seed 1": "gm-dgm-sus-gumbel-softmax-y-batch-4-seed1",
         "GM-DGM, enumerated, seed 0": "gm-dgm-sus-batch-4-seed0",
         "GM-DGM, enumerated, seed 1": "gm-dgm-sus-batch-4-seed1",
-        "GM-DGM, enumerated, lr 2e-4, seed 0": "gm-dgm-sus-batch-4-learning-rate-0.0002-seed0"}
+        "GM-DGM, enumerated, lr 2e-4, seed 0": "gm-dgm-sus-batch-4-learning-rate-0.0002-seed0",
+        "GM-DGM, enumerated, lr 2e-4, seed 1": "gm-dgm-sus-batch-4-learning-rate-0.0002-seed1"}
 
 if __name__ == "__main__":
     histories = {label: [json.loads(line) for line in (HERE / f"{run}-metrics.jsonl").read_text().splitlines()]
