@@ -1,0 +1,34 @@
+"""Pyro's own SS-VAE script beside our M2 at 100 labels (issue 24): python docs/results/pyro-peer/plot.py
+
+Per epoch, on MNIST's last 10k training images (validation) and the test set. The peer's records are
+``seed*/peer.json`` (benchmarks/pyro_peer_ss_vae.py); ours are the ``pyro-ssvae-tutorial`` entry's
+runs at Pyro's learning rate 4.2e-4 (``../pyro-tutorial-gap/entry-100-seed*``), which record validation
+accuracy after a majority mapping of q(y|x)'s argmax (``val_cluster_accuracy``), and the benchmark
+that trains our M2 with Pyro's sequence of steps (``../pyro-tutorial-gap/pyro-sequence-100-50ep.json``).
+"""
+
+import json
+from pathlib import Path
+
+from pyro_sus.plots import plot_curves
+
+HERE = Path(__file__).parent
+GAP = HERE.parent / "pyro-tutorial-gap"
+
+if __name__ == "__main__":
+    histories = {}
+    for record in sorted(HERE.glob("seed*/peer.json")):
+        epochs = json.loads(record.read_text())["epochs"]
+        histories[f"Pyro's script, {record.parent.name}"] = [
+            {"epoch": e["epoch"], "validation accuracy": e["val_accuracy"], "test accuracy": e["test_accuracy"]}
+            for e in epochs]
+    for metrics in sorted(GAP.glob("entry-100-seed*-metrics.jsonl")):
+        seed = metrics.name.split("-")[2]
+        histories[f"ours (pyro-ssvae-tutorial entry), {seed}"] = [
+            {"epoch": r["epoch"], "validation accuracy": r["val_cluster_accuracy"]}
+            for r in map(json.loads, metrics.read_text().splitlines())]
+    sequence = json.loads((GAP / "pyro-sequence-100-50ep.json").read_text())["log"]
+    histories["our M2, Pyro's step sequence (benchmark), seed 0"] = [
+        {"epoch": r["epoch"], "validation accuracy": r["val"], "test accuracy": r["test"]} for r in sequence]
+    plot_curves(histories, ["validation accuracy", "test accuracy"], HERE / "peer-curves.png",
+                title="MNIST, 100 labels: Pyro's ss_vae_M2.py against our M2", columns=2)
