@@ -2,7 +2,7 @@
 
     python benchmarks/pyro_peer_ss_vae.py --script PYRO/examples/vae/ss_vae_M2.py \\
         --data-dir ../shared/data --out docs/results/pyro-peer/seed0 --threads 1 \\
-        -- -sup 100 -bs 100 -alm 46 --aux-loss -enum parallel -n 30 --seed 0
+        -- -sup 100 -bs 100 -alm 46 --aux-loss -enum parallel -n 50 --seed 0
 
 Pyro's code is not in this repository: ``--script`` is ``examples/vae/ss_vae_M2.py`` in a checkout
 of https://github.com/pyro-ppl/pyro (its ``utils/`` folder beside it). Everything after ``--`` goes
@@ -17,6 +17,7 @@ to the script unchanged. Only three things around it change, none inside it:
 
 Written to ``--out``: ``ss_vae.log`` (the script's own log), ``peer.json`` (per-epoch validation and
 test accuracy parsed from that log, the final line, wall time, versions, the script's sha256).
+The recorded runs and their comparison with our M2: docs/results/pyro-peer/, docs/RESULTS.md.
 """
 
 from __future__ import annotations
