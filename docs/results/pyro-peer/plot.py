@@ -15,9 +15,24 @@ from pyro_sus.plots import plot_curves
 HERE = Path(__file__).parent
 GAP = HERE.parent / "pyro-tutorial-gap"
 
+
+def peer_row(record: dict) -> str:
+    """One Markdown row: the best-validation epoch and its test accuracy, test at epochs 10 / 30 / 50."""
+    epochs = record["epochs"]
+    best = max(epochs, key=lambda e: e["val_accuracy"])  # the first epoch reaching the best, as Pyro's script keeps it
+    test_at = {e["epoch"]: e["test_accuracy"] for e in epochs}
+    at = " / ".join(f"{100 * test_at[n]:.1f}" if n in test_at else "-" for n in (10, 30, 50))
+    return (f"| {record['script_args'][record['script_args'].index('--seed') + 1]} | {best['epoch']} "
+            f"| {100 * best['val_accuracy']:.1f} | {100 * best['test_accuracy']:.1f} | {at} "
+            f"| {record['wall_seconds']:,.0f} |")
+
+
 if __name__ == "__main__":
     histories = {}
+    print("| seed | best-validation epoch | its validation | its test | test at epochs 10 / 30 / 50 | wall s |")
+    print("|---|---|---|---|---|---|")
     for record in sorted(HERE.glob("seed*/peer.json")):
+        print(peer_row(json.loads(record.read_text())))
         epochs = json.loads(record.read_text())["epochs"]
         histories[f"Pyro's script, {record.parent.name}"] = [
             {"epoch": e["epoch"], "validation accuracy": e["val_accuracy"], "test accuracy": e["test_accuracy"]}
@@ -28,7 +43,7 @@ if __name__ == "__main__":
             {"epoch": r["epoch"], "validation accuracy": r["val_cluster_accuracy"]}
             for r in map(json.loads, metrics.read_text().splitlines())]
     sequence = json.loads((GAP / "pyro-sequence-100-50ep.json").read_text())["log"]
-    histories["our M2, Pyro's step sequence (benchmark), seed 0"] = [
+    histories["our M2, Pyro's step sequence (benchmark; ReLU ending q(z|x,y)), seed 0"] = [
         {"epoch": r["epoch"], "validation accuracy": r["val"], "test accuracy": r["test"]} for r in sequence]
     plot_curves(histories, ["validation accuracy", "test accuracy"], HERE / "peer-curves.png",
                 title="MNIST, 100 labels: Pyro's ss_vae_M2.py against our M2", columns=2)
