@@ -9,8 +9,8 @@ of https://github.com/pyro-ppl/pyro (its ``utils/`` folder beside it). Everythin
 to the script unchanged. Only three things around it change, none inside it:
 
 - its data loader reads the IDX files (``train-images-idx3-ubyte.gz`` and the other three) of
-  ``--data-dir`` or its ``mnist/`` folder, unpacked into ``OUT/data``; downloading is switched off, so a missing file is an error,
-  never a fetch;
+  ``--data-dir`` or its ``mnist/`` folder, unpacked into a temporary folder for the run;
+  downloading is switched off, so a missing file is an error, never a fetch;
 - ``visdom`` (only used with ``--visualize``) is stood in for when it is not installed;
 - with ``--allow-version-mismatch``, the script's ``assert pyro.__version__.startswith(V)`` is met
   by reporting V while it runs; the installed version is recorded either way.
@@ -25,12 +25,14 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import importlib.util
 import json
 import os
 import re
 import runpy
 import shutil
 import sys
+import tempfile
 import time
 import types
 from pathlib import Path
@@ -87,12 +89,10 @@ def prepare_data_root(data_dir: Path, root: Path) -> Path:
 
 def _stand_in_visdom() -> None:
     """Let ``from visdom import Visdom`` succeed without visdom; only --visualize would use it."""
-    try:
-        import visdom  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("visdom") is None:
         module = types.ModuleType("visdom")
 
-        class Visdom:  # noqa: D401 - a stand-in class
+        class Visdom:
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 raise RuntimeError("the script's --visualize needs visdom: pip install visdom")
 
@@ -123,7 +123,6 @@ def run_peer(script: Path, data_dir: Path, out: Path, script_args: list[str],
         raise FileNotFoundError(f"{script} not found: pass examples/vae/ss_vae_M2.py from a checkout of "
                                 "https://github.com/pyro-ppl/pyro (git clone it where there is a network)")
     out.mkdir(parents=True, exist_ok=True)
-    root = prepare_data_root(data_dir, out / "data")
     if threads:
         torch.set_num_threads(threads)
     source = script.read_text()
@@ -139,19 +138,21 @@ def run_peer(script: Path, data_dir: Path, out: Path, script_args: list[str],
         log = Path(script_args[script_args.index("-log" if "-log" in script_args else "--logfile") + 1])
 
     _stand_in_visdom()
-    _offline_data(root)
     saved_argv, saved_path = sys.argv, list(sys.path)
-    sys.argv = [str(script), *script_args]
-    sys.path.insert(0, str(script.parent))  # its `from utils.… import …`
-    if asserted and allow_version_mismatch:
-        pyro.__version__ = asserted[1]
-    start = time.perf_counter()
-    try:
-        runpy.run_path(str(script), run_name="__main__")
-    finally:
-        wall = time.perf_counter() - start
-        pyro.__version__ = installed
-        sys.argv, sys.path[:] = saved_argv, saved_path
+    # The unpacked files (about 110 MB per dataset folder) live only as long as the run.
+    with tempfile.TemporaryDirectory(prefix="pyro-peer-data-") as data_root:
+        _offline_data(prepare_data_root(data_dir, Path(data_root)))
+        sys.argv = [str(script), *script_args]
+        sys.path.insert(0, str(script.parent))  # its `from utils.… import …`
+        if asserted and allow_version_mismatch:
+            pyro.__version__ = asserted[1]
+        start = time.perf_counter()
+        try:
+            runpy.run_path(str(script), run_name="__main__")
+        finally:
+            wall = time.perf_counter() - start
+            pyro.__version__ = installed
+            sys.argv, sys.path[:] = saved_argv, saved_path
     record = {
         "script": str(script), "script_sha256": hashlib.sha256(source.encode()).hexdigest(),
         "script_args": script_args, "wall_seconds": round(wall, 1),

@@ -235,7 +235,27 @@ def test_pyro_peer_harness_feeds_the_local_files_and_records_the_log(shared_data
     assert record["script_args"][:2] == ["-n", "2"] and record["script_args"][-2] == "-log"
     import pyro
     assert record["versions"]["pyro"] == pyro.__version__ and record["versions"]["script_asserts_pyro"] == "0.0.1"
-    assert (out / "data" / "MNISTCached" / "raw" / "t10k-images-idx3-ubyte").stat().st_size == 7840016
+    # The unpacked data went to a temporary folder, not into the records.
+    assert sorted(path.name for path in out.iterdir()) == ["peer.json", "ss_vae.log"]
+
+
+def _peer_module():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import pyro_peer_ss_vae
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return pyro_peer_ss_vae
+
+
+def test_pyro_peer_data_root_holds_the_unpacked_idx_files(shared_data_dir, tmp_path):
+    peer = _peer_module()
+    IDX_FILES = peer.IDX_FILES
+    root = peer.prepare_data_root(Path(shared_data_dir), tmp_path / "root")
+    for folder in ("MNIST", "MNISTCached"):  # pyro's MNIST and the script's subclass look in their own
+        sizes = {name: (root / folder / "raw" / name).stat().st_size for name in IDX_FILES}
+        assert sizes == {"train-images-idx3-ubyte": 47040016, "train-labels-idx1-ubyte": 60008,
+                         "t10k-images-idx3-ubyte": 7840016, "t10k-labels-idx1-ubyte": 10008}
 
 
 def test_pyro_peer_harness_refuses_a_version_mismatch_and_missing_files(shared_data_dir, tmp_path):
@@ -252,11 +272,7 @@ def test_pyro_peer_harness_refuses_a_version_mismatch_and_missing_files(shared_d
 
 
 def test_pyro_peer_log_parser_reads_pyro_log_lines():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from pyro_peer_ss_vae import parse_log
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    parse_log = _peer_module().parse_log
     text = ("0 epoch: avg losses 507.5 108.0 193.6 0.0 validation accuracy 0.1697 test accuracy 0.1679\n"
             "a line the script did not write\n"
             "1 epoch: avg losses 400.0 90.0 180.0 0.0 validation accuracy 0.25 test accuracy 0.2\n"
