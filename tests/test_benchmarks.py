@@ -223,6 +223,7 @@ def _harness(*args: str) -> subprocess.CompletedProcess:
 
 def test_pyro_peer_harness_feeds_the_local_files_and_records_the_log(shared_data_dir, tmp_path):
     """benchmarks/pyro_peer_ss_vae.py: the script sees the local MNIST test set, nothing is fetched."""
+    pytest.importorskip("torchvision")  # optional for pyro_sus; Pyro's MNIST loader needs it
     script, out = _fake_peer(tmp_path), tmp_path / "out"
     result = _harness("--script", str(script), "--data-dir", shared_data_dir, "--out", str(out),
                       "--allow-version-mismatch", "--", "-n", "2")
@@ -259,6 +260,7 @@ def test_pyro_peer_data_root_holds_the_unpacked_idx_files(shared_data_dir, tmp_p
 
 
 def test_pyro_peer_harness_refuses_a_version_mismatch_and_missing_files(shared_data_dir, tmp_path):
+    pytest.importorskip("torchvision")
     script = _fake_peer(tmp_path)
     result = _harness("--script", str(script), "--data-dir", shared_data_dir, "--out", str(tmp_path / "a"))
     assert result.returncode != 0 and "asserts pyro 0.0.1" in result.stderr
