@@ -251,10 +251,9 @@ def _peer_module():
 
 def test_pyro_peer_data_root_holds_the_unpacked_idx_files(shared_data_dir, tmp_path):
     peer = _peer_module()
-    IDX_FILES = peer.IDX_FILES
     root = peer.prepare_data_root(Path(shared_data_dir), tmp_path / "root")
     for folder in ("MNIST", "MNISTCached"):  # pyro's MNIST and the script's subclass look in their own
-        sizes = {name: (root / folder / "raw" / name).stat().st_size for name in IDX_FILES}
+        sizes = {name: (root / folder / "raw" / name).stat().st_size for name in peer.IDX_FILES}
         assert sizes == {"train-images-idx3-ubyte": 47040016, "train-labels-idx1-ubyte": 60008,
                          "t10k-images-idx3-ubyte": 7840016, "t10k-labels-idx1-ubyte": 10008}
 
