@@ -1,5 +1,6 @@
 """Benchmark scripts that ship with the results they produced run end to end with tiny settings."""
 
+import importlib
 import json
 import os
 import shutil
@@ -11,6 +12,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _benchmark_module(name: str):
+    """Import benchmarks/NAME.py (the folder is scripts, not a package)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
 
 
 @pytest.mark.parametrize("options, activations, trunk_end", [
@@ -95,11 +105,8 @@ def test_gpu_session_stops_its_runs_in_time_and_the_next_call_resumes_them(share
 def test_gpu_session_state_fits_the_files_a_call_brings_back(tmp_path):
     """The state is split into files of at most the size given, a run folder never split in two;
     a run stopped before its first checkpoint and a cut-short atomic write are left behind."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from gpu_session import pack_state, unpack_state
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    gpu_session = _benchmark_module("gpu_session")
+    pack_state, unpack_state = gpu_session.pack_state, gpu_session.unpack_state
     work = tmp_path / "work"
     runs = work / "runs" / "willetts-table2-mnist" / "runs"
     for name in ("a-seed0", "b-seed0", "c-seed0"):
@@ -240,17 +247,8 @@ def test_pyro_peer_harness_feeds_the_local_files_and_records_the_log(shared_data
     assert sorted(path.name for path in out.iterdir()) == ["peer.json", "ss_vae.log"]
 
 
-def _peer_module():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import pyro_peer_ss_vae
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return pyro_peer_ss_vae
-
-
 def test_pyro_peer_data_root_holds_the_unpacked_idx_files(shared_data_dir, tmp_path):
-    peer = _peer_module()
+    peer = _benchmark_module("pyro_peer_ss_vae")
     root = peer.prepare_data_root(Path(shared_data_dir), tmp_path / "root")
     for folder in ("MNIST", "MNISTCached"):  # pyro's MNIST and the script's subclass look in their own
         sizes = {name: (root / folder / "raw" / name).stat().st_size for name in peer.IDX_FILES}
@@ -273,7 +271,7 @@ def test_pyro_peer_harness_refuses_a_version_mismatch_and_missing_files(shared_d
 
 
 def test_pyro_peer_log_parser_reads_pyro_log_lines():
-    parse_log = _peer_module().parse_log
+    parse_log = _benchmark_module("pyro_peer_ss_vae").parse_log
     text = ("0 epoch: avg losses 507.5 108.0 193.6 0.0 validation accuracy 0.1697 test accuracy 0.1679\n"
             "a line the script did not write\n"
             "1 epoch: avg losses 400.0 90.0 180.0 0.0 validation accuracy 0.25 test accuracy 0.2\n"

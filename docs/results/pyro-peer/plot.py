@@ -31,12 +31,12 @@ if __name__ == "__main__":
     histories = {}
     print("| seed | best-validation epoch | its validation | its test | test at epochs 10 / 30 / 50 | wall s |")
     print("|---|---|---|---|---|---|")
-    for record in sorted(HERE.glob("seed*/peer.json")):
-        print(peer_row(json.loads(record.read_text())))
-        epochs = json.loads(record.read_text())["epochs"]
-        histories[f"Pyro's script, {record.parent.name}"] = [
+    for path in sorted(HERE.glob("seed*/peer.json")):
+        record = json.loads(path.read_text())
+        print(peer_row(record))
+        histories[f"Pyro's script, {path.parent.name}"] = [
             {"epoch": e["epoch"], "validation accuracy": e["val_accuracy"], "test accuracy": e["test_accuracy"]}
-            for e in epochs]
+            for e in record["epochs"]]
     for metrics in sorted(GAP.glob("entry-100-seed*-metrics.jsonl")):
         seed = metrics.name.split("-")[2]
         histories[f"ours (pyro-ssvae-tutorial entry), {seed}"] = [
