@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import os
 import platform
+import shlex
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,10 +25,12 @@ from sklearn.metrics import roc_auc_score
 
 from . import __version__
 from .data import DATASETS, DataError, Dataset, Preprocessor, Split, load_dataset, resolve_data_dir
-from .io import CheckpointError, RunFileError, atomic_write_json, read_json
+from .io import (LOCK_NAME, CheckpointError, RunBusyError, RunFileError, atomic_savez, atomic_write_json, read_json,
+                 run_folder_holder, run_folder_lock)
 from .metrics import UNMAPPED, gcd_accuracy, gcd_assignment, honest_mapping, score
 from .report import discovery_summary, plot_discovered_slots, plot_slot_counts, slot_table, write_report
 from .models import get_model_class
+from .models.base import check_model_size
 from .priors import class_prior
 from .spec import DataSpec, PreprocessSpec, PriorSpec, RunSpec, SplitSpec
 from .train import TrainConfig, TrainingData, TrainingDiverged, resolve_device, seed_everything, train
@@ -44,9 +47,13 @@ WRITTEN_BEFORE_FIRST_CHECKPOINT = ("run.json", "split.npz", "preprocess.npz", "m
                                    "best.pt")
 
 
+#: What a fresh run writes before ``run.json``: a folder holding only these has no run in it yet.
+UNSTARTED_LEFTOVERS = ("split.npz", "preprocess.npz")
+
+
 def written_before_first_checkpoint(name: str) -> bool:
     """Whether a file of that name can be all a run left that stopped before its first checkpoint."""
-    return name in WRITTEN_BEFORE_FIRST_CHECKPOINT or (name.startswith(".") and name.endswith(".tmp"))
+    return name in WRITTEN_BEFORE_FIRST_CHECKPOINT or name == LOCK_NAME or _temp_file(name)
 
 
 def data_fingerprint(dataset: Dataset) -> str:
@@ -90,24 +97,36 @@ class Run:
         if self.spec is None:  # info is run.json as written; spec is its typed form
             self.spec = RunSpec.from_json(self.info)
 
+    def features(self, x: np.ndarray) -> torch.Tensor:
+        """Raw inputs ``x`` as the model's input tensor, checked as training checks its data: real
+        finite numbers, the run's layout (feature count, and image shape where ``x`` keeps one), and
+        the range the likelihood needs (a Bernoulli model in [0, 1])."""
+        x = np.asarray(x)
+        shape = self.spec.data.image_shape
+        if x.ndim > 2 and shape and tuple(x.shape[1:]) != tuple(shape):
+            raise DataError(f"the inputs have shape {list(x.shape[1:])} per point; this run was trained on "
+                            f"{list(shape)}")
+        features = self.preprocessor.transform(x, "the inputs")
+        _check_likelihood(self.model, features, "the inputs")
+        return torch.tensor(features, device=next(self.model.parameters()).device)
+
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """q(y|x) over the model's slots for raw inputs ``x`` (same layout as the training data)."""
-        device = next(self.model.parameters()).device
-        features = torch.tensor(self.preprocessor.transform(x), device=device)
+        features = self.features(x)
         self.model.eval()
         return self.model.predict_proba(features).cpu().numpy()
 
     def unlabelled_bound(self, x: np.ndarray, n_samples: int = 4) -> float | None:
         """Mean per point of the model's unlabelled bound on raw inputs ``x`` (nats, higher is better)."""
-        device = next(self.model.parameters()).device
+        features = self.features(x)
         self.model.eval()
-        return self.model.unlabelled_bound(torch.tensor(self.preprocessor.transform(x), device=device), n_samples)
+        return self.model.unlabelled_bound(features, n_samples)
 
     def fit_scores(self, x: np.ndarray) -> np.ndarray:
         """How well each raw input fits the model, higher fitting better (see ``ZooModel.fit_scores``)."""
-        device = next(self.model.parameters()).device
+        features = self.features(x)
         self.model.eval()
-        return self.model.fit_scores(torch.tensor(self.preprocessor.transform(x), device=device)).cpu().numpy()
+        return self.model.fit_scores(features).cpu().numpy()
 
     def predict(self, x: np.ndarray, flag_unknown: float | None = None) -> dict[str, np.ndarray]:
         """Per point: slot, predicted class (known label or the majority label of the discovered
@@ -175,6 +194,7 @@ def fit(
     model_options: dict[str, Any] | None = None,
     train_options: dict[str, Any] | None = None,
     resume: bool = False,
+    device: str | None = None,
     stop_after: int | None = None,
     progress: bool = True,
     evaluate_after: bool = True,
@@ -184,9 +204,11 @@ def fit(
     ``dataset`` is a name (default ``"digits"``), a path to a ``.npz`` or a :class:`Dataset`.
     ``resume=True`` continues an interrupted run in ``run_dir`` with the options saved there (a run
     stopped before its first checkpoint starts over); ``dataset`` / ``data_dir`` then point at data
-    that moved, which must hash to what the run trained on. ``stop_after=k`` trains only up to epoch
-    k now (a time-limited session) and returns None: the state is in ``run_dir/last.pt``, to be
-    resumed later. ``prior`` is the class prior p(y) of models that have one: ``"sus"``
+    that moved, which must hash to what the run trained on, and ``device`` moves the run to another
+    device (a run trained on CUDA continues on the CPU). A run folder has one writer at a time: a
+    second process training or evaluating it is refused (:class:`pyro_sus.io.RunBusyError`).
+    ``stop_after=k`` trains only up to epoch k now (a time-limited session) and returns None: the
+    state is in ``run_dir/last.pt``, to be resumed later. ``prior`` is the class prior p(y) of models that have one: ``"sus"``
     (``known_mass`` on the known classes), ``"uniform"``, or your own ``class_probs`` (one per slot,
     known classes first, in ascending class order, then extra slots). ``unseen_classes`` are withheld
     from training and validation altogether: the test scores cover the other classes, and
@@ -202,7 +224,9 @@ def fit(
         if model_options is not None or train_options is not None:
             raise ValueError(f"resume continues {run_dir} with the options saved in its run.json; model_options and "
                              f"train_options cannot change them (start a new run folder instead)")
-        return _resume(run_dir, dataset, data_dir, stop_after, progress, evaluate_after)
+        return _resume(run_dir, dataset, data_dir, stop_after, progress, evaluate_after, device)
+    if device is not None:
+        train_options = {**(train_options or {}), "device": device}
     dataset = "digits" if dataset is None else dataset
     spec = run_spec(model, hidden_classes=hidden_classes, unseen_classes=unseen_classes,
                     labels_per_class=labels_per_class, labelled_fraction=labelled_fraction, n_extra=n_extra,
@@ -211,7 +235,7 @@ def fit(
                     train_options=train_options)
     resolve_device(spec.train.device)  # --device cuda without a GPU fails before the disk is touched
     get_model_class(model)
-    _check_free(run_dir)
+    _check_free(run_dir)  # early, before the data is read; checked again under the folder's lock
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir, download)
     folder = resolve_data_dir(data_dir)
     spec = dataclasses.replace(spec, data=DataSpec(
@@ -223,24 +247,52 @@ def fit(
     split = spec.split.make(data.y_train)
     train_idx = np.concatenate([split.labelled_idx, split.unlabelled_idx])
     pre = Preprocessor.fit(data.x_train[train_idx], spec.preprocess.std_threshold)
-    # Bad model options fail here, before anything is written.
+    # Bad model options (sizes this machine cannot hold among them) fail here, before anything is written.
     _check_likelihood(build_run_model(spec, split, pre), pre.transform(data.x_train[train_idx]))
-    created = not run_dir.exists()
+    made = _make_run_folder(run_dir)
+    try:
+        with run_folder_lock(run_dir, "trained"):
+            _check_free(run_dir, clear_unstarted=True)  # under the lock: no other process can start here now
+            try:
+                atomic_savez(run_dir / "split.npz", **split.to_arrays())
+                atomic_savez(run_dir / "preprocess.npz", keep=pre.keep, fill=pre.fill)
+                atomic_write_json(run_dir / "run.json", info)  # last: a folder without it holds no run yet
+                return _train_run(run_dir, info, spec, split, pre, data, resume=False, stop_after=stop_after,
+                                  progress=progress, evaluate_after=evaluate_after)
+            except Exception as err:
+                if (run_dir / "last.pt").exists():  # a checkpoint exists: the run can be resumed, keep it
+                    raise
+                # This process holds the lock and found the folder empty: what is there now, it wrote.
+                _remove_unstarted(run_dir)
+                if isinstance(err, TrainingDiverged):
+                    kept = (f" Nothing was kept in {run_dir} (no epoch was checkpointed): the corrected command can "
+                            f"use it again.")
+                    raise TrainingDiverged(err.describe(saved_to=None) + kept, err.loss, err.epoch, err.step) from None
+                raise
+    except BaseException:
+        _remove_made(made)  # the folders this call created, where they are empty again
+        raise
+
+
+def _make_run_folder(run_dir: Path) -> list[Path]:
+    """Create ``run_dir`` and its missing parents; the folders created, deepest first. An error names
+    the folder and the reason (a read-only file system) before anything is written."""
+    made = [p for p in [run_dir, *run_dir.parents] if not p.exists() and not p.is_symlink()]
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        np.savez(run_dir / "split.npz", **split.to_arrays())
-        np.savez(run_dir / "preprocess.npz", keep=pre.keep, fill=pre.fill)
-        atomic_write_json(run_dir / "run.json", info)
-        return _train_run(run_dir, info, spec, split, pre, data, resume=False, stop_after=stop_after,
-                          progress=progress, evaluate_after=evaluate_after)
-    except Exception as err:
-        if (run_dir / "last.pt").exists():  # a checkpoint exists: the run can be resumed, keep it
-            raise
-        _remove_unstarted(run_dir, created)
-        kept = f" Nothing was kept in {run_dir} (no epoch was checkpointed): the corrected command can use it again."
-        if isinstance(err, TrainingDiverged):
-            raise TrainingDiverged(err.describe(saved_to=None) + kept, err.loss, err.epoch, err.step) from None
-        raise
+    except OSError as err:
+        _remove_made(made)
+        raise OSError(f"cannot create the run folder {run_dir} (--out): {err.strerror or err}; choose a folder "
+                      f"you can write to") from None
+    return made
+
+
+def _remove_made(made: list[Path]) -> None:
+    for folder in made:  # deepest first
+        try:
+            folder.rmdir()  # only an empty folder goes
+        except OSError:
+            break
 
 
 def run_spec(model: str, *, hidden_classes: Sequence[int] = (), unseen_classes: Sequence[int] = (),
@@ -254,12 +306,20 @@ def run_spec(model: str, *, hidden_classes: Sequence[int] = (), unseen_classes: 
     training options and the prior are checked here."""
     return RunSpec(
         model, data or DataSpec(),
-        SplitSpec(tuple(int(c) for c in hidden_classes), tuple(int(c) for c in unseen_classes), labels_per_class,
-                  labelled_fraction, n_extra, validation_fraction, split_seed),
+        # Handed over as given: the specs check every type, so 7.9 is no class id and "0.2" no fraction.
+        SplitSpec(_sequence(hidden_classes, "hidden_classes"), _sequence(unseen_classes, "unseen_classes"),
+                  labels_per_class, labelled_fraction, n_extra, validation_fraction, split_seed),
         PreprocessSpec(std_threshold),
         PriorSpec("given" if class_probs is not None else prior, known_mass,
-                  tuple(float(p) for p in class_probs) if class_probs is not None else None),
+                  _sequence(class_probs, "class_probs") if class_probs is not None else None),
         dict(model_options or {}), TrainConfig(**(train_options or {})))
+
+
+def _sequence(values: Any, what: str) -> tuple:
+    """``values`` (a list, tuple or array) as a tuple, unchecked; a string or a scalar is an error."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ValueError(f"{what} must be a list, got {values!r}")
+    return tuple(values.tolist() if isinstance(values, np.ndarray) else values)
 
 
 def _data_location(name: str) -> str:
@@ -267,32 +327,56 @@ def _data_location(name: str) -> str:
     return name if name in DATASETS else str(Path(name).expanduser().resolve())
 
 
-def _check_free(run_dir: Path) -> None:
-    """A fresh run needs an empty or absent folder; say what to do with any other."""
+def _check_free(run_dir: Path, clear_unstarted: bool = False) -> None:
+    """A fresh run needs an empty or absent folder; say what to do with any other.
+
+    A folder that holds only what a run writes before its ``run.json`` (``split.npz``,
+    ``preprocess.npz``, temp files: a run killed while it was being set up) holds no run and counts
+    as empty; with ``clear_unstarted`` (under the folder's lock) those leftovers are removed."""
+    if run_dir.is_symlink() and not run_dir.exists():
+        raise FileExistsError(f"--out {run_dir} is a link to {os.readlink(run_dir)}, which does not exist: remove "
+                              f"the link or choose another run folder")
     if run_dir.exists() and not run_dir.is_dir():
         raise FileExistsError(f"--out {run_dir} is a file, not a run folder: choose another path")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        if (run_dir / "run.json").is_file() and not (run_dir / "last.pt").is_file():
-            raise FileExistsError(f"run folder {run_dir} is not empty: it holds a run stopped before its first "
-                                  f"checkpoint; start it over with its saved options (--resume), or choose another")
-        raise FileExistsError(f"run folder {run_dir} is not empty: choose another, or resume it (--resume)")
+    if not run_dir.is_dir():
+        return
+    entries = [p for p in run_dir.iterdir() if p.name != LOCK_NAME]
+    if not entries:
+        return
+    if not (run_dir / "run.json").exists() and all(p.is_file() and p.name in UNSTARTED_LEFTOVERS or _temp_file(p.name)
+                                                    for p in entries):
+        if clear_unstarted:
+            for path in entries:
+                path.unlink(missing_ok=True)
+        return
+    holder = run_folder_holder(run_dir)
+    if holder is not None:
+        raise RunBusyError(f"{run_dir} is {holder}: wait for it to finish, or choose another run folder")
+    if (run_dir / "run.json").is_file() and not (run_dir / "last.pt").is_file():
+        raise FileExistsError(f"run folder {run_dir} is not empty: it holds a run stopped before its first "
+                              f"checkpoint; start it over with its saved options (--resume), or choose another")
+    raise FileExistsError(f"run folder {run_dir} is not empty: choose another, or resume it (--resume)")
 
 
-def _remove_unstarted(run_dir: Path, created: bool) -> None:
-    """Remove what a fresh run wrote before its first checkpoint (the folder too, if it made it)."""
+def _temp_file(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def _remove_unstarted(run_dir: Path) -> None:
+    """Remove what a fresh run wrote before its first checkpoint (called under the folder's lock, on a
+    folder this process found empty, so every such file is this process's)."""
     for path in run_dir.iterdir():
         if path.is_file() and written_before_first_checkpoint(path.name):
             path.unlink()
-    if created and not any(run_dir.iterdir()):
-        run_dir.rmdir()
 
 
-def _check_likelihood(model: torch.nn.Module, features: np.ndarray) -> None:
+def _check_likelihood(model: torch.nn.Module, features: np.ndarray, what: str = "the training inputs") -> None:
     if model.likelihood_family == "bernoulli" and len(features) and (
             features.min() < 0 or features.max() > 1):
-        raise DataError(f"the Bernoulli likelihood needs inputs in [0, 1], but the training inputs span "
-                        f"[{features.min():.3g}, {features.max():.3g}]; rescale the data or use the Gaussian "
-                        f"likelihood (--likelihood gaussian)")
+        fix = ("rescale the data or use the Gaussian likelihood (--likelihood gaussian)" if "training" in what
+               else "scale them as the training data was (this run's Bernoulli model takes values in [0, 1])")
+        raise DataError(f"the Bernoulli likelihood needs inputs in [0, 1], but {what} span "
+                        f"[{features.min():.3g}, {features.max():.3g}]; {fix}")
 
 
 def _model_config(spec: RunSpec, split: Split, pre: Preprocessor):
@@ -313,9 +397,13 @@ def _model_config(spec: RunSpec, split: Split, pre: Preprocessor):
         raise ValueError(f"bad options for model {spec.model!r}: {err}") from None
 
 
-def build_run_model(spec: RunSpec, split: Split, pre: Preprocessor) -> torch.nn.Module:
-    """The run's model, freshly initialised (from the current random state)."""
-    return get_model_class(spec.model)(_model_config(spec, split, pre))
+def build_run_model(spec: RunSpec, split: Split, pre: Preprocessor, where: str = "model options") -> torch.nn.Module:
+    """The run's model, freshly initialised (from the current random state), after checking that its
+    sizes fit this machine (``where`` names the options in the error)."""
+    cls = get_model_class(spec.model)
+    config = _model_config(spec, split, pre)
+    check_model_size(cls, config, where)
+    return cls(config)
 
 
 def load_parts(run_dir: str | Path) -> tuple[dict[str, Any], RunSpec, Split, Preprocessor]:
@@ -347,6 +435,13 @@ def load_parts(run_dir: str | Path) -> tuple[dict[str, Any], RunSpec, Split, Pre
         pre = Preprocessor(arrays["preprocess.npz"]["keep"].astype(bool), arrays["preprocess.npz"]["fill"])
     except (KeyError, TypeError, ValueError) as err:
         raise RunFileError(f"{run_dir}: split.npz or preprocess.npz lacks {err}; restore them or train again") from None
+    # run.json and split.npz were written together: an edit of one alone would be read half-applied.
+    saved = {"hidden_classes": split.hidden_classes, "unseen_classes": split.unseen_classes, "seed": split.seed,
+             **({"n_extra": split.n_extra} if spec.split.n_extra is not None else {})}
+    for name, value in saved.items():
+        if tuple(np.atleast_1d(getattr(spec.split, name))) != tuple(np.atleast_1d(value)):
+            raise RunFileError(f"{path} says split.{name} = {getattr(spec.split, name)!r}, but the run's split.npz "
+                               f"holds {value!r}: run.json was edited; restore it (a run's split cannot change)")
     return info, spec, split, pre
 
 
@@ -360,11 +455,16 @@ def _run_data(spec: RunSpec, run_dir: Path, split: Split, dataset: str | Dataset
         name = _data_location(str(dataset)) if dataset is not None else spec.data.dataset
         folder = data_dir if data_dir is not None else spec.data.data_dir
         where = f"data set {name!r}" + (f" (data folder {folder})" if folder else "")
+        saved = f"data set {spec.data.dataset!r}" + (
+            f" (data folder {spec.data.data_dir})" if spec.data.data_dir else "")
         try:
             data = load_dataset(name, folder)
         except (FileNotFoundError, DataError) as err:
-            raise type(err)(f"{err} [{run_dir} trained on {where}; if the data moved, point at it with "
-                            f"--dataset / --data-dir]") from None
+            if dataset is None and data_dir is None:
+                hint = f"{run_dir} was trained on {saved}; if the data moved, point at it with --dataset / --data-dir"
+            else:
+                hint = f"given with --dataset / --data-dir; {run_dir} was trained on {saved}"
+            raise type(err)(f"{err} [{hint}]") from None
     expected = spec.data.sha256
     if expected is not None and data_fingerprint(data) != expected:
         raise DataError(f"{where} is not the data the run in {run_dir} was trained on: its content hash differs "
@@ -380,21 +480,58 @@ def _run_data(spec: RunSpec, run_dir: Path, split: Split, dataset: str | Dataset
 
 
 def _resume(run_dir: Path, dataset: str | Dataset | None, data_dir: str | Path | None, stop_after: int | None,
-            progress: bool, evaluate_after: bool) -> Run | None:
-    info, spec, split, pre = load_parts(run_dir)
-    data = _run_data(spec, run_dir, split, dataset, data_dir)
-    if not isinstance(dataset, Dataset) and (dataset is not None or data_dir is not None):
-        # The hash matched: remember where the data is now, for evaluate and the next resume.
-        moved = {"dataset": _data_location(str(dataset))} if dataset is not None else {}
-        if data_dir is not None:
-            moved["data_dir"] = str(Path(data_dir).expanduser().resolve())
-        spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, **moved))
-        info.update(moved)
-    checkpointed = (run_dir / "last.pt").is_file()
-    if not checkpointed and progress:
-        print(f"{run_dir} has no checkpoint yet (stopped in its first epochs): starting it over with its saved options")
-    return _train_run(run_dir, info, spec, split, pre, data, resume=checkpointed, stop_after=stop_after,
-                      progress=progress, evaluate_after=evaluate_after)
+            progress: bool, evaluate_after: bool, device: str | None = None) -> Run | None:
+    if run_dir.is_dir() and not (run_dir / "run.json").exists() and (run_dir / "split.npz").exists():
+        raise FileNotFoundError(f"{run_dir} holds no run.json: its run was stopped while being set up, before it "
+                                f"started; run the original train command again (without --resume), which starts "
+                                f"it in the same folder")
+    with run_folder_lock(_existing_folder(run_dir), "trained"):
+        info, spec, split, pre = load_parts(run_dir)
+        if device is not None:  # a run may move between machines: the device is no part of what it computes
+            resolve_device(device)
+            spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, device=device))
+            info["train"]["device"] = device
+        else:
+            try:
+                resolve_device(spec.train.device)
+            except ValueError:
+                raise ValueError(f"{run_dir} was trained on device {spec.train.device!r}, which this machine does not "
+                                 f"have; continue it here with `pyro-sus train --resume --out "
+                                 f"{shlex.quote(str(run_dir))} --device cpu` (fit(..., resume=True, device='cpu'))"
+                                 ) from None
+        data = _run_data(spec, run_dir, split, dataset, data_dir)
+        if not isinstance(dataset, Dataset) and (dataset is not None or data_dir is not None):
+            # The hash matched: remember where the data is now, for evaluate and the next resume.
+            moved = {"dataset": _data_location(str(dataset))} if dataset is not None else {}
+            if data_dir is not None:
+                moved["data_dir"] = str(Path(data_dir).expanduser().resolve())
+            spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, **moved))
+            info.update(moved)
+        checkpointed = (run_dir / "last.pt").is_file()
+        if not checkpointed and progress:
+            print(f"{run_dir} has no checkpoint yet (stopped in its first epochs): starting it over with its saved "
+                  f"options")
+        return _train_run(run_dir, info, spec, split, pre, data, resume=checkpointed, stop_after=stop_after,
+                          progress=progress, evaluate_after=evaluate_after)
+
+
+def _existing_folder(run_dir: Path) -> Path:
+    """``run_dir`` when it is a folder; else the one-line error that says what it is."""
+    if run_dir.is_dir():
+        return run_dir
+    if run_dir.exists():
+        raise NotADirectoryError(f"{run_dir} is a file, not a run folder")
+    raise FileNotFoundError(f"{run_dir} does not exist: no run folder there")
+
+
+def _run_record(spec: RunSpec) -> dict[str, Any]:
+    """What a run computes, as ``last.pt`` keeps it to compare on resume: the spec without where the data
+    lies (it may move; its content hash stays) and without the device (a run may change machines)."""
+    record = spec.to_json()
+    for key in ("dataset", "data_dir"):
+        record.pop(key, None)
+    record["train"] = {k: v for k, v in record["train"].items() if k != "device"}
+    return record
 
 
 def _train_run(run_dir: Path, info: dict[str, Any], spec: RunSpec, split: Split, pre: Preprocessor, data: Dataset,
@@ -402,17 +539,22 @@ def _train_run(run_dir: Path, info: dict[str, Any], spec: RunSpec, split: Split,
     """Train (or resume) the run; ``info`` is run.json as written, gaining the run's records."""
     config = spec.train
     seed_everything(config.seed)  # the seed fixes the initial weights too
-    model = build_run_model(spec, split, pre)
+    try:
+        model = build_run_model(spec, split, pre, where=f"{run_dir / 'run.json'} (model_options)")
+    except ValueError as err:  # the options were checked when the run started: run.json was edited since
+        raise RunFileError(str(err)) from None
     tensors = training_data(data, split, pre)
     _check_likelihood(model, torch.cat([tensors.x_labelled, tensors.x_unlabelled]).numpy())
     started = time.perf_counter()
     history = train(model, tensors, config, run_dir, resume=resume, progress=progress,
-                    stop_after=stop_after)
+                    stop_after=stop_after, run_record=_run_record(spec))
     info["train_wall_seconds"] = sum(r["seconds"] for r in history)
     info["last_session_seconds"] = time.perf_counter() - started
     info["hardware"] = hardware_info(resolve_device(config.device))
     if "selected_epoch" in history[-1]:  # select="best-validation": which epoch's model the run hands back
         info["selected_epoch"] = history[-1]["selected_epoch"]
+    if history[-1].get("selection_note"):
+        info["selection_note"] = history[-1]["selection_note"]
     atomic_write_json(run_dir / "run.json", info)
     from .plots import plot_learning_curves
 
@@ -430,26 +572,34 @@ def _read_mapping(path: Path, split: Split) -> np.ndarray:
     """mapping.json as slot -> class, checked against the run's split (it may have been edited by hand)."""
     saved = read_json(path, "slot-to-class mapping written by `pyro-sus evaluate`")
     mapping = saved.get("slot_to_class") if isinstance(saved, dict) else None
+    # An extra slot maps to a class the run saw (a known or a hidden one), or to none.
+    allowed = set(split.known_classes) | set(split.hidden_classes) | {UNMAPPED}
     valid = (isinstance(mapping, list) and len(mapping) == split.n_slots
-             and all(isinstance(c, int) and not isinstance(c, bool) and c >= UNMAPPED for c in mapping)
+             and all(isinstance(c, int) and not isinstance(c, bool) and c in allowed for c in mapping)
              and tuple(mapping[: split.n_known]) == tuple(split.known_classes))
     if not valid:
         raise RunFileError(f"{path} is not this run's mapping: 'slot_to_class' must list {split.n_slots} class ids "
-                           f"(-1: unmapped), the first {split.n_known} being the known classes "
-                           f"{list(split.known_classes)}; write it again with `pyro-sus evaluate {path.parent}`")
+                           f"of the run's classes {sorted(allowed - {UNMAPPED})} (-1: unmapped), the first "
+                           f"{split.n_known} being the known classes {list(split.known_classes)}; write it again "
+                           f"with `pyro-sus evaluate {shlex.quote(str(path.parent))}`")
     return np.array(mapping, dtype=np.int64)
 
 
-def load(run_dir: str | Path, device: str = "cpu") -> Run:
-    """Rebuild a finished run (weights from ``final.pt``) with its validation mapping if evaluated."""
+def load(run_dir: str | Path, device: str = "cpu", *, read_mapping: bool = True) -> Run:
+    """Rebuild a finished run (weights from ``final.pt``) with its validation mapping if evaluated
+    (``read_mapping=False`` leaves it out: ``evaluate`` writes it anew)."""
     run_dir = Path(run_dir)
     info, spec, split, pre = load_parts(run_dir)
     if not (run_dir / "final.pt").is_file():
+        holder = run_folder_holder(run_dir)
+        if holder is not None:
+            raise RunBusyError(f"{run_dir} has no final.pt yet: it is {holder}; wait for it to finish")
         raise CheckpointError(f"{run_dir} has no final.pt: training did not finish; continue it with "
-                              f"`pyro-sus train --resume --out {run_dir}`")
+                              f"`pyro-sus train --resume --out {shlex.quote(str(run_dir))}`")
     model = get_model_class(spec.model).load(run_dir, "final")
     model.to(resolve_device(device)).eval()
-    mapping = _read_mapping(run_dir / "mapping.json", split) if (run_dir / "mapping.json").is_file() else None
+    mapping = (_read_mapping(run_dir / "mapping.json", split)
+               if read_mapping and (run_dir / "mapping.json").is_file() else None)
     return Run(run_dir, info, model, pre, split, mapping, spec)
 
 
@@ -462,7 +612,15 @@ def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: 
     The data is the run's own (``dataset`` / ``data_dir`` point at it where it moved); data whose
     content hash differs from the one in run.json is refused.
     """
-    run = run if isinstance(run, Run) else load(run)
+    if not isinstance(run, Run):
+        run_dir = _existing_folder(Path(run))
+        with run_folder_lock(run_dir, "evaluated"):
+            return evaluate(load(run_dir, read_mapping=False), dataset, plot, data_dir=data_dir)
+    with run_folder_lock(run.run_dir, "evaluated"):
+        return _evaluate(run, dataset, plot, data_dir)
+
+
+def _evaluate(run: Run, dataset: str | Dataset | None, plot: bool, data_dir: str | Path | None) -> dict[str, Any]:
     data = _run_data(run.spec, run.run_dir, run.split, dataset, data_dir)
     split, spec = run.split, run.spec
     val_x, val_y = data.x_train[split.validation_idx], data.y_train[split.validation_idx]

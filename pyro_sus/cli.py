@@ -9,6 +9,7 @@ import io
 import json
 import math
 import os
+import shlex
 import sys
 import warnings
 from collections.abc import Sequence
@@ -63,7 +64,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/latest", help="run folder")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --out with the options saved there (only --dataset, "
-                        "--data-dir, --stop-after and --no-progress may be given with it)")
+                        "--data-dir, --device, --stop-after and --no-progress may be given with it)")
     p.add_argument("--stop-after", type=int, default=None,
                    help="train only up to this epoch now (keeps the full schedule); finish later with --resume")
     s = p.add_argument_group("split")
@@ -247,7 +248,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     train_options = {name: getattr(args, dest) for dest, (part, name) in SPEC_FLAGS.items() if part == "train"}
     train_options.update(clip_value=args.clip_value or None, binarize=not args.no_binarize)  # 0 disables clipping
     if args.resume:
-        run = fit(run_dir=args.out, dataset=args.dataset, data_dir=args.data_dir, resume=True,
+        # The device may change on resume (a run trained on a GPU continues on the CPU); only when given.
+        device = args.device if "--device" in args.given_flags else None
+        run = fit(run_dir=args.out, dataset=args.dataset, data_dir=args.data_dir, resume=True, device=device,
                   stop_after=args.stop_after, progress=not args.no_progress)
         return _report_train(run, args)
     run = fit(args.model, args.dataset, args.out, data_dir=args.data_dir, download=args.download,
@@ -263,7 +266,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _report_train(run, args: argparse.Namespace) -> int:
     if run is None:
-        print(f"stopped after epoch {args.stop_after}; continue with: pyro-sus train --resume --out {args.out}")
+        print(f"stopped after epoch {args.stop_after}; continue with: pyro-sus train --resume --out "
+              f"{shlex.quote(args.out)}")
         return 0
     _print_results(json.loads((run.run_dir / "results.json").read_text()), run.run_dir)
     return 0
@@ -331,11 +335,16 @@ def _read_inputs(path: Path) -> np.ndarray:
     return arrays["x"] if "x" in arrays else next(iter(arrays.values()))
 
 
-def _prediction_target(source: Path, output: str | None, overwrite: bool) -> Path:
-    """Where predictions go: checked before any work, never the input, never an existing file unasked."""
+def _prediction_target(source: Path, output: str | None, overwrite: bool, run_dir: Path) -> Path:
+    """Where predictions go: checked before any work, never the input, never an existing file unasked,
+    never inside the run folder (whose files the run itself reads and writes)."""
     target = Path(output) if output else source.with_name(source.stem + "_predictions.csv")
     if target.suffix not in (".csv", ".npz"):
         raise ValueError(f"--output must end in .csv or .npz, got {target}")
+    if run_dir.is_dir() and (target.resolve().parent == run_dir.resolve() or
+                             run_dir.resolve() in target.resolve().parents):
+        raise FileExistsError(f"--output {target} lies in the run folder {run_dir}, whose files belong to the run; "
+                              f"write predictions elsewhere")
     if target.exists():
         if source.exists() and os.path.samefile(target, source):
             raise FileExistsError(f"--output {target} is the input file: predictions never replace their input; "
@@ -352,7 +361,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .io import atomic_savez, atomic_write_text
 
     source = Path(args.input)
-    target = _prediction_target(source, args.output, args.overwrite)
+    target = _prediction_target(source, args.output, args.overwrite, Path(args.run_dir))
     run = load(args.run_dir)
     if args.flag_unknown is not None:
         run.fit_threshold(args.flag_unknown)  # a bad quantile or a missing open_set.json fails before the work
@@ -413,7 +422,7 @@ def _cmd_active(args: argparse.Namespace) -> int:
     try:
         run = run_active(config, args.out, resume=args.resume, progress=not args.no_progress)
     except OracleStopped as stop:
-        print(f"{stop}: pyro-sus active --resume --out {args.out}")
+        print(f"{stop}: pyro-sus active --resume --out {shlex.quote(args.out)}")
         return 0
     print("round  answers  invalid  coverage  label acc  test acc")
     for r in run.rounds:
@@ -446,6 +455,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise ValueError("name an experiment (pyro-sus reproduce --list shows them)")
+
     summary, statuses = reproduce(args.name, args.out, seeds=args.seeds, epochs=args.epochs, rows=args.rows,
                                   device=args.device, jobs=args.jobs, data_dir=args.data_dir, smoke=args.smoke,
                                   threads=args.threads, plugins=args.plugin, jit=args.jit,
@@ -480,7 +490,7 @@ COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "report": _cmd_repor
 
 
 #: Options ``train --resume`` takes; every other one is saved in run.json and cannot change.
-RESUME_OPTIONS = {"out", "resume", "stop_after", "no_progress", "dataset", "data_dir"}
+RESUME_OPTIONS = {"out", "resume", "stop_after", "no_progress", "dataset", "data_dir", "device"}
 
 
 def _given_train_options(argv: Sequence[str]) -> dict[str, object]:
@@ -510,10 +520,11 @@ def _interrupted(args: argparse.Namespace) -> str:
     """What to tell a user who pressed Ctrl-C, per command."""
     if args.command == "train":
         if (Path(args.out) / "run.json").is_file():
-            return f"interrupted; continue with `pyro-sus train --resume --out {args.out}`"
+            return f"interrupted; continue with `pyro-sus train --resume --out {shlex.quote(args.out)}`"
         return "interrupted before the run folder was written; run the same command again"
     if args.command == "active":
-        return f"interrupted; continue with `pyro-sus active --resume --out {args.out}` (saved answers are kept)"
+        return (f"interrupted; continue with `pyro-sus active --resume --out {shlex.quote(args.out)}` (saved answers "
+                f"are kept)")
     if args.command == "reproduce":
         return "interrupted; run the same command again: finished runs are skipped, interrupted ones resumed"
     return "interrupted"
@@ -521,11 +532,20 @@ def _interrupted(args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; user errors print one clear line and return 2, Ctrl-C says how to go on and returns 130."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # while the modules load, before a command has started
+        print("\npyro-sus: interrupted before the command started; nothing was written", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.given_flags = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
     from .allocator import retain_freed_memory
     from .data import DataError
-    from .io import CheckpointError, RunFileError
+    from .io import CheckpointError, RunBusyError, RunFileError
     from .train import TrainingDiverged
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
@@ -544,7 +564,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\npyro-sus {args.command}: {_interrupted(args)}", file=sys.stderr)
         return 130
-    except (DataError, CheckpointError, RunFileError, TrainingDiverged, OSError, ValueError,
+    except (DataError, CheckpointError, RunFileError, RunBusyError, TrainingDiverged, OSError, ValueError,
             ModuleNotFoundError) as err:
-        print(f"pyro-sus {args.command}: error: {err}", file=sys.stderr)
+        print(f"pyro-sus {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+
+
+def _one_line(err: BaseException) -> str:
+    """An error as one line: an OSError with a file names it and its reason without the errno prefix."""
+    if isinstance(err, OSError) and err.strerror and err.filename and len(err.args) >= 2:
+        return f"{err.filename}: {err.strerror}"
+    return " ".join(str(err).split("\n"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import numbers
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -17,12 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
+from ._fields import check_field_types
+
 __all__ = [
     "DataError", "Dataset", "DATASETS", "load_dataset", "read_idx", "resolve_data_dir",
     "Split", "SplitSpec", "make_split", "Preprocessor", "PreprocessSpec", "check_features", "read_arrays",
 ]
 
 DATA_ENV = "PYRO_SUS_DATA"
+
+#: Seeds (training and split) lie in 0..MAX_SEED, the range numpy's and torch's generators share.
+MAX_SEED = 2**32 - 1
+
+#: The largest class id a label may hold (2**31 - 1).
+MAX_CLASS_ID = 2**31 - 1
 
 
 class DataError(ValueError):
@@ -83,8 +92,13 @@ def check_labels(y: np.ndarray, n: int, what: str = "y") -> np.ndarray:
     if np.issubdtype(y.dtype, np.floating):
         if not np.isfinite(y).all() or (y != np.round(y)).any():
             raise DataError(f"{what} must hold integer class ids (-1 = unlabelled)")
-    elif not np.issubdtype(y.dtype, np.integer):
+    elif not np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_):
         raise DataError(f"{what} must hold integer class ids, got dtype {y.dtype}")
+    # Checked before the cast: an unsigned 2**64 - 1 would otherwise turn into -1 (unlabelled), and
+    # a class id of 10**12 would make every per-class table of the evaluation that large.
+    if len(y) and (y.max() > MAX_CLASS_ID):
+        raise DataError(f"{what} holds class id {int(y.max())} ({y.dtype}); class ids must lie in 0..{MAX_CLASS_ID} "
+                        f"(-1 = unlabelled): renumber the classes")
     y = y.astype(np.int64)
     if (y < -1).any():
         raise DataError(f"{what} holds labels below -1 (-1 marks unlabelled): {np.unique(y[y < -1])[:5]}")
@@ -150,7 +164,13 @@ def _load_idx_dataset(name: str, data_dir: str | Path | None, download: bool) ->
             raise DataError("download=True needs torchvision: pip install 'pyro_sus[download]' (or copy the IDX "
                             f"files into {root / name})") from None
         for train in (True, False):
-            getattr(torchvision.datasets, tv_class)(str(root / name), train=train, download=True)
+            try:
+                getattr(torchvision.datasets, tv_class)(str(root / name), train=train, download=True)
+            except Exception as err:  # no network, a proxy, a failed checksum: torchvision raises many types
+                reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+                raise DataError(f"{name}: the download failed ({type(err).__name__}: {reason}); without a network, "
+                                f"copy the standard IDX files (train-images-idx3-ubyte.gz etc.) into {root / name} "
+                                f"and run again without --download") from None
     if root is None:
         raise DataError(f"{name}: no data folder given. Pass data_dir (CLI: --data-dir) or set ${DATA_ENV} "
                         f"to a folder holding {name}/train-images-idx3-ubyte.gz etc.")
@@ -231,6 +251,12 @@ def read_arrays(path: str | Path, what: str = "arrays") -> dict[str, np.ndarray]
         raise FileNotFoundError(f"{path} does not exist")
     advice = (f"save {what} with numpy.savez({path.name!r}, x=..., y=...) or numpy.save; pyro-sus never "
               f"unpickles a data file, since unpickling can run code")
+    with open(path, "rb") as handle:
+        magic = handle.read(6)
+    if not (magic.startswith(b"PK\x03\x04") or magic.startswith(b"\x93NUMPY")):
+        # numpy calls anything that is neither a pickle; only a pickle's opening byte says it is one.
+        kind = "holds pickled Python objects" if magic[:1] == b"\x80" else "is not a NumPy .npz/.npy file"
+        raise DataError(f"{path} {kind}: {advice}")
     try:
         loaded = np.load(path, allow_pickle=False)
     except Exception as err:  # numpy raises ValueError, OSError, EOFError, BadZipFile for foreign files
@@ -262,11 +288,21 @@ def _check_class_ids(path: Path, arrays: dict[str, np.ndarray]) -> None:
             raise DataError(f"{path} labels points with {stray[:10].tolist()}, which are not among the classes "
                             f"the file declares ('classes': {declared[:20].tolist()})")
     elif len(present) and present[-1] != len(present) - 1:
-        gaps = np.setdiff1d(np.arange(present[-1] + 1), present)
         warnings.warn(f"{path}: labels should be the class ids 0..C-1, but they are {_ranges(present)} "
-                      f"(no point of {_ranges(gaps)}), so {len(present)} classes are trained. If a label is a "
+                      f"(no point of {_gaps(present)}), so {len(present)} classes are trained. If a label is a "
                       f"typo, fix the file; if these are the classes, add an array 'classes' listing them.",
                       UserWarning, stacklevel=3)
+
+
+def _gaps(present: np.ndarray) -> str:
+    """The ids from 0 to ``present``'s largest that ``present`` (sorted, unique) lacks, as ranges;
+    computed from the gaps between its values, never by listing every id up to the largest."""
+    parts, previous = [], -1
+    for value in present.tolist():
+        if value > previous + 1:
+            parts.append(f"{previous + 1}" if value == previous + 2 else f"{previous + 1}-{value - 1}")
+        previous = value
+    return ", ".join(parts[:8]) + (", ..." if len(parts) > 8 else "")
 
 
 def _ranges(values: np.ndarray) -> str:
@@ -384,6 +420,19 @@ class SplitSpec:
     validation_fraction: float = 0.1
     seed: int | None = None
 
+    def __post_init__(self) -> None:
+        check_field_types(self)  # 7.9 as a class, 2.7 extra slots or "0.2" as a fraction fail here, named
+        if self.n_extra is not None and self.n_extra < 0:
+            raise ValueError(f"n_extra (extra slots) must be >= 0, got {self.n_extra}")
+        if self.labels_per_class is not None and self.labels_per_class < 1:
+            raise ValueError(f"labels_per_class must be >= 1, got {self.labels_per_class}")
+        if self.labelled_fraction is not None and not 0 < self.labelled_fraction <= 1:
+            raise ValueError(f"labelled_fraction must lie in (0, 1], got {self.labelled_fraction}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must lie in [0, 1), got {self.validation_fraction}")
+        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"the split's seed must lie in 0..{MAX_SEED}, got {self.seed}")
+
     def make(self, y: np.ndarray) -> "Split":
         """The split of training labels ``y`` (``seed`` must be set)."""
         if self.seed is None:
@@ -396,6 +445,11 @@ class PreprocessSpec:
     """Input preprocessing: keep the dimensions whose training std exceeds ``std_threshold`` (None: all)."""
 
     std_threshold: float | None = 0.1
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        if self.std_threshold is not None and self.std_threshold < 0:
+            raise ValueError(f"std_threshold must be >= 0 or None, got {self.std_threshold}")
 
 
 def make_split(
@@ -419,6 +473,12 @@ def make_split(
     only the test set has them).
     """
     y = check_labels(y, len(np.asarray(y)), "labels")
+    for name, value in (("labels_per_class", labels_per_class), ("n_extra", n_extra), ("seed", seed)):
+        if value is not None and not _is_integer(value):
+            raise DataError(f"{name} must be an integer, got {value!r}")
+    for name, value in (("labelled_fraction", labelled_fraction), ("validation_fraction", validation_fraction)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+            raise DataError(f"{name} must be a number, got {value!r}")
     rng = np.random.default_rng(seed)
     present = np.unique(y[y >= 0])
     hidden = _class_list(hidden_classes, "hidden", present)
@@ -426,7 +486,14 @@ def make_split(
     if set(hidden) & set(unseen):
         raise DataError(f"classes {sorted(set(hidden) & set(unseen))} are both hidden (unlabelled in training) and "
                         f"unseen (withheld from training): choose one")
+    if len(present) and not len(np.setdiff1d(present, unseen)):
+        raise DataError(f"every class of the data ({present.tolist()}) is unseen (withheld from training): nothing is "
+                        f"left to train on; withhold fewer classes")
     present = np.setdiff1d(present, unseen)
+    if len(present) < 2:
+        raise DataError(f"the training data has {len(present)} class{'' if len(present) == 1 else 'es'} "
+                        f"{present.tolist()}: every point would belong to it and every score would be 1.0 by "
+                        f"construction. Semi-unsupervised learning needs at least two classes in the data.")
     if labels_per_class is not None and labelled_fraction is not None:
         raise DataError("give labels_per_class or labelled_fraction, not both")
     if labels_per_class is not None and labels_per_class < 1:
@@ -473,8 +540,14 @@ def make_split(
     return Split(known, hidden, n_extra, labelled_idx, unlabelled_idx, validation_idx, seed, unseen)
 
 
+def _is_integer(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _class_list(classes: Sequence[int], what: str, present: np.ndarray) -> tuple[int, ...]:
     """``classes`` sorted, after checking each is one of the data's classes and none repeats."""
+    if isinstance(classes, (str, bytes)) or not all(_is_integer(c) for c in classes):
+        raise DataError(f"{what}_classes must be integer class ids, got {classes!r}")
     chosen = tuple(sorted(int(c) for c in classes))
     if len(set(chosen)) != len(chosen):
         raise DataError(f"{what}_classes repeats a class: {list(classes)}")

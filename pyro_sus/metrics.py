@@ -20,10 +20,28 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, confusion_matrix, normalized_mutual_info_score
 
-__all__ = ["UNMAPPED", "majority_mapping", "honest_mapping", "hungarian_accuracy", "gcd_assignment",
+__all__ = ["UNMAPPED", "majority_class", "majority_mapping", "honest_mapping", "hungarian_accuracy", "gcd_assignment",
            "gcd_accuracy", "score"]
 
 UNMAPPED = -1  # an extra slot that received no labelled validation point: its predictions count as wrong
+
+
+def majority_class(labels: np.ndarray) -> tuple[int, int]:
+    """The most common value of a non-empty ``labels`` and its count (ties: the smallest).
+
+    Counted over the values present, never over ``range(max + 1)``: a class id of 10**12 costs
+    nothing more than a class id of 9."""
+    values, counts = np.unique(np.asarray(labels, dtype=np.int64), return_counts=True)
+    best = int(counts.argmax())  # the first of equal counts: the smallest value
+    return int(values[best]), int(counts[best])
+
+
+def _slot_class_counts(slots: np.ndarray, labels: np.ndarray, n_slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n_slots, classes present) counts and the class id of each column."""
+    classes, columns = np.unique(labels, return_inverse=True)
+    counts = np.zeros((n_slots, len(classes)), dtype=np.int64)
+    np.add.at(counts, (slots, columns.reshape(-1)), 1)
+    return counts, classes
 
 
 def majority_mapping(slots: np.ndarray, labels: np.ndarray, n_slots: int) -> np.ndarray:
@@ -35,7 +53,7 @@ def majority_mapping(slots: np.ndarray, labels: np.ndarray, n_slots: int) -> np.
     for slot in range(n_slots):
         members = labels[(slots == slot) & (labels >= 0)]
         if len(members):
-            mapping[slot] = np.bincount(members).argmax()
+            mapping[slot] = majority_class(members)[0]
     return mapping
 
 
@@ -49,9 +67,7 @@ def honest_mapping(known_classes: Sequence[int], n_slots: int,
 
 def hungarian_accuracy(slots: np.ndarray, labels: np.ndarray, n_slots: int) -> float:
     """Best one-to-one assignment of slots to classes (unassigned slots count as wrong)."""
-    n_classes = int(labels.max()) + 1
-    counts = np.zeros((n_slots, n_classes), dtype=np.int64)
-    np.add.at(counts, (slots, labels), 1)
+    counts, _ = _slot_class_counts(np.asarray(slots, dtype=np.int64), np.asarray(labels, dtype=np.int64), n_slots)
     rows, cols = linear_sum_assignment(counts, maximize=True)
     return float(counts[rows, cols].sum() / len(labels))
 
@@ -62,11 +78,10 @@ def gcd_assignment(slots: np.ndarray, labels: np.ndarray, n_slots: int) -> np.nd
     slots, labels = np.asarray(slots, dtype=np.int64), np.asarray(labels, dtype=np.int64)
     if len(labels) == 0 or (labels < 0).any() or slots.shape != labels.shape:
         raise ValueError("the GCD assignment needs one slot and one true label (>= 0) per point")
-    counts = np.zeros((n_slots, int(labels.max()) + 1), dtype=np.int64)
-    np.add.at(counts, (slots, labels), 1)
+    counts, classes = _slot_class_counts(slots, labels, n_slots)
     rows, cols = linear_sum_assignment(counts, maximize=True)
     mapping = np.full(n_slots, UNMAPPED, dtype=np.int64)
-    mapping[rows] = cols
+    mapping[rows] = classes[cols]
     return mapping
 
 

@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .io import atomic_savefig
+
 __all__ = ["plot_confusion", "plot_class_samples", "plot_curves", "plot_learning_curves", "plot_centres",
            "plot_active_rounds"]
 
@@ -34,7 +36,7 @@ def plot_confusion(scored: dict[str, Any], path: str | Path | None = None, title
     ax.set_title(f"{title}\n{accuracy}" if title else accuracy)
     fig.colorbar(image, ax=ax, fraction=0.046)
     if path is not None:
-        fig.savefig(path, dpi=100, bbox_inches="tight")
+        atomic_savefig(fig, path, dpi=100, bbox_inches="tight")
         plt.close(fig)
     return fig
 
@@ -62,7 +64,7 @@ def plot_class_samples(run, slots: list[int] | None = None, n_samples: int = 6, 
         label = run.mapping[slot] if run.mapping is not None else -1
         axes[0, col].set_title(f"y={slot}" + (f"\n({label})" if label >= 0 else ""), fontsize=7)
     if path is not None:
-        fig.savefig(path, dpi=100, bbox_inches="tight")
+        atomic_savefig(fig, path, dpi=100, bbox_inches="tight")
         plt.close(fig)
     return fig
 
@@ -96,7 +98,7 @@ def plot_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], keys: Sequ
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=100, bbox_inches="tight")
+        atomic_savefig(fig, path, dpi=100, bbox_inches="tight")
         plt.close(fig)
     return fig
 
@@ -134,7 +136,7 @@ def plot_centres(images: np.ndarray, titles: list[str], image_shape: tuple[int, 
     if title:
         fig.suptitle(title, fontsize=9)
     if path is not None:
-        fig.savefig(path, dpi=100, bbox_inches="tight")
+        atomic_savefig(fig, path, dpi=100, bbox_inches="tight")
         plt.close(fig)
     return fig
 
@@ -152,6 +154,6 @@ def plot_active_rounds(records: list[dict[str, Any]], path: str | Path | None = 
     ax.set_ylim(0, 1.05)
     ax.legend(loc="lower right", fontsize=8)
     if path is not None:
-        fig.savefig(path, dpi=100, bbox_inches="tight")
+        atomic_savefig(fig, path, dpi=100, bbox_inches="tight")
         plt.close(fig)
     return fig

@@ -16,7 +16,8 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .io import atomic_write_json, atomic_write_text
+from .io import atomic_savefig, atomic_write_json, atomic_write_text
+from .metrics import majority_class
 
 __all__ = ["FOUND_PURITY", "FOUND_MIN_POINTS", "slot_table", "discovery_summary", "collapse_note", "write_report"]
 
@@ -31,10 +32,8 @@ def _slot_stats(slots: np.ndarray, labels: np.ndarray, n_slots: int) -> list[dic
     for slot in range(n_slots):
         members = labels[slots == slot]
         if len(members):
-            counts = np.bincount(members)
-            majority = int(counts.argmax())
-            stats.append({"size": int(len(members)), "majority": majority,
-                          "purity": float(counts[majority] / len(members))})
+            majority, count = majority_class(members)
+            stats.append({"size": int(len(members)), "majority": majority, "purity": float(count / len(members))})
         else:
             stats.append({"size": 0, "majority": None, "purity": None})
     return stats
@@ -105,7 +104,7 @@ def plot_slot_counts(slots: np.ndarray, labels: np.ndarray, table: Sequence[dict
     ax.set_ylabel("true class (known above the line, hidden below)")
     ax.set_xlabel("slot → mapped class (known slots left of the line)")
     ax.set_title(title or "counts (log colour scale)", fontsize=9)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    atomic_savefig(fig, path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -127,7 +126,7 @@ def plot_discovered_slots(images: np.ndarray, probs: np.ndarray, table: Sequence
         label = "" if row["validation_majority"] is None else (
             f" → {row['validation_majority']} ({100 * row['validation_purity']:.0f}%)")
         axes[i, 0].set_title(f"slot {row['slot']}{label}", fontsize=6, loc="left")
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    atomic_savefig(fig, path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 

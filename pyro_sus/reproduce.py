@@ -17,8 +17,8 @@ from typing import Any
 from . import experiments  # noqa: F401  (registers the built-in tables)
 from .data import load_dataset
 from .summary import METRIC_NAMES, aggregate, render_markdown, write_results_section
-from .sweep import (ENGINES, EXPERIMENTS, SMOKE, Experiment, Row, get_experiment, plan_jobs, register_experiment,
-                    run_job, run_jobs, run_one_job)
+from .sweep import (ENGINES, EXPERIMENTS, SMOKE, Experiment, Row, check_counts, get_experiment, plan_jobs,
+                    register_experiment, run_job, run_jobs, run_one_job)
 
 __all__ = ["Row", "Experiment", "EXPERIMENTS", "ENGINES", "register_experiment", "get_experiment", "plan_jobs",
            "run_jobs", "run_one_job", "run_job", "aggregate", "render_markdown", "write_results_section", "reproduce",
@@ -32,6 +32,7 @@ def reproduce(name: str, out: str | Path = "runs/reproduce", *, seeds: int | Non
               address: str | None = None) -> tuple[dict[str, Any], dict[str, int]]:
     """Plan, run (``jobs`` at a time, or on Ray: :func:`run_jobs`) and aggregate one experiment;
     returns (summary, exit status per job)."""
+    check_counts(seeds=seeds, epochs=epochs, jobs=jobs, threads=threads)  # before any job file is written
     experiment = get_experiment(name)
     load_dataset(experiment.dataset, data_dir)  # a missing data set fails here, once, with its own message
     statuses = run_jobs(plan_jobs(name, out, seeds, epochs, rows, device, data_dir, smoke, plugins, jit, precision),

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._fields import check_field_types
 from .data import PreprocessSpec, SplitSpec
 from .train import TrainConfig
 
@@ -41,6 +42,7 @@ class PriorSpec:
     probs: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.kind not in PRIOR_KINDS:
             raise ValueError(f"prior kind must be one of {PRIOR_KINDS}, got {self.kind!r}")
         if (self.kind == "given") != (self.probs is not None):

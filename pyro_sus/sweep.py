@@ -122,6 +122,13 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=]+", "-", text).strip("-").lower()
 
 
+def check_counts(**counts: int | None) -> None:
+    """Each count given (seeds, epochs, jobs, threads) is an integer >= 1; ValueError naming the first that is not."""
+    for name, value in counts.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r} (--{name})")
+
+
 def plan_jobs(name: str, out: str | Path, seeds: int | None = None, epochs: int | None = None,
               rows: Sequence[str] | None = None, device: str = "auto", data_dir: str | None = None,
               smoke: bool = False, plugins: Sequence[str] = (), jit: bool = False,
@@ -131,6 +138,7 @@ def plan_jobs(name: str, out: str | Path, seeds: int | None = None, epochs: int 
     or priors)."""
     from .train import TrainConfig
 
+    check_counts(seeds=seeds, epochs=epochs)
     experiment = get_experiment(name)
     # The job process imports the module that defined the experiment (unless it is a script's own).
     defined_in = _DEFINED_IN.get(name, "__main__")

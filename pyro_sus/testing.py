@@ -14,8 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pyro
 import pyro.poutine as poutine
 import torch
+from pyro.infer import SVI, TraceEnum_ELBO
 from pyro.poutine.util import site_is_subsample
 
 from .models.base import Batch, ZooModel
@@ -23,8 +25,8 @@ from .models.protocol import CAPABILITIES, SemiUnsupervisedModel
 from .tracing import TracedLoss
 
 __all__ = ["N_SLOTS", "X_DIM", "tiny_model", "tiny_batches", "check_interface", "check_loss_and_gradients",
-           "check_enumeration_shapes", "check_traced_loss", "check_loss_terms", "check_fit_scores", "check_save_load",
-           "check_model"]
+           "check_enumeration_shapes", "check_traced_loss", "check_loss_terms", "check_fit_scores", "check_svi_step",
+           "check_save_load", "check_model"]
 
 N_SLOTS, X_DIM, Z_DIM = 4, 12, 3
 
@@ -167,6 +169,28 @@ def check_fit_scores(model: ZooModel) -> None:
         torch.testing.assert_close(scores, model.predict_proba(x_u).max(-1).values)
 
 
+def check_svi_step(model: ZooModel, learning_rate: float = 1e-2) -> None:
+    """One step of Pyro's own ``SVI`` (``pyro.optim.Adam``, ``TraceEnum_ELBO``) on the unlabelled
+    batch and one on the labelled batch change every parameter: Pyro sees them all. A model whose
+    networks are hidden from Pyro (no param site records them) fails here, naming what Pyro cannot
+    see. Pyro's param store is left as it was."""
+    device = next(model.parameters()).device
+    x_u, x_l, y_l = tiny_batches(device)
+    before = {name: param.detach().clone() for name, param in model.named_parameters()}
+    elbo = TraceEnum_ELBO(max_plate_nesting=1, strict_enumeration_warning=False)
+    svi = SVI(model.model, model.guide, pyro.optim.Adam({"lr": learning_rate}), elbo)
+    with pyro.get_param_store().scope():
+        if model.uses_unlabelled:
+            svi.step(x_u)
+        svi.step(x_l, y_l)
+        seen = {id(v.unconstrained() if hasattr(v, "unconstrained") else v) for v in pyro.get_param_store().values()}
+    hidden = [name for name, param in model.named_parameters() if id(param) not in seen]
+    assert not hidden, (f"Pyro's SVI cannot see {hidden}: model and guide must record them as param sites "
+                        f"(ZooModel's model and guide do for every parameter of the module; keep networks in it)")
+    unchanged = [name for name, param in model.named_parameters() if torch.equal(param.detach(), before[name])]
+    assert not unchanged, f"one SVI step on each batch left {unchanged} unchanged"
+
+
 def check_save_load(model: ZooModel, directory: str | Path | None = None) -> None:
     """``save`` then ``load`` gives the same config and the same predictions, bit for bit."""
     device = next(model.parameters()).device
@@ -192,4 +216,5 @@ def check_model(cls: type[ZooModel], device: str = "cpu", **options: Any) -> Non
         check_traced_loss(tiny_model(cls, device, **options))
     check_loss_terms(tiny_model(cls, device, **options))
     check_fit_scores(tiny_model(cls, device, **options))
+    check_svi_step(tiny_model(cls, device, **options))
     check_save_load(tiny_model(cls, device, **options))

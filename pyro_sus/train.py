@@ -10,6 +10,7 @@ import json
 import math
 import random
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,8 @@ from pyro.infer import traceenum_elbo
 from tqdm.auto import tqdm
 
 from ._fields import check_field_types
-from .io import atomic_torch_save, atomic_write_text, load_checkpoint
+from .data import MAX_SEED
+from .io import CheckpointError, RunFileError, atomic_torch_save, atomic_write_text, load_checkpoint
 from .metrics import honest_mapping, majority_mapping
 from .models.base import Batch, as_batch
 from .nn import PRECISIONS, network_precision
@@ -98,6 +100,9 @@ class TrainConfig:
         check_field_types(self)  # also refuses NaN and infinite numbers (--lr nan, --lr inf)
         if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ValueError(f"epochs, batch_size and checkpoint_every must be >= 1: {self}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must lie in 0..{MAX_SEED} (the range numpy's and torch's generators share), "
+                             f"got {self.seed}")
         if self.finite_check_every is not None and self.finite_check_every < 1:
             raise ValueError(f"finite_check_every must be >= 1 or None, got {self.finite_check_every}")
         if self.learning_rate <= 0:
@@ -343,17 +348,92 @@ def _rng_state(generator: torch.Generator) -> dict[str, Any]:
             "shuffle": generator.get_state()}
 
 
-def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
-    random.setstate(state["python"])
-    name, keys, position, has_gauss, cached = state["numpy"]
-    if isinstance(keys, torch.Tensor):  # as _rng_state writes it; older checkpoints hold the ndarray itself
-        keys = keys.cpu().numpy()
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
-    # RNG states are CPU byte tensors, whatever map_location moved the checkpoint to.
-    torch.set_rng_state(state["torch"].cpu())
-    if state["cuda"] and torch.cuda.is_available():
+def _set_rng_state(state: dict[str, Any], generator: torch.Generator, saved_device: str | None,
+                   device: torch.device, epoch: int, seed: int, path: Path) -> list[str]:
+    """Put back the random streams of ``last.pt``; returns notes on what could not be (a run that moved
+    between a GPU and the CPU draws its data order afresh: the two generators' states differ in kind)."""
+    notes = []
+    try:
+        random.setstate(_python_rng_state(state["python"]))
+        name, keys, position, has_gauss, cached = state["numpy"]
+        if isinstance(keys, torch.Tensor):  # as _rng_state writes it; older checkpoints hold the ndarray itself
+            keys = keys.cpu().numpy()
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+        # RNG states are CPU byte tensors, whatever map_location moved the checkpoint to.
+        torch.set_rng_state(state["torch"].cpu())
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+        raise CheckpointError(f"{path} holds no valid random state ({_first_line(err)}); it is not a pyro_sus "
+                              f"checkpoint of this run: restore it, or delete it to start the run over") from None
+    if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-    generator.set_state(state["shuffle"].cpu())
+    if saved_device is None or saved_device == device.type:
+        try:
+            generator.set_state(state["shuffle"].cpu())
+            return notes
+        except (RuntimeError, KeyError, AttributeError, TypeError):
+            if saved_device is not None:
+                raise CheckpointError(f"{path} holds no valid data-order state; it is not a pyro_sus checkpoint of "
+                                      f"this run: restore it, or delete it to start the run over") from None
+            # A checkpoint from before the device was recorded, written on another device.
+    generator.manual_seed(seed + 1_000_003 * epoch)
+    notes.append(f"the run moved from {saved_device or 'another device'} to {device.type}: its data order from "
+                 f"epoch {epoch + 1} on is drawn afresh, so it is no longer bit for bit the run it would have been")
+    return notes
+
+
+def _python_rng_state(saved: Any) -> tuple:
+    """Python's random state as ``random.setstate`` takes it (tuples, which a checkpoint may hold as lists)."""
+    version, internal, gauss = saved
+    return version, tuple(internal), gauss
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return (lines[0] if lines else type(err).__name__)[:200]
+
+
+#: Keys of a ``last.pt`` training checkpoint and the types they hold.
+_STATE_KEYS = {"model": dict, "optimizer": dict, "scheduler": dict, "epoch": int, "history": list, "rng": dict}
+
+
+def _check_resumable(state: Any, path: Path, config: TrainConfig, run_record: dict[str, Any] | None) -> None:
+    """``state`` is a training checkpoint of this run: its parts are there with their types, its epoch
+    lies within the run, and it was trained with the options given now (only the device may differ)."""
+    def refuse(reason: str) -> CheckpointError:
+        return CheckpointError(f"{path} is not a pyro_sus training checkpoint of this run ({reason}): restore it, or "
+                               f"delete it to start the run over")
+
+    if not isinstance(state, dict):
+        raise refuse(f"it holds a {type(state).__name__}, not a table of parts")
+    for key, kind in _STATE_KEYS.items():
+        if key not in state:
+            raise refuse(f"it lacks '{key}'")
+        if not isinstance(state[key], kind) or (kind is int and isinstance(state[key], bool)):
+            raise refuse(f"'{key}' is a {type(state[key]).__name__}, not a {kind.__name__}")
+    epoch = state["epoch"]
+    if not 0 <= epoch <= config.epochs or len(state["history"]) != epoch or \
+            not all(isinstance(r, dict) and r.get("epoch") == i + 1 for i, r in enumerate(state["history"])):
+        raise refuse(f"epoch {epoch} of a {config.epochs}-epoch run, with {len(state['history'])} epoch records")
+    saved_config = state.get("train_config")
+    if isinstance(saved_config, dict):
+        now = {k: v for k, v in dataclasses.asdict(config).items() if k != "device"}
+        _refuse_changes({k: v for k, v in saved_config.items() if k != "device"}, now, "train", path)
+    if run_record is not None and isinstance(state.get("run_record"), dict):
+        _refuse_changes(state["run_record"], run_record, "", path)
+
+
+def _refuse_changes(saved: Any, now: Any, where: str, path: Path) -> None:
+    """Raise RunFileError at the first field whose value differs between ``saved`` (last.pt) and ``now``."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        for key in sorted(set(saved) | set(now)):
+            _refuse_changes(saved.get(key), now.get(key), f"{where}.{key}" if where else key, path)
+        return
+    same = saved == now or (isinstance(saved, (list, tuple)) and isinstance(now, (list, tuple))
+                            and list(saved) == list(now))
+    if not same:
+        raise RunFileError(f"{path.parent / 'run.json'} says {where} = {now!r}, but the run was trained with {saved!r} "
+                           f"(kept in {path}); training on would half-apply the change. Restore {where} in run.json, "
+                           f"or start a new run folder for other options")
 
 
 def _epoch_batches(n: int, n_steps: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
@@ -481,14 +561,31 @@ class _BestValidation:
     def state(self) -> dict[str, Any]:
         return {"score": self.score, "epoch": self.epoch, "since": self.since}
 
+    def lost_weights(self) -> bool:
+        """Whether an epoch was chosen but its weights (``best.pt``) are gone."""
+        return self.epoch is not None and self.run_dir is not None and not (self.run_dir / "best.pt").is_file()
+
+    def forget(self) -> None:
+        """Choose afresh from the next epoch on."""
+        self.score, self.epoch, self.since = None, None, 0
+
+    def choose_current(self, record: dict[str, Any]) -> None:
+        """Take the model as it is now (the epoch of ``record``) as the chosen one."""
+        self.score, self.epoch, self.since = record.get("val_accuracy", record.get("val_cluster_accuracy")), \
+            record["epoch"], 0
+        self._weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        record["selected_epoch"] = self.epoch
+
     def restore(self) -> None:
         """Load the best epoch's weights into the model."""
-        weights = self._weights if self._weights is not None else load_checkpoint(self.run_dir / "best.pt")
+        weights = self._weights if self._weights is not None else load_checkpoint(
+            self.run_dir / "best.pt", map_location=next(self.model.parameters()).device)
         self.model.load_state_dict(weights)
 
 
 def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_dir: str | Path | None = None,
-          resume: bool = False, progress: bool = True, stop_after: int | None = None) -> list[dict[str, Any]]:
+          resume: bool = False, progress: bool = True, stop_after: int | None = None,
+          run_record: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Fit ``model`` (a zoo model: its ``loss`` and ``before_step``) and return the per-epoch history.
 
     With ``run_dir``: ``last.pt`` (full training state) every ``checkpoint_every`` epochs and at the
@@ -499,6 +596,10 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
     With ``select="best-validation"`` the model ends with its best validation epoch's weights (each
     record says which epoch that is so far: ``selected_epoch``); a run that ``patience`` stopped says
     so in its last record (``stopped_early``).
+
+    ``last.pt`` keeps the options it was trained with (``config`` and ``run_record``, what the run
+    computes); a resume whose options differ is refused, naming the field, since training on would
+    half-apply them. Only the device may change on resume.
     """
     device = resolve_device(config.device)
     run_dir = Path(run_dir) if run_dir is not None else None
@@ -519,22 +620,39 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
         if len(data.x_val) == 0 or not (np.asarray(data.y_val) >= 0).any():
             raise ValueError("select='best-validation' needs a validation split with labels (validation_fraction > 0)")
         selection = _BestValidation(model, run_dir)
+    notes: list[str] = []
     if resume:
         if run_dir is None:
             raise ValueError("resume=True needs run_dir")
-        state = load_checkpoint(run_dir / "last.pt", map_location=device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        path = run_dir / "last.pt"
+        state = load_checkpoint(path, map_location=device)
+        _check_resumable(state, path, config, run_record)
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:
+            raise CheckpointError(f"{path} does not hold this run's training state ({_first_line(err)}); it is not a "
+                                  f"pyro_sus checkpoint of this run: restore it, or delete it to start the run over"
+                                  ) from None
         history, start_epoch = state["history"], state["epoch"]
-        _set_rng_state(state["rng"], generator)
+        notes += _set_rng_state(state["rng"], generator, state.get("device"), device, start_epoch, config.seed, path)
         if selection is not None:
             selection = _BestValidation(model, run_dir, state.get("best_validation"))
+            if selection.lost_weights():
+                if start_epoch < config.epochs and not history[-1].get("stopped_early"):
+                    notes.append(f"best.pt (the weights of epoch {selection.epoch}, the best on validation so far) "
+                                 f"is missing; the selection starts again from epoch {start_epoch + 1}")
+                selection.forget()
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
 
     def save_state(epoch: int) -> None:
         atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                            "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history,
                            "rng": _rng_state(generator), "train_config": dataclasses.asdict(config),
+                           "device": device.type,
+                           **({"run_record": run_record} if run_record is not None else {}),
                            **({"best_validation": selection.state()} if selection is not None else {})},
                           run_dir / "last.pt")
 
@@ -563,6 +681,13 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
     last_epoch = config.epochs if stop_after is None else min(stop_after, config.epochs)
     if history and history[-1].get("stopped_early"):  # resumed after patience ended it: nothing left to do
         last_epoch = start_epoch
+    finished = bool(history) and (start_epoch >= config.epochs or history[-1].get("stopped_early", False))
+    if selection is not None and selection.epoch is None and finished:
+        # best.pt was lost and no epoch is left to choose again: hand back the last epoch's weights, and say so.
+        selection.choose_current(history[-1])
+        history[-1]["selection_note"] = (f"best.pt was missing when the run finished: the weights handed back are "
+                                         f"epoch {history[-1]['epoch']}'s (the last), not the best on validation")
+        warnings.warn(history[-1]["selection_note"], UserWarning, stacklevel=2)
     bar = tqdm(range(start_epoch, last_epoch), initial=start_epoch, total=config.epochs,
                desc="training", unit="epoch", disable=not progress)
     for epoch in bar:

@@ -31,6 +31,48 @@ def shared_data_dir():
     return path
 
 
+#: A run small enough for seconds on two cores: digits, classes 7-9 hidden, 2 epochs of 16 hidden units.
+TINY = ["--hidden-classes", "7", "8", "9", "--labelled-fraction", "0.2", "--extra-slots", "4",
+        "--epochs", "2", "--hidden-dims", "16", "--z-dim", "2", "--batch-size", "64",
+        "--device", "cpu", "--no-progress"]
+
+
+def error_output(capsys) -> str:
+    """What a command printed on stderr, after checking it holds no traceback."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A finished TINY m2 run, trained once per session; copy it (``run_copy``) before changing it."""
+    from pyro_sus.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "base"
+    assert main(["train", "--model", "m2", "--out", str(out)] + TINY) == 0
+    return out
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run, copy)
+    return copy
+
+
+@pytest.fixture
+def digits_npz(tmp_path):
+    from pyro_sus import load_dataset
+
+    data = load_dataset("digits")
+    path = tmp_path / "digits.npz"
+    np.savez(path, x=data.x_train, y=data.y_train, x_test=data.x_test, y_test=data.y_test)
+    return path
+
+
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 

@@ -4,7 +4,6 @@ overwritten unasked, no run folder is left in a dead end, and each mistake is on
 import json
 import os
 import pickle
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,9 +17,7 @@ from pyro_sus import fit, load, load_dataset
 from pyro_sus.cli import main
 from pyro_sus.io import UnsafeCheckpointError, load_checkpoint
 
-TINY = ["--hidden-classes", "7", "8", "9", "--labelled-fraction", "0.2", "--extra-slots", "4",
-        "--epochs", "2", "--hidden-dims", "16", "--z-dim", "2", "--batch-size", "64",
-        "--device", "cpu", "--no-progress"]
+from conftest import TINY, error_output as _error
 
 
 class _RunsCode:
@@ -31,34 +28,6 @@ class _RunsCode:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "base"
-    assert main(["train", "--model", "m2", "--out", str(out)] + TINY) == 0
-    return out
-
-
-@pytest.fixture
-def run_copy(trained_run, tmp_path):
-    copy = tmp_path / "copy"
-    shutil.copytree(trained_run, copy)
-    return copy
-
-
-@pytest.fixture
-def digits_npz(tmp_path):
-    data = load_dataset("digits")
-    path = tmp_path / "digits.npz"
-    np.savez(path, x=data.x_train, y=data.y_train, x_test=data.x_test, y_test=data.y_test)
-    return path
-
-
-def _error(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return err
 
 
 # -- 1. no code runs from a checkpoint --------------------------------------------------------

@@ -24,7 +24,6 @@ answer, so a stopped session resumes without asking again), ``labels.npz``, ``ce
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections import deque
 from collections.abc import Callable
@@ -37,7 +36,7 @@ import torch
 
 from ..api import hardware_info
 from ..data import Dataset, Preprocessor, load_dataset
-from ..io import atomic_savez, atomic_write_json, load_checkpoint
+from ..io import RunFileError, atomic_savez, atomic_write_json, load_checkpoint, read_json
 from ..models import get_model_class
 from ..spec import PreprocessSpec
 from ..train import TrainConfig, TrainingData, resolve_device, seed_everything, train
@@ -121,7 +120,15 @@ class AnswerBook:
         self.path, self.n_classes = Path(path), n_classes
         self.answers: dict[str, dict[str, Any]] = {}
         if self.path.is_file():
-            self.answers = {a["node"]: a for a in json.loads(self.path.read_text())["answers"]}
+            saved = read_json(self.path, "answers given so far in this round")
+            try:
+                self.answers = {a["node"]: a for a in saved["answers"]}
+                for a in self.answers.values():
+                    int(a["label"]), float(a["confidence"]), np.asarray(a["centre"], dtype=float)
+            except (KeyError, TypeError, ValueError) as err:
+                raise RunFileError(f"{self.path} is not a list of answers ('answers': [{{node, label, confidence, "
+                                   f"centre}}, ...]; {type(err).__name__}: {err}); restore it, or delete it to be "
+                                   f"asked this round's questions again") from None
         self.asked_now = 0  # answers the oracle gave in this session (not re-used ones)
 
     def ask(self, node: str, centre: np.ndarray, image: np.ndarray, size: int, oracle: Oracle) -> tuple[int, float]:
@@ -250,6 +257,42 @@ def _write_summary(run_dir: Path, config: ActiveConfig, records: list[dict[str, 
     plot_active_rounds(records, run_dir / "accuracy.png")
 
 
+def _read_config(path: Path) -> "ActiveConfig":
+    """active.json's options, or a one-line RunFileError naming the file and what is wrong."""
+    saved = read_json(path, "active-labelling run's options, written by `pyro-sus active`")
+    options = saved.get("config") if isinstance(saved, dict) else None
+    if not isinstance(options, dict):
+        raise RunFileError(f"{path} holds no 'config' object of options; restore it or start a new run folder")
+    known = {f.name for f in dataclasses.fields(ActiveConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise RunFileError(f"{path}: unknown options {unknown} (known: {sorted(known)}); restore the file or start a "
+                           f"new run folder")
+    try:
+        return ActiveConfig(**options)
+    except (TypeError, ValueError) as err:
+        raise RunFileError(f"{path}: {err}; restore the file or start a new run folder") from None
+
+
+def _read_labels(path: Path, n_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """A finished round's ``labels.npz`` (one label and one weight per training point)."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            missing = [name for name in ("labels", "weights") if name not in saved.files]
+            if missing:
+                raise RunFileError(f"{path} lacks the array '{missing[0]}'; delete it to label this round again")
+            labels, weights = saved["labels"], saved["weights"]
+    except RunFileError:
+        raise
+    except Exception as err:  # truncated, not a zip, pickled objects
+        raise RunFileError(f"{path} is corrupt or not written by pyro_sus ({type(err).__name__}); delete it to "
+                           f"label this round again") from None
+    if labels.shape != (n_points,) or weights.shape != (n_points,):
+        raise RunFileError(f"{path} holds {labels.shape} labels and {weights.shape} weights for {n_points} points; "
+                           f"delete it to label this round again")
+    return labels, weights
+
+
 def run_active(config: ActiveConfig | None = None, run_dir: str | Path = "runs/active", *,
                oracle: Oracle | None = None, resume: bool = False, progress: bool = True,
                dataset: Dataset | None = None) -> ActiveRun:
@@ -262,7 +305,7 @@ def run_active(config: ActiveConfig | None = None, run_dir: str | Path = "runs/a
     if resume:
         if not (run_dir / "active.json").is_file():
             raise FileNotFoundError(f"{run_dir} is not an active-labelling run folder: active.json is missing")
-        config = ActiveConfig(**json.loads((run_dir / "active.json").read_text())["config"])
+        config = _read_config(run_dir / "active.json")
     else:
         config = config or ActiveConfig()
         if run_dir.exists() and any(run_dir.iterdir()):
@@ -281,7 +324,7 @@ def run_active(config: ActiveConfig | None = None, run_dir: str | Path = "runs/a
                   else InteractiveOracle(n_classes, data.image_shape, run_dir))
     if not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
-        np.savez(run_dir / "preprocess.npz", keep=pre.keep, fill=pre.fill)
+        atomic_savez(run_dir / "preprocess.npz", keep=pre.keep, fill=pre.fill)
         atomic_write_json(run_dir / "active.json", {"config": dataclasses.asdict(config),
                                                     "oracle": type(oracle).__name__, "n_train": int(len(pool)),
                                                     "n_classes": n_classes})
@@ -304,7 +347,7 @@ def run_active(config: ActiveConfig | None = None, run_dir: str | Path = "runs/a
     for round_index in range(config.rounds + 1):
         round_dir = run_dir / f"round_{round_index:02d}"
         if (round_dir / "round.json").is_file():  # finished before: take its weights and move on
-            records.append(json.loads((round_dir / "round.json").read_text()))
+            records.append(read_json(round_dir / "round.json", "record of a finished round"))
             answers_total = records[-1]["answers_total"]
             model.load_state_dict(load_checkpoint(round_dir / "model.pt", map_location=device))
             continue
@@ -318,9 +361,8 @@ def run_active(config: ActiveConfig | None = None, run_dir: str | Path = "runs/a
         else:
             round_dir.mkdir(parents=True, exist_ok=True)
             if (round_dir / "labels.npz").is_file():
-                with np.load(round_dir / "labels.npz") as saved:
-                    labels, weights = saved["labels"], saved["weights"]
-                queries = json.loads((round_dir / "queries.json").read_text())
+                labels, weights = _read_labels(round_dir / "labels.npz", len(x_raw))
+                queries = read_json(round_dir / "queries.json", "questions asked in this round")
             else:
                 model.eval()
                 with torch.no_grad():

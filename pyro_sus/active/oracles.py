@@ -9,6 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..io import atomic_savefig
 from .clustering import NO_LABEL
 
 __all__ = ["Oracle", "OracleStopped", "SimulatedOracle", "InteractiveOracle", "parse_answer"]
@@ -99,7 +100,7 @@ class InteractiveOracle:
             ax.bar(range(np.asarray(image).size), np.asarray(image).reshape(-1))
         ax.set_title(f"query {self.asked + 1}")
         ax.axis("off")
-        fig.savefig(path, dpi=100, bbox_inches="tight")
+        atomic_savefig(fig, path, dpi=100, bbox_inches="tight")
         if self.show and plt.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo"):
             plt.show(block=False)
             plt.pause(0.1)

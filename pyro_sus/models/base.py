@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import itertools
 import json
-from collections.abc import Sequence
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+import pyro
 import pyro.distributions as dist
 from pyro.infer import TraceEnum_ELBO
 from pyro.nn import PyroModule
+from pyro.params.param_store import param_with_module_name
 
 from .._fields import check_field_types
 from ..distributions import BernoulliLogits
@@ -22,7 +30,7 @@ from ..priors import LATENT_PRIORS, build_latent_prior
 from ..terms import elbo_terms
 
 __all__ = ["Batch", "ModelConfig", "GenerativeConfig", "ZooModel", "GenerativeModel", "LIKELIHOODS",
-           "check_class_prior"]
+           "check_class_prior", "without_param_sites", "check_model_size", "planned_state_shapes"]
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -131,6 +139,75 @@ def check_class_prior(class_prior: Sequence[float] | None, n_slots: int) -> tupl
     return prior
 
 
+#: Bytes a parameter takes in training: the value, its gradient and Adam's two moments, in float32.
+TRAINING_BYTES_PER_PARAMETER = 16
+
+
+def planned_state_shapes(cls: type["ZooModel"], config: ModelConfig) -> dict[str, tuple[int, ...]] | None:
+    """The shapes of the state a model of ``cls`` built from ``config`` would hold, found by building it
+    on PyTorch's meta device (no memory, no random draws); None for a model whose parts cannot be
+    built there (zuko's flows)."""
+    try:
+        with torch.device("meta"):
+            model = cls(config)
+    except Exception:  # an op without a meta kernel; the caller falls back to a bound from the sizes
+        return None
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _memory_bytes() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # not POSIX
+        return 64 * 2**30
+
+
+def check_model_size(cls: type["ZooModel"], config: ModelConfig, where: str) -> dict[str, tuple[int, ...]] | None:
+    """Refuse (ValueError naming ``where``) a config whose model would not fit in this machine's memory
+    to train, before anything is allocated; returns the planned state shapes where they are known.
+
+    The count is exact where the model can be built on the meta device; otherwise it is bounded by
+    the square of the sum of the config's sizes, more than any stack of dense layers between them."""
+    shapes = planned_state_shapes(cls, config)
+    if shapes is not None:
+        n_parameters = sum(math.prod(shape) for shape in shapes.values())
+    else:
+        sizes = [v for f in dataclasses.fields(config) for v in _integers(getattr(config, f.name))]
+        n_parameters = sum(sizes) ** 2
+    needed, available = TRAINING_BYTES_PER_PARAMETER * n_parameters, _memory_bytes()
+    if needed > available:
+        raise ValueError(f"{where}: these sizes (x_dim {config.x_dim}, n_slots {config.n_slots}, hidden_dims "
+                         f"{list(config.hidden_dims)}{_z_text(config)}) make a model of about {n_parameters:.3g} "
+                         f"parameters, {needed / 2**30:.3g} GiB to train, more than this machine's "
+                         f"{available / 2**30:.3g} GiB: check the sizes")
+    return shapes
+
+
+def _integers(value: Any) -> list[int]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [v for v in value if isinstance(v, int) and not isinstance(v, bool)]
+    return []
+
+
+def _z_text(config: ModelConfig) -> str:
+    return f", z_dim {config.z_dim}" if hasattr(config, "z_dim") else ""
+
+
+def shape_difference(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> str:
+    """One line on how two state tables differ (first differing entry, and how many more), or ''."""
+    problems = [f"{k} is missing" for k in expected if k not in found]
+    problems += [f"{k} is not part of the model" for k in found if k not in expected]
+    problems += [f"{k} has shape {list(found[k])} in the file, {list(expected[k])} in the model"
+                 for k in expected if k in found and expected[k] != found[k]]
+    if not problems:
+        return ""
+    return problems[0] + (f" (and {len(problems) - 1} more differences)" if len(problems) > 1 else "")
+
+
 def _as_json(name: str, options: dict[str, Any]) -> dict[str, Any]:
     try:
         return json.loads(json.dumps(dict(options)))
@@ -138,13 +215,78 @@ def _as_json(name: str, options: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"{name} must be a JSON-serialisable dict of keyword options: {err}") from None
 
 
+#: Whether ``model`` and ``guide`` record their parameters as Pyro param sites now: on for Pyro's own
+#: tools (SVI, Predictive, render_model); off inside the package's own objective, which hands the
+#: parameters to a torch optimizer itself and so skips the bookkeeping.
+_PARAM_SITES: ContextVar[bool] = ContextVar("param_sites", default=True)
+_INSTANCE_NAMES = itertools.count()
+
+
+@contextlib.contextmanager
+def without_param_sites() -> Iterator[None]:
+    """Inside, models record no param sites (the package's own losses, which need none)."""
+    token = _PARAM_SITES.set(False)
+    try:
+        yield
+    finally:
+        _PARAM_SITES.reset(token)
+
+
+def _recording_param_sites(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` (a model's ``model`` or ``guide``), recording the model's parameters as param sites first."""
+    @functools.wraps(method)
+    def recorded(self: "ZooModel", *args: Any, **kwargs: Any) -> Any:
+        self.record_param_sites()
+        return method(self, *args, **kwargs)
+
+    recorded._records_param_sites = True  # type: ignore[attr-defined]
+    return recorded
+
+
 class ZooModel(PyroModule):
     """Base of every model: ``model(x, y=None)``, ``guide(x, y=None)``, ``classifier(x)``, ``loss``.
 
-    Parameters live in the module, not in Pyro's global param store, so several models can be
-    trained in one process; the shared trainer (:mod:`pyro_sus.train`) minimises :meth:`loss`
-    with any torch optimizer.
+    ``model`` and ``guide`` are a Pyro model/guide pair that Pyro's own tools use as they are:
+    ``SVI(m.model, m.guide, pyro.optim.Adam(...), TraceEnum_ELBO(max_plate_nesting=1))`` sees and
+    trains every parameter. Each call records the model's parameters as param sites (``pyro.param``,
+    what ``pyro.module`` does) under names of this instance's own (``M2_0$$$decoder.0.weight``), so
+    several models train side by side in one process without sharing a name; the parameters stay the
+    module's own tensors. A subclass's ``model`` and ``guide`` do this without a line of theirs.
+    The shared trainer (:mod:`pyro_sus.train`) minimises :meth:`loss`, the per-point mean of the same
+    bounds, with a torch optimizer, and records no param sites (it needs none).
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("model", "guide"):
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "_records_param_sites", False):
+                setattr(cls, name, _recording_param_sites(method))
+
+    def record_param_sites(self) -> None:
+        """Record every trainable parameter as a Pyro param site (as ``pyro.module`` does), under this
+        instance's names; nothing inside the package's own objective (:func:`without_param_sites`)."""
+        if not _PARAM_SITES.get():
+            return
+        for _ in range(2):
+            prefix = self.__dict__.get("_param_site_prefix")
+            if prefix is None:
+                prefix = f"{type(self).__name__}_{next(_INSTANCE_NAMES)}"
+                self.__dict__["_param_site_prefix"] = prefix
+            store, clash = pyro.get_param_store(), False
+            for name, value in self.named_parameters():
+                if not value.requires_grad:
+                    continue
+                full_name = param_with_module_name(prefix, name)
+                # (Compared in the store: handlers such as render_model's hand back stand-ins for the value.)
+                if full_name in store and store[full_name] is not value:
+                    clash = True  # a copy of another instance (deepcopy) carries its names: take new ones
+                    break
+                pyro.param(full_name, value)
+            if not clash:
+                return
+            self.__dict__["_param_site_prefix"] = None
+        raise RuntimeError(f"cannot give {type(self).__name__}'s parameters names of their own in Pyro's param store")
 
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     registry_name: ClassVar[str]
@@ -154,6 +296,10 @@ class ZooModel(PyroModule):
     enumerates_unlabelled: ClassVar[bool] = True
     #: Whether ``loss`` accepts per-label weights (``w_labelled``), e.g. propagated-label confidences.
     takes_label_weights: ClassVar[bool] = False
+    #: Whether :meth:`loss` is exactly the per-point mean of ``model``/``guide``'s bounds, so that Pyro's
+    #: SVI on the pair optimises the same objective (False: terms outside the pair, such as the
+    #: categorical VAE's assignment and feature losses; SVI then trains the bound alone).
+    loss_is_the_bounds: ClassVar[bool] = True
     #: Seed of the draws a stochastic classifier makes in :meth:`predict_proba` (repeatable output).
     prediction_seed: ClassVar[int] = 0
     #: Whether :meth:`loss` may be traced (:mod:`pyro_sus.tracing`): no Python branch on tensor values
@@ -197,11 +343,6 @@ class ZooModel(PyroModule):
         """The family of p(x|...) ("bernoulli", "gaussian"), or None for a model without one."""
         return None
 
-    @property
-    def labelled_weight(self) -> float:
-        """Weight of the labelled bound against the unlabelled one (Jurasiński's lambda)."""
-        return 1.0
-
     def _device(self) -> torch.device:
         return next(self.parameters()).device
 
@@ -233,7 +374,7 @@ class ZooModel(PyroModule):
             parts.append((1.0, len(batch.x_unlabelled), self._elbo, (batch.x_unlabelled,)))
         if batch.has_labelled:
             extra = (batch.w_labelled,) if batch.w_labelled is not None else ()
-            parts.append((batch.labelled_scale * self.labelled_weight, len(batch.x_labelled), self._elbo_labelled,
+            parts.append((batch.labelled_scale, len(batch.x_labelled), self._elbo_labelled,
                           (batch.x_labelled, batch.y_labelled, *extra)))
         return parts
 
@@ -243,6 +384,11 @@ class ZooModel(PyroModule):
 
     def _bound_terms(self, named: bool, parts: list[tuple[float, int, TraceEnum_ELBO, tuple]]
                      ) -> dict[str, torch.Tensor]:
+        with without_param_sites():
+            return self._summed_bounds(named, parts)
+
+    def _summed_bounds(self, named: bool, parts: list[tuple[float, int, TraceEnum_ELBO, tuple]]
+                       ) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {"loss": torch.zeros((), device=self._device())} if not named else {}
         for scale, n, elbo, args in parts:
             if named:
@@ -259,7 +405,7 @@ class ZooModel(PyroModule):
         if not self.uses_unlabelled or not len(x):
             return None
         devices = [x.device] if x.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=devices), without_param_sites():
             torch.manual_seed(self.prediction_seed)
             total = sum(float(self._elbo.loss(self.model, self.guide, chunk))
                         for _ in range(n_samples) for chunk in x.split(batch_size))
@@ -277,7 +423,7 @@ class ZooModel(PyroModule):
             return self.predict_proba(x).max(-1).values
         devices = [x.device] if x.device.type == "cuda" else []
         scores = []
-        with torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=devices), without_param_sites():
             torch.manual_seed(self.prediction_seed)
             for chunk in x.split(batch_size):
                 total = torch.zeros(len(chunk), device=x.device)
@@ -307,11 +453,14 @@ class ZooModel(PyroModule):
 
     @classmethod
     def load(cls, directory: str | Path, name: str = "model", map_location: str = "cpu") -> "ZooModel":
-        """Rebuild a model written by :meth:`save` (config JSON + weights)."""
+        """Rebuild a model written by :meth:`save` (config JSON + weights).
+
+        The config's sizes are checked against the saved weights' shapes before the model is built,
+        so an edited config (``hidden_dims: [100000000]``) fails in one line instead of allocating."""
         from ..io import CheckpointError, RunFileError, load_checkpoint, read_json
 
         directory = Path(directory)
-        config_path = directory / f"{name}.json"
+        config_path, weights_path = directory / f"{name}.json", directory / f"{name}.pt"
         if not config_path.is_file():
             raise CheckpointError(f"{config_path} does not exist")
         saved = read_json(config_path, f"config of {cls.__name__}, written beside its weights")
@@ -319,12 +468,30 @@ class ZooModel(PyroModule):
             config = cls.config_class.from_json(saved if isinstance(saved, dict) else {"": saved})
         except (TypeError, ValueError) as err:
             raise RunFileError(f"{config_path}: {err}; restore the file or train again") from None
+        state = load_checkpoint(weights_path, map_location)  # refusals pass through as they are
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise CheckpointError(f"{weights_path} is not a pyro_sus model file (no table of weights); restore it "
+                                  f"or train again")
+        saved_shapes = {k: tuple(v.shape) for k, v in state.items()}
+        planned = planned_state_shapes(cls, config)
+        if planned is None:  # a part the meta device cannot build: bound the sizes instead
+            try:
+                check_model_size(cls, config, str(config_path))
+            except ValueError as err:
+                raise RunFileError(str(err)) from None
+        elif planned != saved_shapes:
+            raise CheckpointError(f"{weights_path} does not match {config_path}: "
+                                  f"{shape_difference(planned, saved_shapes)}; restore both files from the same run, "
+                                  f"or train again")
         model = cls(config)
-        state = load_checkpoint(directory / f"{name}.pt", map_location)  # refusals pass through as they are
         try:
             model.load_state_dict(state)
         except (RuntimeError, TypeError, AttributeError) as err:
-            raise CheckpointError(f"{directory / name}.pt does not match {cls.__name__} ({err})") from err
+            first = str(err).strip().splitlines()
+            detail = shape_difference({k: tuple(v.shape) for k, v in model.state_dict().items()}, saved_shapes)
+            raise CheckpointError(f"{weights_path} does not match {config_path}: "
+                                  f"{detail or (first[-1].strip() if first else type(err).__name__)}; restore both "
+                                  f"files from the same run, or train again") from None
         return model
 
 

@@ -292,6 +292,9 @@ class CategoricalVAE(GenerativeModel):
     def classifier(self, x: torch.Tensor) -> torch.Tensor:
         return self.category_head(self.feature(x))
 
+    #: Eq. 8 adds the assignment and feature losses (and a weight on the bound) outside model/guide.
+    loss_is_the_bounds = False
+
     #: Eq. 8 is not a bound on log p(x): points are scored by their largest q(C|x) instead.
     fit_score_kind = "max_probability"
 

@@ -142,9 +142,12 @@ class SemiUnsupervisedDGM(GenerativeModel):
                 return pyro.sample("y", relaxed.expand(x.shape[:1]))
         return pyro.sample("y", dist.Categorical(probs=self.class_probs), obs=y)
 
-    def model(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
-        """y ~ p(y); z ~ p(z|y); x ~ p(x|z, y). ``y=None`` leaves y latent."""
-        with pyro.plate("data", x.shape[0]):
+    def model(self, x: torch.Tensor | None, y: torch.Tensor | None = None) -> None:
+        """y ~ p(y); z ~ p(z|y); x ~ p(x|z, y). ``y=None`` leaves y latent; ``x=None`` (y given) draws
+        x, as ``pyro.infer.Predictive(model.model)(None, y)`` does to show what each slot generates."""
+        if x is None and y is None:
+            raise ValueError("give x, y or both: the batch size comes from them")
+        with pyro.plate("data", x.shape[0] if x is not None else y.shape[0]):
             y = self.prior_y(x, y)
             z = pyro.sample("z", self.latent_prior(y))
             pyro.sample("x", self.likelihood(z, y), obs=x)

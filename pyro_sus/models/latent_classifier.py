@@ -22,6 +22,7 @@ import torch
 from torch.nn.functional import one_hot
 import pyro
 import pyro.distributions as dist
+import pyro.poutine as poutine
 
 from ..nn import MLP
 from .base import GenerativeConfig, GenerativeModel
@@ -73,15 +74,15 @@ class LatentClassifierVAE(GenerativeModel):
         self.decoder = MLP(config.z_dim + (k if self.decoder_sees_y else 0), tuple(reversed(hidden)), config.x_dim,
                            config.activation)
 
-    @property
-    def labelled_weight(self) -> float:
-        return self.config.labelled_weight
-
     def likelihood(self, z: torch.Tensor, y: torch.Tensor | None) -> dist.Distribution:
         """p(x | y, z) (p(x | z) for the simplified variant, where y may be None)."""
         if not self.decoder_sees_y:
             return self.observation(self.decoder(z))
         return self.observation(self.decoder((z, one_hot(y, self.config.n_slots).to(z.dtype))))
+
+    def _labelled_weight(self, y: torch.Tensor | None) -> poutine.scale:
+        """lambda on every site of a labelled batch's bound (model and guide alike); 1 without labels."""
+        return poutine.scale(scale=self.config.labelled_weight if y is not None else 1.0)
 
     def _y_given_z(self, z: torch.Tensor) -> dist.Categorical:
         return dist.Categorical(logits=self.latent_classifier(z))
@@ -89,8 +90,9 @@ class LatentClassifierVAE(GenerativeModel):
     def model(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         """z ~ p(z); y ~ p(y|z); x ~ p(x|y, z). Unobserved y is enumerated (by the guide for the
         paper's bound, here for the exact one); the simplified variant skips y when it is unobserved,
-        because p(x|z) does not depend on it and sum_y p(y|z) = 1."""
-        with pyro.plate("data", x.shape[0]):
+        because p(x|z) does not depend on it and sum_y p(y|z) = 1. A labelled batch's bound is
+        weighted by lambda (``labelled_weight``), here in the model so that SVI optimises it too."""
+        with pyro.plate("data", x.shape[0]), self._labelled_weight(y):
             z = pyro.sample("z", self.unconditional_latent_prior(x))
             if y is not None or self.decoder_sees_y:
                 exact = y is None and self.config.unlabelled_bound == "exact"
@@ -102,7 +104,7 @@ class LatentClassifierVAE(GenerativeModel):
         """z ~ q(z|x). For the paper's unlabelled bound, y is enumerated under the model's own p(y|z):
         with q(y|z) = p(y|z) the terms log p(y|z) - log q(y|z) cancel and what remains is
         E_p(y|z) log p(x|y, z), exactly U(x); gradients still reach p(y|z) through the weights."""
-        with pyro.plate("data", x.shape[0]):
+        with pyro.plate("data", x.shape[0]), self._labelled_weight(y):
             z = pyro.sample("z", self.posterior(x))
             if y is None and self.decoder_sees_y and self.config.unlabelled_bound == "paper":
                 pyro.sample("y", self._y_given_z(z), infer={"enumerate": "parallel"})

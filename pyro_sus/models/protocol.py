@@ -24,6 +24,7 @@ CAPABILITIES: dict[str, type] = {
     "traceable": bool,              # loss may be traced (pyro_sus.tracing)
     "has_embedding": bool,          # embed(x) and decode(z) exist (the active loop needs them)
     "fit_score_kind": str,          # "bound" or "max_probability": what fit_scores measures
+    "loss_is_the_bounds": bool,     # loss is the per-point mean of the model/guide's bounds (what SVI optimises)
 }
 
 

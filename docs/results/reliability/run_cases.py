@@ -163,11 +163,175 @@ def main() -> None:
          "--extra-slots", "0", "--out", "run", *TINY[8:], check=left)
     case("--resume --epochs 10 on a finished run", "train", "--resume", "--out", "base", "--epochs", "10")
 
+    trial_cases(case, digits, root)
+
     print("| case | command (TINY: digits, 2 epochs, 16 hidden units) | exit | last line on stderr [what was left] |")
     print("|---|---|---|---|")
     for what, command, code, line in rows:
         print(f"| {what} | `{command}` | {code} | {line.replace('|', '/').replace(str(root), 'TMP')} |")
     shutil.rmtree(root)
+
+
+def edit_json(path: Path, edit) -> None:
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+def hold_lock(folder: Path) -> subprocess.Popen:
+    """Another process holding the run folder's lock, as a trainer does, for 60 seconds."""
+    folder.mkdir(parents=True, exist_ok=True)
+    code = (f"import time, pathlib; from pyro_sus.io import run_folder_lock\n"
+            f"with run_folder_lock({str(folder)!r}, 'trained'):\n"
+            f"    pathlib.Path({str(folder)!r} + '.ready').touch(); time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code])
+    while not Path(str(folder) + ".ready").exists():
+        time.sleep(0.05)
+    return holder
+
+
+def trial_cases(case, digits, root: Path) -> None:
+    """The cases of the hostile trial of 2026-12-04 (issue 35) that a command shows."""
+    untouched = lambda name: lambda work: (" [victim untouched]" if (work / name).read_text() == "mine\n"  # noqa: E731
+                                           else " [VICTIM OVERWRITTEN]")
+
+    def plant(work: Path) -> None:
+        (work / "victim.txt").write_text("mine\n")
+        (work / "base" / "confusion.png").unlink()
+        (work / "base" / "confusion.png").symlink_to(work / "victim.txt")
+
+    case("RUN/confusion.png is a link to the user's file", "evaluate", "base", setup=plant,
+         check=untouched("victim.txt"))
+    holders = []
+
+    def busy(work: Path) -> None:
+        holders.append(hold_lock(work / "run"))
+
+    def stop_holder(work: Path) -> str:
+        holders.pop().kill()
+        return " [the other process's folder untouched]"
+
+    case("a second train on a folder another process is training", "train", "--model", "m2", "--out", "run", *TINY,
+         setup=busy, check=stop_holder)
+
+    def stopped(work: Path) -> None:
+        assert cli("train", "--model", "m2", "--out", "run", "--stop-after", "1", *TINY, cwd=work)[0] == 0
+
+    def stopped_and_busy(work: Path) -> None:
+        stopped(work)
+        holders.append(hold_lock(work / "run"))
+
+    case("evaluate while another process trains the run", "evaluate", "run", setup=stopped_and_busy,
+         check=stop_holder)
+    case("predict --output names a file of the run folder", "predict", "base", "new.npz", "--output",
+         "base/preprocess.npz", "--overwrite")
+    case("final.json edited to hidden_dims [100000000]", "predict", "base", "new.npz",
+         setup=lambda work: edit_json(work / "base" / "final.json", lambda c: c.update(hidden_dims=[100_000_000])))
+
+    def huge(work: Path) -> None:
+        stopped(work)
+        edit_json(work / "run" / "run.json", lambda info: info["model_options"].update(hidden_dims=[10**12]))
+
+    case("run.json edited to hidden_dims [10**12], then --resume", "train", "--resume", "--out", "run", setup=huge)
+
+    def big_label(work: Path) -> None:
+        y = digits.y_train.copy()
+        y[0] = 10**12
+        np.savez(work / "big.npz", x=digits.x_train, y=y)
+
+    case("a label of 10**12 in the data file", "train", "--dataset", "big.npz", "--out", "run", *TINY,
+         setup=big_label)
+
+    def raw(work: Path) -> None:
+        np.savez(work / "raw.npz", x=digits.x_test[:5] * 16)
+
+    case("predict on raw 0-16 digits", "predict", "base", "raw.npz", setup=raw)
+    for field, value in (("learning_rate", 0.1), ("epochs", 4)):
+        def edited(work: Path, field=field, value=value) -> None:
+            stopped(work)
+            edit_json(work / "run" / "run.json", lambda info: info["train"].update({field: value}))
+
+        case(f"run.json edited to {field} {value}, then --resume", "train", "--resume", "--out", "run", setup=edited)
+
+    def one_class(work: Path) -> None:
+        keep = digits.y_train == 3
+        np.savez(work / "one.npz", x=digits.x_train[keep], y=digits.y_train[keep])
+
+    case("data of one class, with extra slots", "train", "--dataset", "one.npz", "--extra-slots", "3", "--out", "run",
+         "--epochs", "1", "--no-progress", setup=one_class)
+    case("malformed mapping.json, then evaluate", "evaluate", "base",
+         setup=lambda work: (work / "base" / "mapping.json").write_text("{oops"))
+
+    def from_cuda(work: Path) -> None:
+        stopped(work)
+        edit_json(work / "run" / "run.json", lambda info: info["train"].update(device="cuda"))
+        state = torch.load(work / "run" / "last.pt", weights_only=True)
+        state["train_config"]["device"], state["device"] = "cuda", "cuda"
+        state["rng"]["shuffle"] = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state
+        torch.save(state, work / "run" / "last.pt")
+
+    if not torch.cuda.is_available():
+        case("a run trained on CUDA, resumed without a GPU", "train", "--resume", "--out", "run", setup=from_cuda)
+        case("... and with --device cpu", "train", "--resume", "--out", "run", "--device", "cpu", "--no-progress",
+             setup=from_cuda)
+
+    def half_set_up(work: Path) -> None:
+        (work / "run").mkdir()
+        shutil.copy(work / "base" / "split.npz", work / "run" / "split.npz")
+
+    case("killed between split.npz and run.json, then --resume", "train", "--resume", "--out", "run",
+         setup=half_set_up)
+    case("... then the same train command", "train", "--model", "m2", "--out", "run", *TINY, setup=half_set_up)
+
+    def lost_best(work: Path) -> None:
+        assert cli("train", "--model", "m2", "--out", "run", "--select", "best-validation", *TINY, cwd=work)[0] == 0
+        for name in ("best.pt", "final.pt", "final.json"):
+            (work / "run" / name).unlink()
+
+    case("best-validation run with best.pt lost at the end, then --resume", "train", "--resume", "--out", "run",
+         "--no-progress", setup=lost_best)
+    for what, damage in (("without 'model'", lambda s: s.pop("model")), ("with epoch -100", lambda s: s.update(epoch=-100))):
+        def damaged(work: Path, damage=damage) -> None:
+            stopped(work)
+            state = torch.load(work / "run" / "last.pt", weights_only=True)
+            damage(state)
+            torch.save(state, work / "run" / "last.pt")
+
+        case(f"last.pt {what}, then --resume", "train", "--resume", "--out", "run", setup=damaged)
+    for seed in ("-1", str(2**40)):
+        case(f"--seed {seed}", "train", "--out", "run", *TINY, "--seed", seed)
+    case("--out is a dangling link", "train", "--out", "run", *TINY,
+         setup=lambda work: (work / "run").symlink_to(work / "gone"))
+    case("--out with spaces, --stop-after 1 (the printed command)", "train", "--model", "m2", "--out", "sp ace/run 1",
+         "--stop-after", "1", *TINY)
+    case("evaluate --dataset that does not exist", "evaluate", "base", "--dataset", "elsewhere.npz")
+    case("a text file as data", "train", "--dataset", "notes.npz", "--out", "run", *TINY,
+         setup=lambda work: (work / "notes.npz").write_text("some text\n"))
+
+    def unsigned(work: Path) -> None:
+        y = digits.y_train.astype(np.uint64)
+        y[0] = np.uint64(2**64 - 1)
+        np.savez(work / "u.npz", x=digits.x_train, y=y)
+
+    case("uint64 labels with 2**64 - 1", "train", "--dataset", "u.npz", "--out", "run", *TINY, setup=unsigned)
+    case("final.pt of torch's legacy format calling eval", "evaluate", "base",
+         setup=lambda work: torch.save({"w": eval}, work / "base" / "final.pt", _use_new_zipfile_serialization=False))
+    for flag in ("--seeds", "--epochs"):
+        case(f"reproduce {flag} -1", "reproduce", "zoo-digits-sus", "--smoke", "--out", "sweep", flag, "-1",
+             check=lambda work: " [no job written]" if not (work / "sweep").exists() else " [JOBS WRITTEN]")
+    case("a diverging run in --out a/b/run", "train", "--model", "m2", "--out", "a/b/run", *TINY, "--lr", "1e12",
+         check=lambda work: " [no folder left]" if not (work / "a").exists() else " [FOLDERS LEFT]")
+    case("mapping.json edited to class 999999", "predict", "base", "new.npz",
+         setup=lambda work: edit_json(work / "base" / "mapping.json",
+                                      lambda m: m["slot_to_class"].__setitem__(-1, 999999)))
+    case("run.json edited to n_extra -3", "evaluate", "base",
+         setup=lambda work: edit_json(work / "base" / "run.json", lambda info: info["split"].update(n_extra=-3)))
+
+    def active_unknown(work: Path) -> None:
+        (work / "active").mkdir()
+        (work / "active" / "active.json").write_text('{"config": {"colour": 1}}')
+
+    case("active.json with an unknown key", "active", "--resume", "--out", "active", setup=active_unknown)
 
 
 if __name__ == "__main__":
