@@ -1,17 +1,17 @@
 """One training loop for every model: labelled + unlabelled batches in one Adam step, cosine
-learning-rate decay, gradient value clipping, dynamic binarisation, per-epoch JSONL metrics,
-atomic checkpoints and exact resume."""
+learning-rate decay, gradient value clipping, dynamic binarisation, exact resume. The loop is short
+(:class:`TrainingLoop`); metrics, model selection, early stopping, logging and checkpoints are
+callbacks (:mod:`pyro_sus.callbacks`)."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import random
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,18 +20,17 @@ import numpy as np
 import pyro
 import torch
 from pyro.infer import traceenum_elbo
-from tqdm.auto import tqdm
 
 from ._fields import check_field_types
 from .data import MAX_SEED
-from .io import CheckpointError, RunFileError, atomic_torch_save, atomic_write_text, load_checkpoint
-from .metrics import honest_mapping, majority_mapping
+from .io import CheckpointError, RunFileError, load_checkpoint
+from .callbacks import BestValidation, Callback, Checkpoint, EpochMonitor, ProgressBar, TensorBoardLog, monitor_batch
 from .models.base import Batch, as_batch
 from .nn import PRECISIONS, network_precision
 from .tracing import TracedLoss
 
-__all__ = ["TrainConfig", "TrainStep", "TrainingData", "TrainingDiverged", "SELECTIONS", "resolve_device", "train",
-           "seed_everything"]
+__all__ = ["TrainConfig", "TrainStep", "TrainingData", "TrainingDiverged", "TrainingLoop", "SELECTIONS",
+           "resolve_device", "train", "seed_everything"]
 
 #: Which epoch's model a run hands back (``TrainConfig.select``).
 SELECTIONS = ("final", "best-validation")
@@ -445,147 +444,159 @@ def _epoch_batches(n: int, n_steps: int, batch_size: int, generator: torch.Gener
     return order[: n_steps * batch_size].view(n_steps, batch_size)
 
 
-#: Points of each training set the per-epoch loss terms are measured on.
-MONITOR_POINTS = 1000
+class TrainingLoop:
+    """The trainer: a short loop over epochs and steps, everything else in callbacks
+    (:mod:`pyro_sus.callbacks`). Build it, optionally :meth:`resume`, then :meth:`run`."""
 
-
-def _monitor_batch(data: TrainingData, binarize: bool, seed: int, labelled_scale: float) -> Batch:
-    """A fixed sample of the training data (at most MONITOR_POINTS of each set, one fixed Bernoulli
-    draw when training binarises), drawn from its own generator: the training's random streams are
-    not touched, so every epoch's terms are measured on the same points."""
-    generator = torch.Generator().manual_seed(seed)
-
-    def sample(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.randperm(len(x), generator=generator)[:MONITOR_POINTS].to(x.device)
-        return x[idx], idx
-
-    def binarized(x: torch.Tensor | None) -> torch.Tensor | None:
-        if x is None or not binarize:
-            return x
-        return torch.bernoulli(x.cpu(), generator=generator).to(x.device)
-
-    x_u = x_l = y_l = w_l = None
-    if len(data.x_unlabelled):
-        x_u, _ = sample(data.x_unlabelled)
-    if len(data.x_labelled):
-        x_l, idx = sample(data.x_labelled)
-        y_l = data.y_labelled[idx]
-        w_l = data.w_labelled[idx] if data.w_labelled is not None else None
-    return Batch(binarized(x_u), binarized(x_l), y_l, w_l, labelled_scale)
-
-
-def _loss_terms(model, batch: Batch) -> dict[str, float]:
-    """The model's loss terms on the monitor batch (``loss_<term>`` keys), drawn from a fixed seed
-    inside a forked random stream, with the model's buffers put back (BatchNorm statistics)."""
-    devices = [t.device for t in (batch.x_unlabelled, batch.x_labelled) if t is not None and t.device.type == "cuda"]
-    buffers = [(b, b.clone()) for b in model.buffers()]
-    with torch.random.fork_rng(devices=devices[:1]), pyro.validation_enabled(False):
-        torch.manual_seed(0)
-        terms = model.loss_terms(batch)
-    with torch.no_grad():
-        for buffer, before in buffers:
-            buffer.copy_(before)
-    return {f"loss_{name}": float(value) for name, value in sorted(terms.items())}
-
-
-def _tensorboard_writer(run_dir: Path):
-    """A TensorBoard writer into ``RUN/tensorboard``; a clear error when tensorboard is not installed."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise ValueError("tensorboard logging needs the tensorboard package: pip install 'pyro_sus[tensorboard]'") from None
-    return SummaryWriter(str(run_dir / "tensorboard"))
-
-
-def _validation_metrics(model, data: TrainingData) -> dict[str, float]:
-    if len(data.x_val) == 0 or not (data.y_val >= 0).any():
-        return {}
-    model.eval()
-    slots = model.predict_proba(data.x_val).argmax(-1).cpu().numpy()
-    model.train()
-    labelled = data.y_val >= 0
-    slots, labels = slots[labelled], data.y_val[labelled]
-    # Progress signal only: extra slots mapped on the validation set itself (paper protocol).
-    mapping = majority_mapping(slots, labels, model.config.n_slots)
-    correct = mapping[slots] == labels
-    record = {"val_cluster_accuracy": float(correct.mean()), "val_slots_used": int(len(np.unique(slots)))}
-    if data.known_classes is not None:
-        # Honest: known slots keep their classes, extra slots their validation majority.
-        record["val_accuracy"] = float((honest_mapping(data.known_classes, model.config.n_slots, slots, labels)[slots]
-                                        == labels).mean())
-        # A model that collapses onto the known classes shows it here: novel accuracy falls and
-        # the extra slots empty.
-        known = np.isin(labels, data.known_classes)
-        record["val_extra_slots_used"] = int(len(np.unique(slots[slots >= len(data.known_classes)])))
-        for name, part in (("val_known_accuracy", known), ("val_novel_accuracy", ~known)):
-            if part.any():
-                record[name] = float(correct[part].mean())
-    return record
-
-
-def _latent_prior_spread(model, data: TrainingData) -> dict[str, float]:
-    """The mean sd of a learned p(z|y) over the known slots and over the extra slots. GM-DGM's
-    collapse at batch 4 (docs/RESULTS.md, issue 24) shows here, the known slots widening far past the
-    extra ones, in the same epochs as the extra slots empty."""
-    sd = model.latent_prior_sd() if data.known_classes is not None else None
-    if sd is None:
-        return {}
-    n_known = len(data.known_classes)
-    parts = (("prior_z_sd_known", sd[:n_known]), ("prior_z_sd_extra", sd[n_known:]))
-    return {name: float(part.mean()) for name, part in parts if len(part)}
-
-
-class _BestValidation:
-    """The epoch with the best validation accuracy so far and its weights (``best.pt`` in a run folder,
-    else kept in memory), for ``select="best-validation"``; its bookkeeping travels in ``last.pt``."""
-
-    def __init__(self, model: torch.nn.Module, run_dir: Path | None, saved: dict[str, Any] | None = None) -> None:
-        self.model, self.run_dir = model, run_dir
-        saved = saved or {}
-        self.score, self.epoch, self.since = saved.get("score"), saved.get("epoch"), saved.get("since", 0)
-        self._weights: dict[str, torch.Tensor] | None = None
-
-    def update(self, record: dict[str, Any]) -> None:
-        """Keep this epoch's weights if its validation accuracy beats every earlier one's."""
-        score = record.get("val_accuracy", record.get("val_cluster_accuracy"))
-        if self.score is None or score > self.score:
-            self.score, self.epoch, self.since = score, record["epoch"], 0
-            if self.run_dir is not None:
-                atomic_torch_save(self.model.state_dict(), self.run_dir / "best.pt")
-            else:
-                self._weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+    def __init__(self, model: torch.nn.Module, data: TrainingData, config: TrainConfig,
+                 run_dir: str | Path | None = None, progress: bool = True, stop_after: int | None = None,
+                 run_record: dict[str, Any] | None = None, callbacks: Sequence[Callback] = ()) -> None:
+        self.config, self.run_record = config, run_record
+        self.device = resolve_device(config.device)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        seed_everything(config.seed)
+        self.model = model.to(self.device)
+        self.data = data.to(self.device)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
+                                          betas=(config.adam_beta1, 0.999))
+        if config.lr_schedule == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs)
         else:
-            self.since += 1
-        record["selected_epoch"] = self.epoch
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda epoch: 1.0)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(config.seed)
+        self.history: list[dict[str, Any]] = []
+        self.start_epoch = self.epoch = 0
+        self.stop_after = stop_after
+        self.should_stop = False
+        n_unlabelled, n_labelled = len(self.data.x_unlabelled), len(self.data.x_labelled)
+        if n_unlabelled + n_labelled == 0:
+            raise ValueError("no training data: both the labelled and the unlabelled sets are empty")
+        has_labelled_validation = len(self.data.x_val) > 0 and (np.asarray(self.data.y_val) >= 0).any()
+        if config.select == "best-validation" and not has_labelled_validation:
+            raise ValueError("select='best-validation' needs a validation split with labels (validation_fraction > 0)")
+        # An epoch is one pass over the unlabelled set (Willetts); labelled batches cycle alongside.
+        self.n_steps = math.ceil((n_unlabelled or n_labelled) / config.batch_size)
+        self.labelled_scale = config.labelled_factor(n_labelled, n_unlabelled)
+        # Inputs of a Bernoulli likelihood (or of a model without one, e.g. the labelled-only classifier,
+        # which reads the same pixels as the others) are binarised afresh every step.
+        self.binarize = config.binarize and model.likelihood_family in ("bernoulli", None)
+        self.train_step = TrainStep(model, self.optimizer, config, self.device)
+        self.callbacks = self._callbacks(progress, callbacks)
 
-    def state(self) -> dict[str, Any]:
-        return {"score": self.score, "epoch": self.epoch, "since": self.since}
+    def _callbacks(self, progress: bool, extra: Sequence[Callback]) -> list[Callback]:
+        """The trainer's behaviour, in the order it runs after each epoch: the monitor, the selection,
+        logging, the caller's own callbacks (``extra``), and the files last, so they hold the rest."""
+        config = self.config
+        callbacks: list[Callback] = [EpochMonitor(monitor_batch(self.data, self.binarize, config.seed,
+                                                                self.labelled_scale))]
+        if config.select == "best-validation":
+            callbacks.append(BestValidation(config.patience))
+        if config.tensorboard and self.run_dir is not None:
+            callbacks.append(TensorBoardLog(self.run_dir))
+        callbacks.append(ProgressBar(progress))
+        callbacks.extend(extra)
+        if self.run_dir is not None:
+            callbacks.append(Checkpoint(self.run_dir, config.checkpoint_every))
+        return callbacks
 
-    def lost_weights(self) -> bool:
-        """Whether an epoch was chosen but its weights (``best.pt``) are gone."""
-        return self.epoch is not None and self.run_dir is not None and not (self.run_dir / "best.pt").is_file()
+    @property
+    def last_epoch(self) -> int:
+        """The epoch this session ends at: the run's last, ``stop_after``, or now if patience ended the run."""
+        if self.history and self.history[-1].get("stopped_early"):
+            return self.start_epoch
+        return self.config.epochs if self.stop_after is None else min(self.stop_after, self.config.epochs)
 
-    def forget(self) -> None:
-        """Choose afresh from the next epoch on."""
-        self.score, self.epoch, self.since = None, None, 0
+    @property
+    def finished(self) -> bool:
+        """Whether the run is over: all its epochs done, or stopped early."""
+        return bool(self.history) and (self.history[-1]["epoch"] >= self.config.epochs
+                                       or bool(self.history[-1].get("stopped_early")))
 
-    def choose_current(self, record: dict[str, Any]) -> None:
-        """Take the model as it is now (the epoch of ``record``) as the chosen one."""
-        self.score, self.epoch, self.since = record.get("val_accuracy", record.get("val_cluster_accuracy")), \
-            record["epoch"], 0
-        self._weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        record["selected_epoch"] = self.epoch
+    def state_dict(self) -> dict[str, Any]:
+        """Everything ``last.pt`` holds: weights, optimizer, schedule, history, random streams, the
+        options trained with, and each callback's state."""
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "history": self.history,
+                 "rng": _rng_state(self.generator), "train_config": dataclasses.asdict(self.config),
+                 "device": self.device.type}
+        if self.run_record is not None:
+            state["run_record"] = self.run_record
+        for callback in self.callbacks:
+            if callback.state_key is not None:
+                state[callback.state_key] = callback.state()
+        return state
 
-    def restore(self) -> None:
-        """Load the best epoch's weights into the model."""
-        weights = self._weights if self._weights is not None else load_checkpoint(
-            self.run_dir / "best.pt", map_location=next(self.model.parameters()).device)
-        self.model.load_state_dict(weights)
+    def resume(self) -> None:
+        """Continue from ``RUN/last.pt`` exactly (the same parameters as an uninterrupted run), after
+        checking it is this run's checkpoint, trained with the options given now."""
+        if self.run_dir is None:
+            raise ValueError("resume=True needs run_dir")
+        path = self.run_dir / "last.pt"
+        state = load_checkpoint(path, map_location=self.device)
+        _check_resumable(state, path, self.config, self.run_record)
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:
+            raise CheckpointError(f"{path} does not hold this run's training state ({_first_line(err)}); it is not a "
+                                  f"pyro_sus checkpoint of this run: restore it, or delete it to start the run over"
+                                  ) from None
+        self.history, self.start_epoch = state["history"], state["epoch"]
+        self.epoch = self.start_epoch
+        for note in _set_rng_state(state["rng"], self.generator, state.get("device"), self.device, self.start_epoch,
+                                   self.config.seed, path):
+            warnings.warn(note, UserWarning, stacklevel=3)
+        for callback in self.callbacks:
+            if callback.state_key is not None:
+                callback.load_state(self, state.get(callback.state_key))
+
+    def run(self) -> list[dict[str, Any]]:
+        """Train up to :attr:`last_epoch`; returns the history of every epoch so far."""
+        self.model.train()
+        for callback in self.callbacks:
+            callback.on_train_start(self)
+        for epoch in range(self.start_epoch, self.last_epoch):
+            self.history.append(self._epoch(epoch))
+            self.epoch = epoch + 1
+            for callback in self.callbacks:
+                callback.on_epoch_end(self, self.history[-1])
+            if self.should_stop:
+                break
+        for callback in self.callbacks:
+            callback.on_train_end(self)
+        return self.history
+
+    def _epoch(self, epoch: int) -> dict[str, Any]:
+        """One pass over the data (0-based ``epoch``): its steps, the schedule's step, its record."""
+        started = time.perf_counter()
+        loss_sum = torch.zeros((), device=self.device)
+        self.train_step.new_epoch()
+        batches = self.data.epoch_batches(self.n_steps, self.config.batch_size, self.generator, self.binarize,
+                                          self.labelled_scale)
+        for step, batch in enumerate(batches):
+            try:
+                loss_sum += self.train_step(step, epoch * self.n_steps + step, batch)
+            except _NonFinite:
+                raise self._diverged(epoch) from None
+        if self.train_step.watch.diverged():  # every epoch ends with a check, before anything is saved
+            raise self._diverged(epoch)
+        self.scheduler.step()
+        return {"epoch": epoch + 1, "loss": float(loss_sum) / self.n_steps,
+                "lr": self.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
+
+    def _diverged(self, epoch: int) -> TrainingDiverged:
+        for callback in self.callbacks:
+            callback.on_diverged(self, epoch)
+        watch = self.train_step.watch
+        return TrainingDiverged.at(float(watch.loss), epoch + 1, int(watch.step) + 1,
+                                   self.run_dir / "last_good.pt" if self.run_dir is not None else None)
 
 
 def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_dir: str | Path | None = None,
           resume: bool = False, progress: bool = True, stop_after: int | None = None,
-          run_record: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+          run_record: dict[str, Any] | None = None, callbacks: Sequence[Callback] = ()) -> list[dict[str, Any]]:
     """Fit ``model`` (a zoo model: its ``loss`` and ``before_step``) and return the per-epoch history.
 
     With ``run_dir``: ``last.pt`` (full training state) every ``checkpoint_every`` epochs and at the
@@ -599,138 +610,12 @@ def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_d
 
     ``last.pt`` keeps the options it was trained with (``config`` and ``run_record``, what the run
     computes); a resume whose options differ is refused, naming the field, since training on would
-    half-apply them. Only the device may change on resume.
+    half-apply them. Only the device may change on resume. The loop and its callbacks:
+    :class:`TrainingLoop`, :mod:`pyro_sus.callbacks`; ``callbacks`` adds your own
+    (:class:`pyro_sus.callbacks.Callback`), run after the built-in ones and before the files are written.
     """
-    device = resolve_device(config.device)
-    run_dir = Path(run_dir) if run_dir is not None else None
-    seed_everything(config.seed)
-    model.to(device)
-    data = data.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=(config.adam_beta1, 0.999))
-    if config.lr_schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    else:
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(config.seed)
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    selection = None
-    if config.select == "best-validation":
-        if len(data.x_val) == 0 or not (np.asarray(data.y_val) >= 0).any():
-            raise ValueError("select='best-validation' needs a validation split with labels (validation_fraction > 0)")
-        selection = _BestValidation(model, run_dir)
-    notes: list[str] = []
+    loop = TrainingLoop(model, data, config, run_dir, progress=progress, stop_after=stop_after,
+                        run_record=run_record, callbacks=callbacks)
     if resume:
-        if run_dir is None:
-            raise ValueError("resume=True needs run_dir")
-        path = run_dir / "last.pt"
-        state = load_checkpoint(path, map_location=device)
-        _check_resumable(state, path, config, run_record)
-        try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:
-            raise CheckpointError(f"{path} does not hold this run's training state ({_first_line(err)}); it is not a "
-                                  f"pyro_sus checkpoint of this run: restore it, or delete it to start the run over"
-                                  ) from None
-        history, start_epoch = state["history"], state["epoch"]
-        notes += _set_rng_state(state["rng"], generator, state.get("device"), device, start_epoch, config.seed, path)
-        if selection is not None:
-            selection = _BestValidation(model, run_dir, state.get("best_validation"))
-            if selection.lost_weights():
-                if start_epoch < config.epochs and not history[-1].get("stopped_early"):
-                    notes.append(f"best.pt (the weights of epoch {selection.epoch}, the best on validation so far) "
-                                 f"is missing; the selection starts again from epoch {start_epoch + 1}")
-                selection.forget()
-    for note in notes:
-        warnings.warn(note, UserWarning, stacklevel=2)
-
-    def save_state(epoch: int) -> None:
-        atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                           "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history,
-                           "rng": _rng_state(generator), "train_config": dataclasses.asdict(config),
-                           "device": device.type,
-                           **({"run_record": run_record} if run_record is not None else {}),
-                           **({"best_validation": selection.state()} if selection is not None else {})},
-                          run_dir / "last.pt")
-
-    n_unlabelled, n_labelled = len(data.x_unlabelled), len(data.x_labelled)
-    if n_unlabelled + n_labelled == 0:
-        raise ValueError("no training data: both the labelled and the unlabelled sets are empty")
-    # An epoch is one pass over the unlabelled set (Willetts); labelled batches cycle alongside.
-    n_steps = math.ceil((n_unlabelled or n_labelled) / config.batch_size)
-    labelled_scale = config.labelled_factor(n_labelled, n_unlabelled)
-    # Inputs of a Bernoulli likelihood (or of a model without one, e.g. the labelled-only classifier,
-    # which reads the same pixels as the others) are binarised afresh every step.
-    binarize = config.binarize and model.likelihood_family in ("bernoulli", None)
-    train_step = TrainStep(model, optimizer, config, device)
-    monitor = _monitor_batch(data, binarize, config.seed, labelled_scale)
-    board = _tensorboard_writer(run_dir) if config.tensorboard and run_dir is not None else None
-
-    def diverged(epoch: int) -> TrainingDiverged:
-        watch = train_step.watch
-        if run_dir is not None:
-            atomic_torch_save({"model": watch.state_before(), "epoch": epoch, "step": int(watch.step) + 1},
-                              run_dir / "last_good.pt")
-        return TrainingDiverged.at(float(watch.loss), epoch + 1, int(watch.step) + 1,
-                                   run_dir / "last_good.pt" if run_dir is not None else None)
-
-    model.train()
-    last_epoch = config.epochs if stop_after is None else min(stop_after, config.epochs)
-    if history and history[-1].get("stopped_early"):  # resumed after patience ended it: nothing left to do
-        last_epoch = start_epoch
-    finished = bool(history) and (start_epoch >= config.epochs or history[-1].get("stopped_early", False))
-    if selection is not None and selection.epoch is None and finished:
-        # best.pt was lost and no epoch is left to choose again: hand back the last epoch's weights, and say so.
-        selection.choose_current(history[-1])
-        history[-1]["selection_note"] = (f"best.pt was missing when the run finished: the weights handed back are "
-                                         f"epoch {history[-1]['epoch']}'s (the last), not the best on validation")
-        warnings.warn(history[-1]["selection_note"], UserWarning, stacklevel=2)
-    bar = tqdm(range(start_epoch, last_epoch), initial=start_epoch, total=config.epochs,
-               desc="training", unit="epoch", disable=not progress)
-    for epoch in bar:
-        started = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        train_step.new_epoch()
-        for step, batch in enumerate(data.epoch_batches(n_steps, config.batch_size, generator, binarize,
-                                                        labelled_scale)):
-            try:
-                loss_sum += train_step(step, epoch * n_steps + step, batch)
-            except _NonFinite:
-                raise diverged(epoch) from None
-        if train_step.watch.diverged():  # every epoch ends with a check, before anything is saved
-            raise diverged(epoch)
-        scheduler.step()
-        record = {"epoch": epoch + 1, "loss": float(loss_sum) / n_steps,
-                  "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
-        record.update(_loss_terms(model, monitor))
-        record.update(_validation_metrics(model, data))
-        record.update(_latent_prior_spread(model, data))
-        if selection is not None:
-            selection.update(record)
-            if config.patience is not None and selection.since >= config.patience:
-                record["stopped_early"] = True
-        history.append(record)
-        if board is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
-                    board.add_scalar(key, value, record["epoch"])
-            board.flush()
-        bar.set_postfix(loss=f"{record['loss']:.2f}", **({"val_acc": f"{record['val_cluster_accuracy']:.3f}"}
-                                                          if "val_cluster_accuracy" in record else {}))
-        stopping = record.get("stopped_early", False)
-        if run_dir is not None:
-            atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-            if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == last_epoch or stopping:
-                save_state(epoch + 1)
-        if stopping:
-            bar.close()
-            break
-    if board is not None:
-        board.close()
-    if selection is not None and history and (history[-1]["epoch"] == config.epochs
-                                               or history[-1].get("stopped_early")):
-        selection.restore()  # the run is over: hand back the selected epoch's model
-    return history
+        loop.resume()
+    return loop.run()

@@ -270,7 +270,7 @@ def test_epoch_records_split_validation_accuracy_into_known_and_novel_and_count_
     """Slots 0-1 are classes 0 and 5; slots 2-4 are extra. Paper-protocol mapping on validation:
     slot 0 -> 0, slot 1 -> 5 (majority), slot 2 -> 7, slot 3 -> 8, slot 4 unused."""
     from types import SimpleNamespace
-    from pyro_sus.train import _validation_metrics
+    from pyro_sus.callbacks import validation_metrics as _validation_metrics
 
     slots = torch.tensor([0, 0, 1, 1, 1, 2, 2, 3, 0])
     labels = np.array([0, 0, 5, 5, 7, 7, 7, 8, 8])
@@ -310,7 +310,7 @@ def test_epoch_records_the_spread_of_a_learned_latent_prior_over_known_and_extra
         mean = (w * prior.loc).sum(1)
         variance = (w * ((2 * prior.log_scale).exp() + prior.loc ** 2)).sum(1) - mean ** 2
     sd = variance.mean(-1).sqrt().detach()
-    from pyro_sus.train import _latent_prior_spread
+    from pyro_sus.callbacks import latent_prior_spread as _latent_prior_spread
     record = _latent_prior_spread(model, data)
     assert record["prior_z_sd_known"] == pytest.approx(float(sd[:2].mean()), rel=1e-5)
     assert record["prior_z_sd_extra"] == pytest.approx(float(sd[2:].mean()), rel=1e-5)
@@ -367,10 +367,10 @@ def test_precision_options_are_checked():
 
 def scripted_validation(monkeypatch, scores):
     """Make each epoch's validation accuracy the next of ``scores`` (the model's own is beside the point here)."""
-    import pyro_sus.train as trainer
+    import pyro_sus.callbacks as callbacks
 
     left = list(scores)
-    monkeypatch.setattr(trainer, "_validation_metrics", lambda model, data: {"val_accuracy": left.pop(0)})
+    monkeypatch.setattr(callbacks, "validation_metrics", lambda model, data: {"val_accuracy": left.pop(0)})
 
 
 def test_best_validation_hands_back_the_best_epochs_model_and_patience_stops(tmp_path, monkeypatch):
@@ -427,7 +427,7 @@ def test_selection_options_are_checked():
 def test_epoch_records_carry_the_named_loss_terms_on_a_fixed_sample():
     """Each epoch's record splits the loss by term on one fixed sample of the training data, measured
     from a fixed seed: measuring again after training gives the last record's numbers."""
-    from pyro_sus.train import _loss_terms, _monitor_batch
+    from pyro_sus.callbacks import monitor_batch as _monitor_batch, monitored_loss_terms as _loss_terms
 
     model, data = toy_model(), toy_data()
     history = train(model, data, config(epochs=2), progress=False)
@@ -450,3 +450,32 @@ def test_tensorboard_gets_every_number_of_each_epochs_record(tmp_path):
     losses = events.Scalars("loss")
     assert [e.step for e in losses] == [1, 2]
     assert [e.value for e in losses] == pytest.approx([r["loss"] for r in history], rel=1e-6)
+
+
+def test_a_callback_of_your_own_sees_every_epoch_and_its_numbers_reach_the_files(tmp_path):
+    """The trainer is a loop plus callbacks: one of the caller's runs at the session's start, after
+    each epoch (its additions land in metrics.jsonl and last.pt's history) and at the end."""
+    from pyro_sus.callbacks import Callback
+
+    class DecoderNorm(Callback):
+        def __init__(self):
+            self.calls = []
+
+        def on_train_start(self, loop):
+            self.calls.append(("start", loop.start_epoch))
+
+        def on_epoch_end(self, loop, record):
+            record["decoder_norm"] = float(loop.model.decoder[0].weight.norm())
+            self.calls.append(("epoch", record["epoch"]))
+
+        def on_train_end(self, loop):
+            self.calls.append(("end", loop.epoch))
+
+    watcher = DecoderNorm()
+    model = toy_model()
+    history = train(model, toy_data(), config(), tmp_path / "run", progress=False, stop_after=3, callbacks=[watcher])
+    assert watcher.calls == [("start", 0), ("epoch", 1), ("epoch", 2), ("epoch", 3), ("end", 3)]
+    logged = [json.loads(line)["decoder_norm"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert logged == [r["decoder_norm"] for r in history] and len(set(logged)) == 3
+    assert logged[-1] == pytest.approx(float(model.decoder[0].weight.norm()))
+    assert [r["decoder_norm"] for r in load_checkpoint(tmp_path / "run" / "last.pt")["history"]] == logged
