@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import matplotlib.pyplot as plt
 import pytest
 
 from pyro_sus.cli import main
@@ -66,8 +67,11 @@ def test_report_command_writes_the_report_of_a_trained_run(tmp_path, capsys):
     assert report["summary"]["hidden_classes"] == [7, 8, 9]
     assert sum(r["validation_size"] for r in report["slots"]) == json.loads((out / "results.json").read_text())[
         "validation"]["n"]
-    for name in ("report.md", "slot_counts.png", "discovered.png"):
-        assert (out / name).stat().st_size > 0
+    markdown = (out / "report.md").read_text()
+    assert all(f"| {slot} |" in markdown for slot in range(11))  # a row per slot
+    for name in ("slot_counts.png", "discovered.png"):
+        image = plt.imread(out / name)
+        assert image.shape[0] > 50 and image.shape[1] > 200 and image[..., :3].std() > 0.05, name  # drawn
 
 
 def test_flag_unknown_marks_points_below_the_validation_quantile_and_unseen_classes_get_an_auroc(tmp_path, capsys):

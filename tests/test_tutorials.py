@@ -1,12 +1,14 @@
 """Every tutorial notebook runs top to bottom with tiny settings (CI set in its environment)."""
 
+import json
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-TUTORIALS = sorted((Path(__file__).parents[1] / "tutorials").glob("*.ipynb"))
+ROOT = Path(__file__).parents[1]
+TUTORIALS = sorted((ROOT / "tutorials").glob("*.ipynb"))
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.name for p in TUTORIALS])
@@ -15,11 +17,23 @@ def test_tutorial_runs(path, tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    errors = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
-              if o.get("output_type") == "error"]
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert all(cell.execution_count is not None for cell in code)  # every cell ran, in order
+    errors = [o for cell in code for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
-    assert (tmp_path / "runs").is_dir()  # it really trained and wrote its run folders
+    # It really trained: every run folder it started holds a finished, evaluated run (or an active
+    # loop's rounds), with numbers in it.
+    started = [p.parent for p in (tmp_path / "runs").rglob("run.json")] + \
+        [p.parent for p in (tmp_path / "runs").rglob("active.json")]
+    assert started, "the notebook wrote no run folder"
+    for folder in started:
+        if (folder / "run.json").is_file():
+            results = json.loads((folder / "results.json").read_text())
+            assert results["test"]["n"] > 0 and (folder / "final.pt").is_file(), folder
+        else:
+            assert json.loads((folder / "rounds.json").read_text()), folder
 
 
-def test_there_is_a_quickstart():
-    assert any(p.name.startswith("01_") for p in TUTORIALS)
+def test_the_readme_names_every_tutorial():
+    readme = (ROOT / "README.md").read_text()
+    assert TUTORIALS and all(f"tutorials/{path.name}" in readme for path in TUTORIALS)
