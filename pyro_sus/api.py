@@ -208,11 +208,12 @@ def fit(
     device (a run trained on CUDA continues on the CPU). A run folder has one writer at a time: a
     second process training or evaluating it is refused (:class:`pyro_sus.io.RunBusyError`).
     ``stop_after=k`` trains only up to epoch k now (a time-limited session) and returns None: the
-    state is in ``run_dir/last.pt``, to be resumed later. ``prior`` is the class prior p(y) of models that have one: ``"sus"``
-    (``known_mass`` on the known classes), ``"uniform"``, or your own ``class_probs`` (one per slot,
-    known classes first, in ascending class order, then extra slots). ``unseen_classes`` are withheld
-    from training and validation altogether: the test scores cover the other classes, and
-    ``results.json``'s ``open_set`` says how well the fit score separates the unseen ones (AUROC).
+    state is in ``run_dir/last.pt``, to be resumed later. ``prior`` is the class prior p(y) of
+    models that have one: ``"sus"`` (``known_mass`` on the known classes), ``"uniform"``, or your
+    own ``class_probs`` (one per slot, known classes first, in ascending class order, then extra
+    slots). ``unseen_classes`` are withheld from training and validation altogether: the test scores
+    cover the other classes, and ``results.json``'s ``open_set`` says how well the fit score
+    separates the unseen ones (AUROC).
 
     Every option and the data are checked before anything is written; a fresh run that fails before
     its first checkpoint removes what it wrote, so the corrected call can use the same ``run_dir``.

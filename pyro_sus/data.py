@@ -490,10 +490,10 @@ def make_split(
         raise DataError(f"every class of the data ({present.tolist()}) is unseen (withheld from training): nothing is "
                         f"left to train on; withhold fewer classes")
     present = np.setdiff1d(present, unseen)
-    if len(present) < 2:
-        raise DataError(f"the training data has {len(present)} class{'' if len(present) == 1 else 'es'} "
-                        f"{present.tolist()}: every point would belong to it and every score would be 1.0 by "
-                        f"construction. Semi-unsupervised learning needs at least two classes in the data.")
+    if len(present) == 1:  # (none at all is clustering of unlabelled data: nothing is scored, nothing trivial)
+        raise DataError(f"the training data has 1 class {present.tolist()}: every labelled point belongs to it and "
+                        f"every score would be 1.0 by construction. Semi-unsupervised learning needs at least two "
+                        f"classes in the data.")
     if labels_per_class is not None and labelled_fraction is not None:
         raise DataError("give labels_per_class or labelled_fraction, not both")
     if labels_per_class is not None and labels_per_class < 1:

@@ -451,3 +451,11 @@ def test_negative_extra_slots_in_run_json_are_refused(run_copy, capsys):
     _edit_json(run_copy / "run.json", lambda info: info["split"].update(n_extra=-3))
     assert main(["evaluate", str(run_copy)]) == 2
     assert "n_extra" in error_output(capsys)
+
+
+def test_data_without_any_label_still_clusters():
+    """Only one labelled class is refused: data with no label at all is clustering, which is allowed."""
+    from pyro_sus.data import make_split
+
+    split = make_split(np.full(50, -1), n_extra=3, seed=0)
+    assert split.regime == "unsupervised" and split.n_slots == 3 and len(split.unlabelled_idx) == 45

@@ -478,7 +478,8 @@ def test_a_callback_of_your_own_sees_every_epoch_and_its_numbers_reach_the_files
     model = toy_model()
     history = train(model, toy_data(), config(), tmp_path / "run", progress=False, stop_after=3, callbacks=[watcher])
     assert watcher.calls == [("start", 0), ("epoch", 1), ("epoch", 2), ("epoch", 3), ("end", 3)]
-    logged = [json.loads(line)["decoder_norm"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    logged = [json.loads(line)["decoder_norm"] for line in lines]
     assert logged == [r["decoder_norm"] for r in history] and len(set(logged)) == 3
     assert logged[-1] == pytest.approx(float(model.decoder[0].weight.norm()))
     assert [r["decoder_norm"] for r in load_checkpoint(tmp_path / "run" / "last.pt")["history"]] == logged
