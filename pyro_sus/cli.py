@@ -249,7 +249,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     train_options.update(clip_value=args.clip_value or None, binarize=not args.no_binarize)  # 0 disables clipping
     if args.resume:
         # The device may change on resume (a run trained on a GPU continues on the CPU); only when given.
-        device = args.device if "--device" in args.given_flags else None
+        device = args.given.get("device")
         run = fit(run_dir=args.out, dataset=args.dataset, data_dir=args.data_dir, resume=True, device=device,
                   stop_after=args.stop_after, progress=not args.no_progress)
         return _report_train(run, args)
@@ -503,9 +503,9 @@ def _given_train_options(argv: Sequence[str]) -> dict[str, object]:
     return {key: value for key, value in given.items() if key not in ("command", "plugin")}
 
 
-def _check_resume_options(argv: Sequence[str], out: str) -> None:
+def _check_resume_options(given: dict[str, object], out: str) -> None:
     """``--resume`` ignores no option silently: one that would change the saved run is an error."""
-    ignored = {key: value for key, value in _given_train_options(argv).items() if key not in RESUME_OPTIONS}
+    ignored = {key: value for key, value in given.items() if key not in RESUME_OPTIONS}
     if not ignored:
         return
     flags = ", ".join(f"--{key.replace('_', '-')}" for key in sorted(ignored))
@@ -542,7 +542,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    args.given_flags = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
+    # The options given on the command line (not defaults), for train: --resume takes only a few.
+    args.given = _given_train_options(argv) if args.command == "train" else {}
     from .allocator import retain_freed_memory
     from .data import DataError
     from .io import CheckpointError, RunBusyError, RunFileError
@@ -559,7 +560,7 @@ def _main(argv: Sequence[str] | None) -> int:
             for module in args.plugin:
                 importlib.import_module(module)
             if args.command == "train" and args.resume:
-                _check_resume_options(argv, args.out)
+                _check_resume_options(args.given, args.out)
             return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print(f"\npyro-sus {args.command}: {_interrupted(args)}", file=sys.stderr)
