@@ -468,7 +468,7 @@ def test_a_callback_of_your_own_sees_every_epoch_and_its_numbers_reach_the_files
             self.calls.append(("start", loop.start_epoch))
 
         def on_epoch_end(self, loop, record):
-            record["decoder_norm"] = float(loop.model.decoder[0].weight.norm())
+            record["decoder_norm"] = float(loop.model.decoder[0].weight.detach().norm())
             self.calls.append(("epoch", record["epoch"]))
 
         def on_train_end(self, loop):
@@ -481,5 +481,5 @@ def test_a_callback_of_your_own_sees_every_epoch_and_its_numbers_reach_the_files
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     logged = [json.loads(line)["decoder_norm"] for line in lines]
     assert logged == [r["decoder_norm"] for r in history] and len(set(logged)) == 3
-    assert logged[-1] == pytest.approx(float(model.decoder[0].weight.norm()))
+    assert logged[-1] == pytest.approx(float(model.decoder[0].weight.detach().norm()))
     assert [r["decoder_norm"] for r in load_checkpoint(tmp_path / "run" / "last.pt")["history"]] == logged
