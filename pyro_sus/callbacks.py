@@ -171,7 +171,6 @@ class BestValidation(Callback):
         self.epoch: int | None = None
         self.since = 0
         self._weights: dict[str, torch.Tensor] | None = None
-        self._notes: list[str] = []
 
     def state(self) -> dict[str, Any]:
         return {"score": self.score, "epoch": self.epoch, "since": self.since}

@@ -413,12 +413,11 @@ def _check_resumable(state: Any, path: Path, config: TrainConfig, run_record: di
     if not 0 <= epoch <= config.epochs or len(state["history"]) != epoch or \
             not all(isinstance(r, dict) and r.get("epoch") == i + 1 for i, r in enumerate(state["history"])):
         raise refuse(f"epoch {epoch} of a {config.epochs}-epoch run, with {len(state['history'])} epoch records")
-    saved_config = state.get("train_config")
-    if isinstance(saved_config, dict):
-        now = {k: v for k, v in dataclasses.asdict(config).items() if k != "device"}
-        _refuse_changes({k: v for k, v in saved_config.items() if k != "device"}, now, "train", path)
     if run_record is not None and isinstance(state.get("run_record"), dict):
-        _refuse_changes(state["run_record"], run_record, "", path)
+        _refuse_changes(state["run_record"], run_record, "", path)  # its "train" part is the config
+    elif isinstance(state.get("train_config"), dict):  # a caller without a run record, or an older checkpoint
+        now = {k: v for k, v in dataclasses.asdict(config).items() if k != "device"}
+        _refuse_changes({k: v for k, v in state["train_config"].items() if k != "device"}, now, "train", path)
 
 
 def _refuse_changes(saved: Any, now: Any, where: str, path: Path) -> None:
