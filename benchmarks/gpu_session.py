@@ -1,22 +1,26 @@
-"""Issue 5's GPU measurements, one `device` call at a time, carried on from call to call.
+"""The GPU measurements (issues 5 and 37), one `device` call at a time, carried on from call to call.
 
 A session is lent at most 15 minutes of device time and 10 minutes a call, while Willetts Table II
-MNIST SUS in full (M2 and GM-DGM, 4 seeds, 400 epochs: 8 runs at once on the one GPU) needs more.
-So each call trains until its time is nearly up, stops the runs (each keeps its last epoch's
-checkpoint), and brings their state back; the next call, in this session or a later one, carries
-that state and resumes every run where it stopped.
+MNIST SUS in full (M2 and GM-DGM, 4 seeds, 400 epochs) may need more. The runs train as stacks:
+each row's 4 seeds are one stacked model in one process (``reproduce``'s default; ``--no-stack``: 8
+processes time-slicing the GPU). Each call trains until its time is nearly up, stops the runs (each
+keeps its last epoch's checkpoint), and brings their state back; the next call, in this session or
+a later one, carries that state and resumes every run where it stopped.
 
     here:    python benchmarks/gpu_session.py prepare [--state FILES_AT]  # FILES_AT: what the last call brought back
-    device:  python3 benchmarks/gpu_session.py session  # run: carry [".whl", ".gpu-data", ".gpu-state"], timeout_s 600
+    device:  python3 benchmarks/gpu_session.py session  # run: carry [".whl", ".gpu-data", ".gpu-state", ".gpu-bench"], timeout_s 600
 
 ``prepare`` downloads the wheels the device image lacks (pyro-ppl, pyro-api, zuko) to ``.whl``,
-copies MNIST to ``.gpu-data`` and the previous call's ``state-*.tar`` to ``.gpu-state`` (all three
-git-ignored), and checks that what travels fits the call's 64 MiB. ``session`` installs the wheels,
-unpacks the state, runs the CUDA tests and the throughput benchmarks (once: the first call),
-trains, and writes at most 8 files under $OUT: ``progress.txt`` and ``state-K.tar`` (each run's
-folder, the benchmarks' output and logs, ``sessions.json`` with each call's training seconds; at
-most 15 MiB a file). When every run has finished, it also aggregates the Table II section
-(``RESULTS.md`` in the state). ``--smoke --device cpu`` runs every step on the CPU in seconds.
+copies MNIST to ``.gpu-data``, the plain-PyTorch anchor (``../shared/bench/plain_stacked_step.py``)
+to ``.gpu-bench`` and the previous call's ``state-*.tar`` to ``.gpu-state`` (all git-ignored), and
+checks that what travels fits the call's 64 MiB. ``session`` installs the wheels, unpacks the state,
+runs the CUDA tests and the benchmarks (once: the first call; the stacked-step sweep and the anchor
+in the same call), trains, and writes at most 8 files under $OUT: ``progress.txt``, ``records.tar``
+(first, small: every run's light records, run.json, metrics, results, report, and the benchmarks'
+output, so that the results come back even where the weights cannot) and ``state-K.tar`` (what the
+next call needs: unfinished runs with their checkpoints, at most 15 MiB a file). When every run has
+finished, it also aggregates the Table II section (``RESULTS.md`` in the records and the state).
+``--smoke --device cpu`` runs every step on the CPU in seconds.
 """
 
 from __future__ import annotations
@@ -36,12 +40,16 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = "willetts-table2-mnist"
 ROWS = ("M2 SUS", "GM-DGM SUS")
 MAX_FILE_BYTES = 15 * 2**20  # the device brings back files of at most 16 MiB
-MAX_STATE_FILES = 7  # of the 8 files a call brings back; progress.txt is the eighth
+MAX_STATE_FILES = 6  # of the 8 files a call brings back; progress.txt and records.tar are the others
 CARRY_LIMIT_BYTES = 64 * 2**20
 # Files a finished run does not need carried on: its weights (final.pt) and resume state (last.pt).
 LARGE_FINISHED = ("final.pt", "last.pt")
 
-__all__ = ["pack_state", "unpack_state", "run_folders"]
+#: What a run folder's light records are: what the results and their reading need, no weights.
+LIGHT_RECORDS = ("run.json", "metrics.jsonl", "results.json", "report.md", "report.json", "mapping.json",
+                 "open_set.json")
+
+__all__ = ["pack_state", "pack_records", "unpack_state", "run_folders"]
 
 
 def run_folders(work: Path) -> list[Path]:
@@ -104,6 +112,21 @@ def pack_state(work: Path, out: Path, max_bytes: int = MAX_FILE_BYTES, max_files
                 tar.add(file, arcname=str(file.relative_to(work)))
         paths.append(path)
     return paths
+
+
+def pack_records(work: Path, out: Path) -> Path:
+    """``out/records.tar``: every run's light records (:data:`LIGHT_RECORDS`), the benchmarks' output,
+    the logs and the session records, without weights or checkpoints."""
+    runs = run_folders(work)
+    files = [p for r in runs for p in sorted(r.iterdir()) if p.name in LIGHT_RECORDS]
+    files += [p for p in sorted(work.rglob("*")) if p.is_file() and not any(r in p.parents for r in runs)
+              and p.suffix in (".json", ".txt", ".log", ".md", ".jsonl")]
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "records.tar"
+    with tarfile.open(path, "w") as tar:
+        for file in files:
+            tar.add(file, arcname=str(file.relative_to(work)))
+    return path
 
 
 def unpack_state(state_dir: Path, work: Path) -> int:
@@ -174,6 +197,14 @@ def _measure(args: argparse.Namespace, work: Path, env: dict[str, str], deadline
                                       "--out", str(folder / f"paired-{device}-bf16.json"),
                                       *(["--rounds", "1", "--hidden", "16", "16", "--models", "m2"]
                                         if args.smoke else [])],
+        # Issue 37: the stacked step against the number of members, and the plain-PyTorch anchor (stacked
+        # members, the whole step as one CUDA graph) in the same call, on the same GPU.
+        f"stacked-steps-{device}.txt": [py, "benchmarks/stacked_runs.py", "steps", "--device", device,
+                                        "--record", str(folder / f"stacked-steps-{device}.json"),
+                                        *(["--shape", "digits", "--members", "1", "2", "--steps", "2"]
+                                          if args.smoke else ["--shape", "table2", "--members", "1", "4", "8", "32"])],
+        f"plain-stacked-anchor-{device}.txt": [py, str(Path(args.anchor)), "--device", device,
+                                               *(["--steps", "2", "--small"] if args.smoke else ["--steps", "300"])],
         f"plain-pytorch-{device}.txt": [py, "benchmarks/plain_pytorch.py", "--device", device,
                                         "--out", str(folder / f"plain-pytorch-{device}.json"),
                                         *(["--steps", "1", "--check-draws", "2", "--hidden", "16", "16"]
@@ -197,7 +228,7 @@ def _train(args: argparse.Namespace, work: Path, env: dict[str, str], deadline: 
                *(["--epochs", str(epochs)] if epochs else []), "--jobs", str(args.jobs), "--threads", str(args.threads),
                "--device", args.device, "--data-dir", str(args.data_dir), "--out", str(work / "runs"),
                *(["--jit"] if args.jit else []), "--precision", args.precision,
-               *(["--smoke"] if args.smoke else [])]
+               *(["--smoke"] if args.smoke else []), *(["--no-stack"] if args.no_stack else [])]
     started = time.monotonic()
     with open(work / "reproduce.log", "a") as log:
         # Its own process group, so that stopping it stops every training process it started.
@@ -266,8 +297,10 @@ def session(args: argparse.Namespace) -> int:
     progress = _progress(work)
     out.mkdir(parents=True, exist_ok=True)
     (out / "progress.txt").write_text(progress)
+    records = pack_records(work, out)  # first: the results come back even if the state cannot
     states = pack_state(work, out)
-    print(progress + f"state: {', '.join(f'{p.name} {p.stat().st_size / 2**20:.1f} MiB' for p in states)}")
+    print(progress + f"records: {records.stat().st_size / 2**20:.1f} MiB; state: "
+          f"{', '.join(f'{p.name} {p.stat().st_size / 2**20:.1f} MiB' for p in states)}")
     return 0
 
 
@@ -279,7 +312,7 @@ def _size(path: Path) -> int:
 
 def prepare(args: argparse.Namespace) -> int:
     """Here: the wheels, MNIST and the last call's state, in the git-ignored folders a call carries."""
-    wheels, data, state = ROOT / ".whl", ROOT / ".gpu-data", ROOT / ".gpu-state"
+    wheels, data, state, bench = ROOT / ".whl", ROOT / ".gpu-data", ROOT / ".gpu-state", ROOT / ".gpu-bench"
     if not any(wheels.glob("pyro_ppl-*.whl")):
         import importlib.metadata as metadata
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
@@ -289,6 +322,8 @@ def prepare(args: argparse.Namespace) -> int:
                         f"zuko=={metadata.version('zuko')}"], check=True)
     if not (data / "mnist").is_dir():
         shutil.copytree(Path(args.data_dir) / "mnist", data / "mnist")
+    bench.mkdir(exist_ok=True)
+    shutil.copy(Path(args.anchor), bench / "plain_stacked_step.py")
     if args.state:
         tars = sorted(Path(args.state).glob("state-*.tar"))
         if not tars:
@@ -300,12 +335,12 @@ def prepare(args: argparse.Namespace) -> int:
     exclude = ROOT / ".git" / "info" / "exclude"
     if exclude.parent.is_dir():
         lines = exclude.read_text().splitlines() if exclude.is_file() else []
-        missing = [p for p in ("/.whl/", "/.gpu-data/", "/.gpu-state/") if p not in lines]
+        missing = [p for p in ("/.whl/", "/.gpu-data/", "/.gpu-state/", "/.gpu-bench/") if p not in lines]
         if missing:
             exclude.write_text("\n".join(lines + missing) + "\n")
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
     total = sum(_size(ROOT / name) for name in tracked.decode().split("\0") if name)
-    for folder in (wheels, data, state):
+    for folder in (wheels, data, state, bench):
         print(f"{folder.name}: {_size(folder) / 2**20:.1f} MiB")
         total += _size(folder)
     print(f"what a call carries: {total / 2**20:.1f} MiB of at most {CARRY_LIMIT_BYTES / 2**20:.0f}")
@@ -321,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("prepare", help="here: wheels, MNIST and the last call's state to carry")
     p.add_argument("--state", help="the folder of the files the last call brought back (its files_at)")
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--anchor", default=str(ROOT.parent / "shared" / "bench" / "plain_stacked_step.py"),
+                   help="the plain-PyTorch stacked step to carry")
     s = commands.add_parser("session", help="on the device: one call's measurements and training")
     s.add_argument("--budget", type=float, default=540, help="seconds this call may take (a call may take 600)")
     s.add_argument("--pack-seconds", type=float, default=45, help="seconds kept at the end to stop runs and pack")
@@ -331,8 +368,12 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--stop-at-epoch", type=int, default=None,
                    help="stop the runs once each has trained this many epochs (to split a job into calls)")
     s.add_argument("--seeds", type=int, default=4)
-    s.add_argument("--jobs", type=int, default=8, help="runs at once on the one GPU")
-    s.add_argument("--threads", type=int, default=2, help="torch threads per run (the device has 16 cores)")
+    s.add_argument("--jobs", type=int, default=2,
+                   help="processes at once on the one GPU: each trains one row's seeds as a stack (--no-stack: one run)")
+    s.add_argument("--no-stack", action="store_true", help="every run in its own process (as before issue 37)")
+    s.add_argument("--anchor", default=str(ROOT / ".gpu-bench" / "plain_stacked_step.py"),
+                   help="the plain-PyTorch anchor carried by prepare")
+    s.add_argument("--threads", type=int, default=4, help="torch threads per process (the device has 16 cores)")
     s.add_argument("--device", default="cuda")
     s.add_argument("--no-jit", dest="jit", action="store_false", help="train eager (default: the loss traced)")
     s.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",

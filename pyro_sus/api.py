@@ -8,13 +8,14 @@ A run folder holds ``run.json`` (every option, to rebuild data and model), ``spl
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
 import platform
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,10 @@ from .models import get_model_class
 from .models.base import check_model_size
 from .priors import class_prior
 from .spec import DataSpec, PreprocessSpec, PriorSpec, RunSpec, SplitSpec
-from .train import TrainConfig, TrainingData, TrainingDiverged, resolve_device, seed_everything, train
+from .train import TrainConfig, TrainingData, TrainingDiverged, TrainingLoop, resolve_device, seed_everything
 
-__all__ = ["Run", "fit", "evaluate", "predict", "load", "run_spec", "load_parts", "build_run_model", "training_data",
-           "hardware_info", "data_fingerprint"]
+__all__ = ["Run", "fit", "fit_seeds", "seed_folder", "seed_folders", "evaluate", "predict", "load", "run_spec",
+           "load_parts", "build_run_model", "training_data", "hardware_info", "data_fingerprint"]
 
 #: Quantiles of the validation fit scores kept in open_set.json (0, 0.001, ..., 1).
 OPEN_SET_GRID = 1001
@@ -228,51 +229,82 @@ def fit(
         return _resume(run_dir, dataset, data_dir, stop_after, progress, evaluate_after, device)
     if device is not None:
         train_options = {**(train_options or {}), "device": device}
-    dataset = "digits" if dataset is None else dataset
     spec = run_spec(model, hidden_classes=hidden_classes, unseen_classes=unseen_classes,
                     labels_per_class=labels_per_class, labelled_fraction=labelled_fraction, n_extra=n_extra,
                     validation_fraction=validation_fraction, split_seed=split_seed, std_threshold=std_threshold,
                     prior=prior, known_mass=known_mass, class_probs=class_probs, model_options=model_options,
                     train_options=train_options)
+    data, spec = _checked_data(spec, run_dir, dataset, data_dir, download)
+    fresh = _FreshRun.plan(run_dir, spec, data)
+    with fresh.started():
+        return _train_run(run_dir, fresh.info, spec, fresh.split, fresh.pre, data, resume=False,
+                          stop_after=stop_after, progress=progress, evaluate_after=evaluate_after)
+
+
+def _checked_data(spec: RunSpec, run_dir: Path, dataset: str | Dataset | None, data_dir: str | Path | None,
+                  download: bool) -> tuple[Dataset, RunSpec]:
+    """The data set of a fresh run, after the checks that need no data (device, model name, a free
+    ``run_dir``), and the spec with the data's part filled in."""
     resolve_device(spec.train.device)  # --device cuda without a GPU fails before the disk is touched
-    get_model_class(model)
+    get_model_class(spec.model)
     _check_free(run_dir)  # early, before the data is read; checked again under the folder's lock
+    dataset = "digits" if dataset is None else dataset
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir, download)
     folder = resolve_data_dir(data_dir)
-    spec = dataclasses.replace(spec, data=DataSpec(
+    return data, dataclasses.replace(spec, data=DataSpec(
         # Stored resolved, so that evaluate and --resume find the data from any working directory.
         dataset.name if isinstance(dataset, Dataset) else _data_location(str(dataset)),
         str(folder.resolve()) if folder is not None else None, data_fingerprint(data), int(len(data.x_train)),
         tuple(data.image_shape) if data.image_shape else None))
-    info = {"pyro_sus_version": __version__, **spec.to_json()}
-    split = spec.split.make(data.y_train)
-    train_idx = np.concatenate([split.labelled_idx, split.unlabelled_idx])
-    pre = Preprocessor.fit(data.x_train[train_idx], spec.preprocess.std_threshold)
-    # Bad model options (sizes this machine cannot hold among them) fail here, before anything is written.
-    _check_likelihood(build_run_model(spec, split, pre), pre.transform(data.x_train[train_idx]))
-    made = _make_run_folder(run_dir)
-    try:
-        with run_folder_lock(run_dir, "trained"):
-            _check_free(run_dir, clear_unstarted=True)  # under the lock: no other process can start here now
-            try:
-                atomic_savez(run_dir / "split.npz", **split.to_arrays())
-                atomic_savez(run_dir / "preprocess.npz", keep=pre.keep, fill=pre.fill)
-                atomic_write_json(run_dir / "run.json", info)  # last: a folder without it holds no run yet
-                return _train_run(run_dir, info, spec, split, pre, data, resume=False, stop_after=stop_after,
-                                  progress=progress, evaluate_after=evaluate_after)
-            except Exception as err:
-                if (run_dir / "last.pt").exists():  # a checkpoint exists: the run can be resumed, keep it
+
+
+@dataclass
+class _FreshRun:
+    """A new run, planned (split, preprocessing, run.json's content, all checked) before anything is written."""
+
+    run_dir: Path
+    info: dict[str, Any]
+    split: Split
+    pre: Preprocessor
+
+    @classmethod
+    def plan(cls, run_dir: Path, spec: RunSpec, data: Dataset) -> "_FreshRun":
+        split = spec.split.make(data.y_train)
+        train_idx = np.concatenate([split.labelled_idx, split.unlabelled_idx])
+        pre = Preprocessor.fit(data.x_train[train_idx], spec.preprocess.std_threshold)
+        # Bad model options (sizes this machine cannot hold among them) fail here, before anything is written.
+        _check_likelihood(build_run_model(spec, split, pre), pre.transform(data.x_train[train_idx]))
+        return cls(run_dir, {"pyro_sus_version": __version__, **spec.to_json()}, split, pre)
+
+    @contextlib.contextmanager
+    def started(self) -> Iterator[None]:
+        """Inside: the run folder exists, is held by this process and holds the run's first files. A
+        failure before the first checkpoint removes what was written (and the folders made), so the
+        corrected call can use the same folder."""
+        run_dir = self.run_dir
+        made = _make_run_folder(run_dir)
+        try:
+            with run_folder_lock(run_dir, "trained"):
+                _check_free(run_dir, clear_unstarted=True)  # under the lock: no other process can start here now
+                try:
+                    atomic_savez(run_dir / "split.npz", **self.split.to_arrays())
+                    atomic_savez(run_dir / "preprocess.npz", keep=self.pre.keep, fill=self.pre.fill)
+                    atomic_write_json(run_dir / "run.json", self.info)  # last: a folder without it holds no run yet
+                    yield
+                except Exception as err:
+                    if (run_dir / "last.pt").exists():  # a checkpoint exists: the run can be resumed, keep it
+                        raise
+                    # This process holds the lock and found the folder empty: what is there now, it wrote.
+                    _remove_unstarted(run_dir)
+                    if isinstance(err, TrainingDiverged):
+                        kept = (f" Nothing was kept in {run_dir} (no epoch was checkpointed): the corrected command "
+                                f"can use it again.")
+                        raise TrainingDiverged(err.describe(saved_to=None) + kept, err.loss, err.epoch,
+                                               err.step) from None
                     raise
-                # This process holds the lock and found the folder empty: what is there now, it wrote.
-                _remove_unstarted(run_dir)
-                if isinstance(err, TrainingDiverged):
-                    kept = (f" Nothing was kept in {run_dir} (no epoch was checkpointed): the corrected command can "
-                            f"use it again.")
-                    raise TrainingDiverged(err.describe(saved_to=None) + kept, err.loss, err.epoch, err.step) from None
-                raise
-    except BaseException:
-        _remove_made(made)  # the folders this call created, where they are empty again
-        raise
+        except BaseException:
+            _remove_made(made)  # the folders this call created, where they are empty again
+            raise
 
 
 def _make_run_folder(run_dir: Path) -> list[Path]:
@@ -482,11 +514,37 @@ def _run_data(spec: RunSpec, run_dir: Path, split: Split, dataset: str | Dataset
 
 def _resume(run_dir: Path, dataset: str | Dataset | None, data_dir: str | Path | None, stop_after: int | None,
             progress: bool, evaluate_after: bool, device: str | None = None) -> Run | None:
+    _check_set_up(run_dir)
+    with run_folder_lock(_existing_folder(run_dir), "trained"):
+        member = _Resumed.read(run_dir, dataset, data_dir, device, progress)
+        return _train_run(run_dir, member.info, member.spec, member.split, member.pre, member.data,
+                          resume=member.checkpointed, stop_after=stop_after, progress=progress,
+                          evaluate_after=evaluate_after)
+
+
+def _check_set_up(run_dir: Path) -> None:
     if run_dir.is_dir() and not (run_dir / "run.json").exists() and (run_dir / "split.npz").exists():
         raise FileNotFoundError(f"{run_dir} holds no run.json: its run was stopped while being set up, before it "
                                 f"started; run the original train command again (without --resume), which starts "
                                 f"it in the same folder")
-    with run_folder_lock(_existing_folder(run_dir), "trained"):
+
+
+@dataclass
+class _Resumed:
+    """What a run to continue holds (read under its folder's lock), with the device and data to continue on."""
+
+    run_dir: Path
+    info: dict[str, Any]
+    spec: RunSpec
+    split: Split
+    pre: Preprocessor
+    data: Dataset
+    checkpointed: bool
+
+    @classmethod
+    def read(cls, run_dir: Path, dataset: str | Dataset | None, data_dir: str | Path | None, device: str | None,
+             progress: bool, loaded: dict[str, Dataset] | None = None) -> "_Resumed":
+        """``loaded`` keeps data sets already read (by content hash), for the runs of a stack."""
         info, spec, split, pre = load_parts(run_dir)
         if device is not None:  # a run may move between machines: the device is no part of what it computes
             resolve_device(device)
@@ -500,7 +558,12 @@ def _resume(run_dir: Path, dataset: str | Dataset | None, data_dir: str | Path |
                                  f"have; continue it here with `pyro-sus train --resume --out "
                                  f"{shlex.quote(str(run_dir))} --device cpu` (fit(..., resume=True, device='cpu'))"
                                  ) from None
-        data = _run_data(spec, run_dir, split, dataset, data_dir)
+        if loaded is not None and spec.data.sha256 in loaded and dataset is None and data_dir is None:
+            data = _run_data(spec, run_dir, split, loaded[spec.data.sha256])
+        else:
+            data = _run_data(spec, run_dir, split, dataset, data_dir)
+        if loaded is not None and spec.data.sha256:
+            loaded[spec.data.sha256] = data
         if not isinstance(dataset, Dataset) and (dataset is not None or data_dir is not None):
             # The hash matched: remember where the data is now, for evaluate and the next resume.
             moved = {"dataset": _data_location(str(dataset))} if dataset is not None else {}
@@ -512,8 +575,165 @@ def _resume(run_dir: Path, dataset: str | Dataset | None, data_dir: str | Path |
         if not checkpointed and progress:
             print(f"{run_dir} has no checkpoint yet (stopped in its first epochs): starting it over with its saved "
                   f"options")
-        return _train_run(run_dir, info, spec, split, pre, data, resume=checkpointed, stop_after=stop_after,
-                          progress=progress, evaluate_after=evaluate_after)
+        return cls(run_dir, info, spec, split, pre, data, checkpointed)
+
+
+def seed_folder(root: str | Path, seed: int) -> Path:
+    """The run folder of seed ``seed`` among runs trained together in ``root`` (``root/seed3``)."""
+    return Path(root) / f"seed{seed}"
+
+
+def seed_folders(root: str | Path) -> list[Path]:
+    """The run folders of the seeds trained together in ``root`` (``root/seedN`` holding a run.json),
+    in seed order."""
+    root = Path(root)
+    found = [p for p in root.glob("seed*") if p.name[4:].isdigit() and (p / "run.json").is_file()]
+    return sorted(found, key=lambda p: int(p.name[4:]))
+
+
+def fit_seeds(
+    model: str = "gmdgm",
+    dataset: str | Dataset | None = None,
+    run_dir: str | Path = "runs/latest",
+    *,
+    seeds: Sequence[int] = (0, 1, 2, 3),
+    stacked: bool = True,
+    folders: Sequence[str | Path] | None = None,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    resume: bool = False,
+    device: str | None = None,
+    stop_after: int | None = None,
+    progress: bool = True,
+    evaluate_after: bool = True,
+    **options: Any,
+) -> list[Run | None]:
+    """Train one run per seed, each in its own run folder ``run_dir/seed<N>`` (:func:`seed_folder`),
+    as one stacked model where the model stacks (:mod:`pyro_sus.stacking`), else one after another.
+
+    Every run is an ordinary run folder (``evaluate``, ``report``, ``predict`` and ``load`` take it as
+    it is), with its own split (unless ``split_seed`` is given), data order, best-validation
+    selection and early stopping; a stack shares the noise of its draws and its wall time
+    (``run.json``: ``stacked_with_seeds``). ``options`` are :func:`fit`'s (``hidden_classes``,
+    ``model_options``, ``train_options`` without ``seed``, ...). ``stacked=False`` trains the seeds
+    one after another. ``folders`` puts the runs elsewhere (one folder per seed; ``run_dir`` is then
+    unused). ``resume=True`` continues every run in ``run_dir`` (:func:`seed_folders`), or in
+    ``folders``, together. A run whose step diverges leaves the stack; the others finish, and its
+    TrainingDiverged is raised at the end.
+
+    Examples
+    --------
+    >>> runs = fit_seeds("gmdgm", "digits", "runs/gmdgm", seeds=[0, 1, 2, 3],
+    ...                  hidden_classes=[5, 6, 7, 8], labelled_fraction=0.2,
+    ...                  model_options={"hidden_dims": [64, 64]}, train_options={"epochs": 50})
+    >>> [run.run_dir.name for run in runs]
+    ['seed0', 'seed1', 'seed2', 'seed3']
+    """
+    root = Path(run_dir)
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
+        raise ValueError(f"stop_after must be an epoch number >= 1, got {stop_after!r}")
+    if resume:
+        if options:
+            raise ValueError(f"resume continues the runs in {root} with the options saved in their run.json; "
+                             f"{sorted(options)} cannot change them")
+        return _resume_seeds(root, stacked, dataset, data_dir, stop_after, progress, evaluate_after, device,
+                             None if folders is None else [Path(f) for f in folders])
+    seeds = _seed_list(seeds)
+    train_options = dict(options.pop("train_options", None) or {})
+    if "seed" in train_options:
+        raise ValueError("give the runs' seeds as seeds=[...], not as train_options['seed']")
+    if device is not None:
+        train_options["device"] = device
+    specs = [run_spec(model, **options, train_options={**train_options, "seed": seed}) for seed in seeds]
+    if folders is not None and len(folders) != len(seeds):
+        raise ValueError(f"give one folder per seed: {len(folders)} folders for {len(seeds)} seeds")
+    folders = [seed_folder(root, seed) for seed in seeds] if folders is None else [Path(f) for f in folders]
+    if len(set(folders)) != len(folders):
+        raise ValueError(f"the runs need folders of their own, got {[str(f) for f in folders]}")
+    for folder in folders[1:]:
+        _check_free(folder)
+    data, first = _checked_data(specs[0], folders[0], dataset, data_dir, download)
+    specs = [dataclasses.replace(spec, data=first.data) for spec in specs]
+    fresh = [_FreshRun.plan(folder, spec, data) for folder, spec in zip(folders, specs)]
+    with contextlib.ExitStack() as started:
+        for run in fresh:
+            started.enter_context(run.started())
+        members = [_Resumed(run.run_dir, run.info, spec, run.split, run.pre, data, False)
+                   for run, spec in zip(fresh, specs)]
+        return _train_members(members, stacked, stop_after, progress, evaluate_after)
+
+
+def _seed_list(seeds: Sequence[int]) -> list[int]:
+    values = list(seeds) if not isinstance(seeds, (str, bytes)) and hasattr(seeds, "__iter__") else None
+    if not values or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in values):
+        raise ValueError(f"seeds must be a non-empty list of integers, got {seeds!r}")
+    values = [int(s) for s in values]
+    if len(set(values)) != len(values):
+        raise ValueError(f"seeds must differ (each gets its own run folder), got {values}")
+    return values
+
+
+def _resume_seeds(root: Path, stacked: bool, dataset: str | Dataset | None, data_dir: str | Path | None,
+                  stop_after: int | None, progress: bool, evaluate_after: bool, device: str | None,
+                  folders: list[Path] | None = None) -> list[Run | None]:
+    folders = seed_folders(_existing_folder(root)) if folders is None else [_existing_folder(f) for f in folders]
+    if not folders:
+        raise FileNotFoundError(f"{root} holds no runs of seeds trained together (seed<N>/run.json); to continue one "
+                                f"run, give its own folder")
+    loaded: dict[str, Dataset] = {}
+    with contextlib.ExitStack() as held:
+        for folder in folders:
+            held.enter_context(run_folder_lock(folder, "trained"))
+        members = [_Resumed.read(folder, dataset, data_dir, device, progress, loaded) for folder in folders]
+        return _train_members(members, stacked, stop_after, progress, evaluate_after)
+
+
+def _train_members(members: list[_Resumed], stacked: bool, stop_after: int | None, progress: bool,
+                   evaluate_after: bool) -> list[Run | None]:
+    """Train (or continue) the runs of several seeds, stacked where they stack, then finish each;
+    raises the first TrainingDiverged once the other runs are finished."""
+    from .callbacks import ProgressBar
+    from .stacked_training import StackedTrainingLoop, stacking_difference
+
+    loops = [_run_loop(m.run_dir, m.spec, m.split, m.pre, m.data, stop_after, progress and not stacked)
+             for m in members]
+    started = time.perf_counter()
+    for member, loop in zip(members, loops):
+        if member.checkpointed:
+            loop.resume()
+    reason = stacking_difference(loops) if stacked and len(loops) > 1 else None
+    outcomes: list[list[dict[str, Any]] | TrainingDiverged]
+    if stacked and reason is None:
+        outcomes = StackedTrainingLoop(loops, progress=progress).run()
+    else:
+        if stacked and reason is not None and progress:
+            print(f"the runs train one after another: {reason}")
+        outcomes = []
+        for loop in loops:
+            for callback in loop.callbacks:
+                if isinstance(callback, ProgressBar):
+                    callback.enabled = progress
+            try:
+                outcomes.append(loop.run())
+            except TrainingDiverged as err:
+                outcomes.append(err)
+    seeds = [m.spec.train.seed for m in members]
+    together = seeds if stacked and reason is None else None
+    runs: list[Run | None] = []
+    failed: list[tuple[_Resumed, TrainingDiverged]] = []
+    for member, loop, outcome in zip(members, loops, outcomes):
+        if isinstance(outcome, TrainingDiverged):
+            failed.append((member, outcome))
+            runs.append(None)
+            continue
+        runs.append(_finish_run(member.run_dir, member.info, member.spec, member.split, member.pre, member.data,
+                                loop.model, outcome, started, evaluate_after, together))
+    if failed:
+        member, error = failed[0]
+        others = [str(m.run_dir) for m, _ in failed[1:]]
+        raise TrainingDiverged(f"{member.run_dir}: {error}" + (f" (so did {', '.join(others)})" if others else "")
+                               + "; the other seeds' runs finished", error.loss, error.epoch, error.step)
+    return runs
 
 
 def _existing_folder(run_dir: Path) -> Path:
@@ -535,9 +755,9 @@ def _run_record(spec: RunSpec) -> dict[str, Any]:
     return record
 
 
-def _train_run(run_dir: Path, info: dict[str, Any], spec: RunSpec, split: Split, pre: Preprocessor, data: Dataset,
-               resume: bool, stop_after: int | None, progress: bool, evaluate_after: bool) -> Run | None:
-    """Train (or resume) the run; ``info`` is run.json as written, gaining the run's records."""
+def _run_loop(run_dir: Path, spec: RunSpec, split: Split, pre: Preprocessor, data: Dataset, stop_after: int | None,
+              progress: bool) -> TrainingLoop:
+    """The run's training loop, its model initialised from the run's seed (not yet resumed)."""
     config = spec.train
     seed_everything(config.seed)  # the seed fixes the initial weights too
     try:
@@ -546,12 +766,35 @@ def _train_run(run_dir: Path, info: dict[str, Any], spec: RunSpec, split: Split,
         raise RunFileError(str(err)) from None
     tensors = training_data(data, split, pre)
     _check_likelihood(model, torch.cat([tensors.x_labelled, tensors.x_unlabelled]).numpy())
+    return TrainingLoop(model, tensors, config, run_dir, progress=progress, stop_after=stop_after,
+                        run_record=_run_record(spec))
+
+
+def _train_run(run_dir: Path, info: dict[str, Any], spec: RunSpec, split: Split, pre: Preprocessor, data: Dataset,
+               resume: bool, stop_after: int | None, progress: bool, evaluate_after: bool) -> Run | None:
+    """Train (or resume) the run; ``info`` is run.json as written, gaining the run's records."""
+    loop = _run_loop(run_dir, spec, split, pre, data, stop_after, progress)
     started = time.perf_counter()
-    history = train(model, tensors, config, run_dir, resume=resume, progress=progress,
-                    stop_after=stop_after, run_record=_run_record(spec))
+    if resume:
+        loop.resume()
+    history = loop.run()
+    return _finish_run(run_dir, info, spec, split, pre, data, loop.model, history, started, evaluate_after)
+
+
+def _finish_run(run_dir: Path, info: dict[str, Any], spec: RunSpec, split: Split, pre: Preprocessor, data: Dataset,
+                model: torch.nn.Module, history: list[dict[str, Any]], started: float, evaluate_after: bool,
+                stacked_with: Sequence[int] | None = None) -> Run | None:
+    """After training: run.json's records, the learning curves, and for a finished run its model
+    (``final.pt``) and, with ``evaluate_after``, its evaluation. ``stacked_with``: the seeds of the
+    runs it trained beside as one stack (its wall time is then the stack's)."""
+    config = spec.train
     info["train_wall_seconds"] = sum(r["seconds"] for r in history)
     info["last_session_seconds"] = time.perf_counter() - started
     info["hardware"] = hardware_info(resolve_device(config.device))
+    if stacked_with is not None:
+        info["stacked_with_seeds"] = list(stacked_with)
+    else:
+        info.pop("stacked_with_seeds", None)
     if "selected_epoch" in history[-1]:  # select="best-validation": which epoch's model the run hands back
         info["selected_epoch"] = history[-1]["selected_epoch"]
     if history[-1].get("selection_note"):

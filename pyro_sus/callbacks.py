@@ -33,7 +33,8 @@ if TYPE_CHECKING:  # the loop imports this module; annotations only the other wa
     from .train import TrainingData, TrainingLoop
 
 __all__ = ["Callback", "EpochMonitor", "BestValidation", "TensorBoardLog", "ProgressBar", "Checkpoint",
-           "MONITOR_POINTS", "monitor_batch", "monitored_loss_terms", "validation_metrics", "latent_prior_spread"]
+           "MONITOR_POINTS", "monitor_batch", "monitored_loss_terms", "monitored_member_terms", "validation_metrics",
+           "latent_prior_spread"]
 
 
 class Callback:
@@ -49,7 +50,8 @@ class Callback:
         """After each epoch; ``record`` (already in ``loop.history``) may gain entries."""
 
     def on_diverged(self, loop: TrainingLoop, epoch: int) -> None:
-        """A step's loss or gradients were not finite in 0-based ``epoch`` (the loop raises after)."""
+        """A step's loss or gradients were not finite in 0-based ``epoch`` (the loop raises after);
+        ``loop.diverged_state`` is (the model's state before that step, its 1-based step number)."""
 
     def on_train_end(self, loop: TrainingLoop) -> None:
         """After the last epoch of this session (not after a divergence)."""
@@ -105,6 +107,19 @@ def monitored_loss_terms(model: torch.nn.Module, batch: Batch) -> dict[str, floa
     return {f"loss_{name}": float(value) for name, value in sorted(terms.items())}
 
 
+def monitored_member_terms(stacked: torch.nn.Module, batch: Batch) -> list[dict[str, float]]:
+    """Each member's loss terms on its monitor batch (``batch``: the members' monitor batches stacked,
+    (E, ...)), in one pass of a stacked model, measured as :func:`monitored_loss_terms` measures one
+    model's (the draws differ from a member's alone, except in a stack of one)."""
+    devices = [t.device for t in (batch.x_unlabelled, batch.x_labelled) if t is not None and t.device.type == "cuda"]
+    with torch.random.fork_rng(devices=devices[:1]), pyro.validation_enabled(False):
+        torch.manual_seed(0)
+        terms = stacked.loss_terms(batch)
+    members = stacked.members
+    values = {name: torch.as_tensor(value).expand(members).tolist() for name, value in sorted(terms.items())}
+    return [{f"loss_{name}": float(v[member]) for name, v in values.items()} for member in range(members)]
+
+
 def validation_metrics(model: torch.nn.Module, data: TrainingData) -> dict[str, float]:
     """Validation accuracy (honest and paper-protocol), slots in use, known and novel accuracy."""
     if len(data.x_val) == 0 or not (data.y_val >= 0).any():
@@ -146,13 +161,18 @@ def latent_prior_spread(model: torch.nn.Module, data: TrainingData) -> dict[str,
 
 class EpochMonitor(Callback):
     """Each epoch's record gains the named loss terms on a fixed sample of the training data, the
-    validation numbers and the spread of a learned p(z|y)."""
+    validation numbers and the spread of a learned p(z|y).
+
+    ``measured_terms`` are terms measured elsewhere for this epoch (a stack of runs measures all its
+    members' in one pass, :func:`monitored_member_terms`); used once, in place of measuring them here."""
 
     def __init__(self, batch: Batch) -> None:
         self.batch = batch
+        self.measured_terms: dict[str, float] | None = None
 
     def on_epoch_end(self, loop: TrainingLoop, record: dict[str, Any]) -> None:
-        record.update(monitored_loss_terms(loop.model, self.batch))
+        terms, self.measured_terms = self.measured_terms, None
+        record.update(terms if terms is not None else monitored_loss_terms(loop.model, self.batch))
         record.update(validation_metrics(loop.model, loop.data))
         record.update(latent_prior_spread(loop.model, loop.data))
 
@@ -279,6 +299,5 @@ class Checkpoint(Callback):
             atomic_torch_save(loop.state_dict(), self.run_dir / "last.pt")
 
     def on_diverged(self, loop: TrainingLoop, epoch: int) -> None:
-        watch = loop.train_step.watch
-        atomic_torch_save({"model": watch.state_before(), "epoch": epoch, "step": int(watch.step) + 1},
-                          self.run_dir / "last_good.pt")
+        state, step = loop.diverged_state
+        atomic_torch_save({"model": state, "epoch": epoch, "step": step}, self.run_dir / "last_good.pt")

@@ -122,6 +122,10 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                         "dataset (labelled/unlabelled set sizes, Kingma and Pyro's SS-VAE) or a number")
     t.add_argument("--no-binarize", action="store_true", help="no dynamic binarisation of batches")
     t.add_argument("--seed", type=int, default=d("seed"))
+    t.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="one run per seed, in OUT/seed<N>, trained together as one stacked model where the model "
+                        "stacks (one seed: OUT itself, as --seed)")
+    t.add_argument("--no-stack", action="store_true", help="with --seeds: train the runs one after another")
     t.add_argument("--device", default=d("device"), help="auto, cpu, cuda or cuda:N")
     t.add_argument("--checkpoint-every", type=int, default=d("checkpoint_every"), help="epochs between checkpoints")
     t.add_argument("--no-progress", action="store_true")
@@ -208,7 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, default=None, help="runs per row (default: the paper's)")
     r.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the paper's; fewer = REDUCED)")
     r.add_argument("--rows", nargs="+", default=None, metavar="ROW", help="only these rows (labels as in --list)")
-    r.add_argument("--jobs", type=int, default=1, help="training runs at once (processes), on one GPU or the CPU cores")
+    r.add_argument("--jobs", type=int, default=1,
+                   help="processes at once, on one GPU or the CPU cores; each trains a row's seeds together as one "
+                        "stacked model (with --no-stack: one run)")
+    r.add_argument("--no-stack", action="store_true",
+                   help="train every seed in its own process (default: a row's seeds as one stacked model, where "
+                        "the model stacks)")
     r.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
     r.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: --jobs processes on this machine; ray: one Ray task per run, as many at once as the "
@@ -220,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", default=None, help="folder holding mnist/, fashion-mnist/, 'UCI HAR Dataset/'")
     r.add_argument("--out", default="runs/reproduce", help="root folder; the experiment's runs go in OUT/NAME")
     r.add_argument("--smoke", action="store_true",
-                   help="tiny data, 1 epoch (unless --epochs), 1 seed: checks the setup, not a result")
+                   help="tiny data, 1 epoch (unless --epochs), 1 seed (unless --seeds): checks the setup, not a result")
     r.add_argument("--jit", action="store_true", help=JIT_HELP)
     r.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="what the networks compute at in training (see train --precision)")
@@ -231,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .api import fit
+    from .api import fit, fit_seeds, seed_folders
 
     def given(options: dict) -> dict:
         return {key: value for key, value in options.items() if value is not None}
@@ -250,18 +259,53 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         # The device may change on resume (a run trained on a GPU continues on the CPU); only when given.
         device = args.given.get("device")
+        if not (Path(args.out) / "run.json").exists() and seed_folders(args.out):
+            runs = fit_seeds(run_dir=args.out, dataset=args.dataset, data_dir=args.data_dir, resume=True,
+                             device=device, stop_after=args.stop_after, progress=not args.no_progress,
+                             stacked=not args.no_stack)
+            return _report_seeds(runs, args)
         run = fit(run_dir=args.out, dataset=args.dataset, data_dir=args.data_dir, resume=True, device=device,
                   stop_after=args.stop_after, progress=not args.no_progress)
         return _report_train(run, args)
+    options = dict(hidden_classes=args.hidden_classes, unseen_classes=args.unseen_classes,
+                   labels_per_class=args.labels_per_class, labelled_fraction=args.labelled_fraction,
+                   n_extra=args.extra_slots, validation_fraction=args.validation_fraction, split_seed=args.split_seed,
+                   std_threshold=None if args.keep_all_dims else args.std_threshold, prior=args.prior,
+                   known_mass=args.known_mass, class_probs=args.class_probs, model_options=model_options)
+    if args.seeds is not None:
+        if "seed" in args.given:
+            raise ValueError("give --seed or --seeds, not both")
+        if len(args.seeds) > 1:
+            train_options.pop("seed")
+            runs = fit_seeds(args.model, args.dataset, args.out, seeds=args.seeds, stacked=not args.no_stack,
+                             data_dir=args.data_dir, download=args.download, train_options=train_options,
+                             stop_after=args.stop_after, progress=not args.no_progress, **options)
+            return _report_seeds(runs, args)
+        train_options["seed"] = args.seeds[0]
+    elif args.no_stack:
+        raise ValueError("--no-stack goes with --seeds")
     run = fit(args.model, args.dataset, args.out, data_dir=args.data_dir, download=args.download,
-              hidden_classes=args.hidden_classes, unseen_classes=args.unseen_classes,
-              labels_per_class=args.labels_per_class,
-              labelled_fraction=args.labelled_fraction, n_extra=args.extra_slots,
-              validation_fraction=args.validation_fraction, split_seed=args.split_seed,
-              std_threshold=None if args.keep_all_dims else args.std_threshold, prior=args.prior,
-              known_mass=args.known_mass, class_probs=args.class_probs, model_options=model_options,
-              train_options=train_options, stop_after=args.stop_after, progress=not args.no_progress)
+              train_options=train_options, stop_after=args.stop_after, progress=not args.no_progress, **options)
     return _report_train(run, args)
+
+
+def _report_seeds(runs: list, args: argparse.Namespace) -> int:
+    """Each seed's results, then the test accuracy's mean and spread over the seeds."""
+    if any(run is None for run in runs):
+        print(f"stopped after epoch {args.stop_after}; continue with: pyro-sus train --resume --out "
+              f"{shlex.quote(args.out)}")
+        return 0
+    accuracies = []
+    for run in runs:
+        results = json.loads((run.run_dir / "results.json").read_text())
+        _print_results(results, run.run_dir)
+        scored = results.get("test") or results.get("validation") or {}
+        if scored.get("accuracy") is not None:
+            accuracies.append(scored["accuracy"])
+    if accuracies:
+        spread = np.std(accuracies, ddof=1) if len(accuracies) > 1 else 0.0
+        print(f"{len(accuracies)} seeds: accuracy {np.mean(accuracies):.3f} +- {spread:.3f} (mean +- sd over seeds)")
+    return 0
 
 
 def _report_train(run, args: argparse.Namespace) -> int:
@@ -459,7 +503,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     summary, statuses = reproduce(args.name, args.out, seeds=args.seeds, epochs=args.epochs, rows=args.rows,
                                   device=args.device, jobs=args.jobs, data_dir=args.data_dir, smoke=args.smoke,
                                   threads=args.threads, plugins=args.plugin, jit=args.jit,
-                                  precision=args.precision, engine=args.engine, address=args.address)
+                                  precision=args.precision, engine=args.engine, address=args.address,
+                                  stack=not args.no_stack)
     print(render_markdown(summary))
     failed = sorted(job for job, code in statuses.items() if code != 0)
     for job in failed:
@@ -490,7 +535,7 @@ COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "report": _cmd_repor
 
 
 #: Options ``train --resume`` takes; every other one is saved in run.json and cannot change.
-RESUME_OPTIONS = {"out", "resume", "stop_after", "no_progress", "dataset", "data_dir", "device"}
+RESUME_OPTIONS = {"out", "resume", "stop_after", "no_progress", "dataset", "data_dir", "device", "no_stack"}
 
 
 def _given_train_options(argv: Sequence[str]) -> dict[str, object]:
@@ -519,7 +564,7 @@ def _check_resume_options(given: dict[str, object], out: str) -> None:
 def _interrupted(args: argparse.Namespace) -> str:
     """What to tell a user who pressed Ctrl-C, per command."""
     if args.command == "train":
-        if (Path(args.out) / "run.json").is_file():
+        if (Path(args.out) / "run.json").is_file() or any(Path(args.out).glob("seed*/run.json")):
             return f"interrupted; continue with `pyro-sus train --resume --out {shlex.quote(args.out)}`"
         return "interrupted before the run folder was written; run the same command again"
     if args.command == "active":

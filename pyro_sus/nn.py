@@ -10,7 +10,8 @@ from contextvars import ContextVar
 import torch
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "PRECISIONS", "MLP", "activation_module", "broadcast_cat", "network_precision"]
+__all__ = ["ACTIVATIONS", "PRECISIONS", "MLP", "StackedLinear", "activation_module", "broadcast_cat",
+           "network_precision"]
 
 #: Precisions the networks may compute at (``TrainConfig.precision``): the autocast dtype, or None.
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
@@ -67,19 +68,87 @@ class MLP(nn.Sequential):
 
     def _layers(self, parts: tuple[torch.Tensor, ...]) -> torch.Tensor:
         first, *rest = self
+        widths = [part.shape[-1] for part in parts]
+        if sum(widths) != first.in_features:
+            raise ValueError(f"parts of widths {widths} do not make the first layer's {first.in_features} inputs")
+        if isinstance(first, StackedLinear):
+            return self._stacked_layers(parts, widths)
         if len(parts) == 1:
             hidden = first(parts[0])
         else:
-            widths = [part.shape[-1] for part in parts]
-            if sum(widths) != first.in_features:
-                raise ValueError(f"parts of widths {widths} do not make the first layer's {first.in_features} inputs")
-            weights = first.weight.split(widths, dim=1)
             hidden = first.bias
-            for part, weight in zip(parts, weights):
+            for part, weight in zip(parts, first.weight.split(widths, dim=1)):
                 hidden = hidden + nn.functional.linear(part, weight)
         for module in rest:
             hidden = module(hidden)
         return hidden
+
+    def _stacked_layers(self, parts: tuple[torch.Tensor, ...], widths: list[int]) -> torch.Tensor:
+        """The layers of a stacked MLP, every member's rows kept together in between: inputs
+        (..., E or 1, B, in) are read member first, each hidden layer is one contiguous (E, rows, width)
+        stack (one batched product, and activations on contiguous memory), and the output is handed
+        back as (..., E, B, out)."""
+        first, *rest = self
+        rank = max(part.dim() for part in parts)
+        hidden = first.bias.view(first.members, *[1] * (rank - 2), first.out_features)
+        for part, weight in zip(parts, first.weight.split(widths, dim=-1)):
+            member_first = part.reshape((1,) * (rank - part.dim()) + part.shape).movedim(-3, 0)
+            hidden = hidden + torch.matmul(member_first, weight.mT.view(first.members, *[1] * (rank - 3),
+                                                                          *weight.shape[:0:-1]))
+        shape = hidden.shape
+        hidden = hidden.reshape(first.members, -1, shape[-1])
+        for module in rest:
+            hidden = module(hidden)
+        return hidden.view(*shape[:-1], hidden.shape[-1]).movedim(0, -3)
+
+
+class StackedLinear(nn.Module):
+    """E linear layers side by side, one per member of a stacked model (:mod:`pyro_sus.stacking`):
+    ``weight`` (E, out, in) and ``bias`` (E, out), member e being ``nn.Linear``'s ``weight[e]``, ``bias[e]``.
+
+    The input's third dimension from the right is the member's (``(..., E, B, in)``, or 1 to share
+    an input among the members): one batched matrix product does every member's layer.
+    """
+
+    def __init__(self, members: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.members, self.in_features, self.out_features = members, in_features, out_features
+        self.weight = nn.Parameter(torch.empty(members, out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(members, out_features))
+
+    @classmethod
+    def of(cls, layers: Sequence[nn.Linear]) -> "StackedLinear":
+        """The stack of ``layers`` (equal shapes, each with a bias), holding copies of their weights."""
+        first = layers[0]
+        if any(layer.bias is None or layer.weight.shape != first.weight.shape for layer in layers):
+            raise ValueError("stacked linear layers need equal shapes and a bias each")
+        stacked = cls(len(layers), first.in_features, first.out_features).to(first.weight.device)
+        with torch.no_grad():
+            stacked.weight.copy_(torch.stack([layer.weight for layer in layers]))
+            stacked.bias.copy_(torch.stack([layer.bias for layer in layers]))
+        return stacked
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return stacked_matmul(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"members={self.members}, in_features={self.in_features}, out_features={self.out_features}"
+
+
+def stacked_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ weight[e].T (+ bias[e])`` for each member e: ``x`` (..., E or 1, B, in), ``weight`` (E, out, in),
+    ``bias`` (E, out).
+
+    An input with a member dimension is laid out as one (E, rows, in) matrix stack, every leading
+    dimension folded into the rows, for one batched product (a view, when the layer before left its
+    output in that layout); a shared input (member dimension 1) broadcasts instead."""
+    if x.dim() < 3 or x.shape[-3] != weight.shape[0]:
+        out = torch.matmul(x, weight.mT)
+        return out if bias is None else out + bias.unsqueeze(-2)
+    leading = x.movedim(-3, 0)
+    rows = leading.reshape(weight.shape[0], -1, x.shape[-1])
+    out = torch.bmm(rows, weight.mT) if bias is None else torch.baddbmm(bias.unsqueeze(-2), rows, weight.mT)
+    return out.view(*leading.shape[:-1], weight.shape[1]).movedim(0, -3)
 
 
 def activation_module(name: str) -> nn.Module:

@@ -32,10 +32,11 @@ from .data import Dataset, load_dataset
 from .io import atomic_write_json
 
 __all__ = ["Row", "Experiment", "EXPERIMENTS", "ENGINES", "SMOKE", "register_experiment", "get_experiment",
-           "plan_jobs", "job_fit_options", "run_job", "run_one_job", "run_jobs"]
+           "plan_jobs", "job_fit_options", "job_groups", "run_job", "run_job_group", "run_one_job", "run_one_group",
+           "run_jobs"]
 
-# --smoke: a few batches of a small subset, one epoch (unless epochs are given), one seed, at most
-# 5 labels per class (tests and a quick check of a setup).
+# --smoke: a few batches of a small subset (the same for every seed), one epoch (unless epochs are
+# given), one seed (unless seeds are given), at most 5 labels per class (tests and a quick check of a setup).
 SMOKE = {"max_train": 400, "max_test": 200, "epochs": 1, "labels_per_class": 5}
 
 
@@ -144,7 +145,7 @@ def plan_jobs(name: str, out: str | Path, seeds: int | None = None, epochs: int 
     defined_in = _DEFINED_IN.get(name, "__main__")
     plugins = list(plugins) + ([defined_in] if defined_in != "__main__" and defined_in not in plugins else [])
     chosen = [experiment.row(label) for label in rows] if rows else list(experiment.rows)
-    n_seeds = 1 if smoke else (seeds or experiment.seeds)
+    n_seeds = (seeds or 1) if smoke else (seeds or experiment.seeds)
     epochs = epochs or (SMOKE["epochs"] if smoke else experiment.epochs)
     root = Path(out) / name
     trainable = {f.name for f in dataclasses.fields(TrainConfig)} - {"epochs", "seed", "device", "jit", "precision"}
@@ -192,8 +193,8 @@ def _restrict(data: Dataset, keep: Sequence[int] | None, test_only: Sequence[int
     return Dataset(data.name, x_train, y_train, x_test, y_test, data.image_shape)
 
 
-def _subsample(data: Dataset, seed: int) -> Dataset:
-    rng = np.random.default_rng(seed)
+def _subsample(data: Dataset) -> Dataset:
+    rng = np.random.default_rng(0)  # one subset for every seed: a row's seeds can then train as one stack
     train = np.sort(rng.choice(len(data.x_train), min(SMOKE["max_train"], len(data.x_train)), replace=False))
     test = None if data.x_test is None else np.sort(rng.choice(len(data.x_test), min(SMOKE["max_test"], len(data.x_test)),
                                                                replace=False))
@@ -229,7 +230,7 @@ def run_job(job_path: str | Path) -> None:
     data = load_dataset(experiment.dataset, job["data_dir"])
     data = _restrict(data, row.data.get("keep_classes"), row.data.get("test_classes"))
     if job["smoke"]:
-        data = _subsample(data, job["seed"])
+        data = _subsample(data)
     if (run_dir / "last.pt").is_file():
         fit(run_dir=run_dir, resume=True, dataset=data, progress=False)
         return
@@ -240,6 +241,60 @@ def run_job(job_path: str | Path) -> None:
     model, options = job_fit_options(job)
     # A data set chosen by name keeps its name in run.json; a restricted one is passed as an object.
     fit(model, data, run_dir, data_dir=job["data_dir"], **options, progress=False)
+
+
+def job_groups(job_paths: Sequence[str | Path]) -> list[list[Path]]:
+    """The jobs that differ only in seed (one row and choice, the same epochs, device and data), in the
+    order given: what a stacked run trains together (:func:`pyro_sus.fit_seeds`)."""
+    groups: dict[str, list[Path]] = {}
+    for path in map(Path, job_paths):
+        job = json.loads(path.read_text())
+        key = json.dumps([job.get(k) for k in ("experiment", "row", "candidate", "epochs", "device", "jit",
+                                               "precision", "data_dir", "smoke", "plugins")], sort_keys=True)
+        groups.setdefault(key, []).append(path)
+    return list(groups.values())
+
+
+def run_job_group(job_paths: Sequence[str | Path]) -> None:
+    """Train and evaluate the jobs of one group (:func:`job_groups`, inside one process) as one
+    stacked model where they can: all new, or all interrupted (resumed together); otherwise, and for
+    a model that does not stack, one after another. Finished jobs are skipped."""
+    from .api import fit_seeds, written_before_first_checkpoint
+
+    jobs = [json.loads(Path(p).read_text()) for p in job_paths]
+    pending = [(Path(p), job) for p, job in zip(job_paths, jobs)
+               if not (Path(job["run_dir"]) / "results.json").is_file()]
+    if not pending:
+        return
+    for module in pending[0][1].get("plugins", []):
+        importlib.import_module(module)
+    job = pending[0][1]
+    if len(pending) == 1:
+        run_job(pending[0][0])
+        return
+    experiment = get_experiment(job["experiment"])
+    row = experiment.row(job["row"])
+    data = _restrict(load_dataset(experiment.dataset, job["data_dir"]), row.data.get("keep_classes"),
+                     row.data.get("test_classes"))
+    if job["smoke"]:
+        data = _subsample(data)
+    folders = [Path(j["run_dir"]) for _, j in pending]
+    started = [(f / "last.pt").is_file() for f in folders]
+    for folder in folders:  # stopped before a first checkpoint: nothing to resume, start over
+        if not (folder / "last.pt").is_file() and folder.is_dir() and \
+                all(written_before_first_checkpoint(p.name) for p in folder.iterdir()):
+            for path in folder.iterdir():
+                path.unlink()
+    if all(started):
+        fit_seeds(dataset=data, folders=folders, resume=True, progress=False)
+    elif not any(started):
+        model, options = job_fit_options(job)
+        train_options = {k: v for k, v in options.pop("train_options").items() if k != "seed"}
+        fit_seeds(model, data, folders=folders, seeds=[j["seed"] for _, j in pending], data_dir=job["data_dir"],
+                  train_options=train_options, progress=False, **options)
+    else:  # some interrupted, some new: they are not at one epoch
+        for path, _ in pending:
+            run_job(path)
 
 
 ENGINES = ("local", "ray")
@@ -297,11 +352,55 @@ def run_one_job(path: str | Path, threads: int) -> int:
                                    stderr=subprocess.STDOUT, env=env)
 
 
+def run_one_group(paths: Sequence[str | Path], threads: int) -> dict[str, int]:
+    """Run a group of jobs (:func:`job_groups`) in one process, stacked (:func:`run_job_group`), as
+    :func:`run_one_job` runs one: finished jobs give 0, jobs another process holds
+    :data:`ALREADY_RUNNING`; the others the process's exit status, or 0 where the run finished."""
+    paths = [Path(p) for p in paths]
+    if len(paths) == 1:
+        return {str(paths[0]): run_one_job(paths[0], threads)}
+    jobs = {str(p): json.loads(p.read_text()) for p in paths}
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    statuses: dict[str, int] = {}
+    with contextlib.ExitStack() as held:
+        mine = []
+        for path in paths:
+            job = jobs[str(path)]
+            Path(job["log"]).parent.mkdir(parents=True, exist_ok=True)
+            if not held.enter_context(_job_lock(path)):
+                statuses[str(path)] = ALREADY_RUNNING
+                with open(job["log"], "a") as log:
+                    log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {path}: another process is running this job "
+                              f"(it holds {path.with_suffix('.lock')}); not started\n")
+            elif (Path(job["run_dir"]) / "results.json").is_file():
+                statuses[str(path)] = 0
+            else:
+                mine.append(path)
+        if not mine:
+            return statuses
+        first = jobs[str(mine[0])]
+        stamp = f"# {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        for path in mine[1:]:
+            with open(jobs[str(path)]["log"], "a") as log:
+                log.write(f"{stamp} {path}: trained together with {len(mine) - 1} other seeds; the log is "
+                          f"{first['log']}\n")
+        with open(first["log"], "a") as log:
+            log.write(f"{stamp} {' '.join(map(str, mine))}\n")
+            log.flush()
+            code = subprocess.call([sys.executable, "-m", "pyro_sus.sweep", *map(str, mine)], stdout=log,
+                                   stderr=subprocess.STDOUT, env=env)
+        for path in mine:
+            statuses[str(path)] = 0 if (Path(jobs[str(path)]["run_dir"]) / "results.json").is_file() else (code or 1)
+    return statuses
+
+
 def run_jobs(job_paths: Sequence[Path], jobs: int = 1, threads: int | None = None, engine: str = "local",
-             address: str | None = None) -> dict[str, int]:
+             address: str | None = None, stack: bool = True) -> dict[str, int]:
     """Run every job not finished yet; a failing job does not stop the others. Returns each job
     file's exit status (0 also for one finished before), keyed by its path.
 
+    ``stack=True`` trains the seeds of a row together, one stacked model in one process
+    (:func:`job_groups`, :func:`run_one_group`); ``jobs`` then counts groups.
     ``engine="local"``: ``jobs`` processes at a time on this machine. ``engine="ray"``: one Ray task
     per job, each asking for ``threads`` CPUs, on the Ray cluster at ``address`` (None: the one this
     process is connected to, or a local one started here), so the cluster's free CPUs set how many
@@ -310,13 +409,17 @@ def run_jobs(job_paths: Sequence[Path], jobs: int = 1, threads: int | None = Non
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     threads = threads or max(1, (os.cpu_count() or 1) // max(1, jobs))
+    groups = job_groups(job_paths) if stack else [[Path(p)] for p in job_paths]
     if engine == "ray":
-        return _run_jobs_on_ray(job_paths, threads, address)
+        return _run_jobs_on_ray(groups, threads, address)
+    statuses: dict[str, int] = {}
     with ThreadPoolExecutor(max(1, jobs)) as pool:
-        return dict(pool.map(lambda path: (str(path), run_one_job(path, threads)), job_paths))
+        for result in pool.map(lambda group: run_one_group(group, threads), groups):
+            statuses.update(result)
+    return {str(p): statuses[str(p)] for p in job_paths}
 
 
-def _run_jobs_on_ray(job_paths: Sequence[Path], threads: int, address: str | None) -> dict[str, int]:
+def _run_jobs_on_ray(groups: Sequence[Sequence[Path]], threads: int, address: str | None) -> dict[str, int]:
     try:
         import ray
     except ImportError:
@@ -325,27 +428,28 @@ def _run_jobs_on_ray(job_paths: Sequence[Path], threads: int, address: str | Non
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
-        task = ray.remote(num_cpus=threads, max_retries=0)(run_one_job)
-        refs = {str(path): task.remote(str(path), threads) for path in job_paths}
+        task = ray.remote(num_cpus=threads, max_retries=0)(run_one_group)
+        refs = [(group, task.remote([str(p) for p in group], threads)) for group in groups]
         statuses = {}
-        for path, ref in refs.items():
+        for group, ref in refs:
             try:
-                statuses[path] = ray.get(ref)
-            except ray.exceptions.RayError as err:  # the task itself failed (a lost node): that job only
-                statuses[path] = 1
-                log = Path(json.loads(Path(path).read_text())["log"])
-                log.parent.mkdir(parents=True, exist_ok=True)
-                with open(log, "a") as handle:
-                    handle.write(f"# ray: {type(err).__name__}: {err}\n")
+                statuses.update(ray.get(ref))
+            except ray.exceptions.RayError as err:  # the task itself failed (a lost node): that group only
+                for path in group:
+                    statuses[str(path)] = 1
+                    log = Path(json.loads(Path(path).read_text())["log"])
+                    log.parent.mkdir(parents=True, exist_ok=True)
+                    with open(log, "a") as handle:
+                        handle.write(f"# ray: {type(err).__name__}: {err}\n")
         return statuses
     finally:
         if started_here:
             ray.shutdown()
 
 
-if __name__ == "__main__":  # one job per process: python -m pyro_sus.sweep JOB.json
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m pyro_sus.sweep JOB.json")
+if __name__ == "__main__":  # one job (or group of seeds) per process: python -m pyro_sus.sweep JOB.json [JOB.json ...]
+    if len(sys.argv) < 2:
+        sys.exit("usage: python -m pyro_sus.sweep JOB.json [JOB.json ...]")
     import torch
 
     from pyro_sus.allocator import retain_freed_memory
@@ -354,6 +458,9 @@ if __name__ == "__main__":  # one job per process: python -m pyro_sus.sweep JOB.
     retain_freed_memory()  # the job owns this process (see pyro_sus.allocator)
     # Through the imported module, not this __main__ copy: the job's plugins (the built-in tables
     # among them) register in pyro_sus.sweep.EXPERIMENTS, which is not this file's dict.
-    from pyro_sus.sweep import run_job as run_job_in_package
+    from pyro_sus.sweep import run_job as run_job_in_package, run_job_group as run_group_in_package
 
-    run_job_in_package(sys.argv[1])
+    if len(sys.argv) == 2:
+        run_job_in_package(sys.argv[1])
+    else:
+        run_group_in_package(sys.argv[1:])

@@ -25,9 +25,11 @@ def _is_factor(site: dict) -> bool:
     return site["is_observed"] and type(site["fn"]).__name__ == "Unit"
 
 
-def elbo_terms(model, guide, *args, max_plate_nesting: int = 1, per_point: bool = False) -> dict[str, torch.Tensor]:
+def elbo_terms(model, guide, *args, max_plate_nesting: int = 1, per_point: bool = False,
+               per_member: bool = False) -> dict[str, torch.Tensor]:
     """Named terms of ``-ELBO`` for one draw of the guide's sampled sites, summed over the batch (or,
-    ``per_point``, one value per point of the plate)."""
+    ``per_point``, one value per point of the plate; or, ``per_member``, one value per member of a
+    stacked model, whose plate over members is dim -2: ``max_plate_nesting=2``)."""
     guide_trace = poutine.trace(poutine.enum(guide, first_available_dim=-1 - max_plate_nesting)).get_trace(*args)
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args)
     guide_trace.compute_log_prob()
@@ -44,7 +46,12 @@ def elbo_terms(model, guide, *args, max_plate_nesting: int = 1, per_point: bool 
     def add(name: str, cost: torch.Tensor) -> None:
         weighted = weight.to(cost.device) * cost
         # Enumerated values sit left of the plate: summing them (under q) leaves one cost per point.
-        value = weighted.reshape(-1, weighted.shape[-1]).sum(0) if per_point else weighted.sum()
+        if per_point:
+            value = weighted.reshape(-1, weighted.shape[-1]).sum(0)
+        elif per_member:  # every dim but the members' (enumerated values, points) summed out
+            value = weighted.reshape(-1, *weighted.shape[-2:]).sum((0, 2))
+        else:
+            value = weighted.sum()
         terms[name] = terms[name] + value if name in terms else value
 
     for name, site in model_trace.nodes.items():

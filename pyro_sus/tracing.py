@@ -25,7 +25,7 @@ from .models.base import Batch, as_batch
 
 __all__ = ["TracedLoss", "check_traceable"]
 
-_INPUTS = ("x_unlabelled", "x_labelled", "y_labelled", "w_labelled")
+_INPUTS = ("x_unlabelled", "x_labelled", "y_labelled", "w_labelled", "member_weights")
 
 
 def check_traceable(model: torch.nn.Module) -> None:

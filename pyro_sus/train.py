@@ -164,9 +164,7 @@ class TrainingData:
         """One epoch's ``n_steps`` batches: fresh permutations of each set drawn from ``generator``
         (the labelled one cycles alongside the unlabelled one), each batch binarised afresh when
         ``binarize`` (dynamic binarisation: a Bernoulli draw of the grey levels)."""
-        n_unlabelled, n_labelled = len(self.x_unlabelled), len(self.x_labelled)
-        order_u = _epoch_batches(n_unlabelled, n_steps, batch_size, generator) if n_unlabelled else None
-        order_l = _epoch_batches(n_labelled, n_steps, batch_size, generator) if n_labelled else None
+        order_u, order_l = self.epoch_order(n_steps, batch_size, generator)
         for step in range(n_steps):
             x_u = self.x_unlabelled[order_u[step]] if order_u is not None else None
             x_l = self.x_labelled[order_l[step]] if order_l is not None else None
@@ -176,6 +174,15 @@ class TrainingData:
                 x_u = torch.bernoulli(x_u) if x_u is not None else None
                 x_l = torch.bernoulli(x_l) if x_l is not None else None
             yield Batch(x_u, x_l, y_l, w_l, labelled_scale)
+
+    def epoch_order(self, n_steps: int, batch_size: int, generator: torch.Generator
+                    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """One epoch's (n_steps, batch) indices into the unlabelled and the labelled set (None for an
+        empty set), drawn from ``generator`` in that order: fresh permutations, cycled so every step is full."""
+        n_unlabelled, n_labelled = len(self.x_unlabelled), len(self.x_labelled)
+        order_u = _epoch_batches(n_unlabelled, n_steps, batch_size, generator) if n_unlabelled else None
+        order_l = _epoch_batches(n_labelled, n_steps, batch_size, generator) if n_labelled else None
+        return order_u, order_l
 
     def to(self, device: torch.device) -> "TrainingData":
         move = lambda t: t.to(device) if t is not None else None  # noqa: E731
@@ -468,6 +475,10 @@ class TrainingLoop:
         self.start_epoch = self.epoch = 0
         self.stop_after = stop_after
         self.should_stop = False
+        #: After a divergence: the model's state before the first non-finite step, and that step (1-based).
+        self.diverged_state: tuple[dict[str, torch.Tensor], int] | None = None
+        #: The random streams ``resume`` put back (a stack of runs puts the shared ones back once more).
+        self.resumed_rng: dict[str, Any] | None = None
         n_unlabelled, n_labelled = len(self.data.x_unlabelled), len(self.data.x_labelled)
         if n_unlabelled + n_labelled == 0:
             raise ValueError("no training data: both the labelled and the unlabelled sets are empty")
@@ -544,12 +555,20 @@ class TrainingLoop:
                                   ) from None
         self.history, self.start_epoch = state["history"], state["epoch"]
         self.epoch = self.start_epoch
+        self.resumed_rng = state["rng"]
         for note in _set_rng_state(state["rng"], self.generator, state.get("device"), self.device, self.start_epoch,
                                    self.config.seed, path):
             warnings.warn(note, UserWarning, stacklevel=3)
         for callback in self.callbacks:
             if callback.state_key is not None:
                 callback.load_state(self, state.get(callback.state_key))
+
+    def restore_rng(self) -> None:
+        """Put back the random streams :meth:`resume` read (a stack of runs, which share the global
+        streams, puts back one run's after every run has resumed)."""
+        if self.resumed_rng is not None:
+            _set_rng_state(self.resumed_rng, self.generator, self.device.type, self.device, self.start_epoch,
+                           self.config.seed, self.run_dir / "last.pt" if self.run_dir is not None else Path("last.pt"))
 
     def run(self) -> list[dict[str, Any]]:
         """Train up to :attr:`last_epoch`; returns the history of every epoch so far."""
@@ -586,9 +605,10 @@ class TrainingLoop:
                 "lr": self.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
 
     def _diverged(self, epoch: int) -> TrainingDiverged:
+        watch = self.train_step.watch
+        self.diverged_state = (watch.state_before(), int(watch.step) + 1)
         for callback in self.callbacks:
             callback.on_diverged(self, epoch)
-        watch = self.train_step.watch
         return TrainingDiverged.at(float(watch.loss), epoch + 1, int(watch.step) + 1,
                                    self.run_dir / "last_good.pt" if self.run_dir is not None else None)
 

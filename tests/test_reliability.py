@@ -137,19 +137,19 @@ def test_an_existing_file_as_out_is_a_clear_error(tmp_path, capsys):
 
 def test_ctrl_c_in_the_first_epoch_says_how_to_continue_and_resume_starts_over(trained_run, tmp_path, capsys,
                                                                                  monkeypatch):
-    import pyro_sus.api
+    from pyro_sus.train import TrainingLoop
 
     straight, out = trained_run, tmp_path / "run"
-    real_train = pyro_sus.api.train
+    real_run = TrainingLoop.run
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pyro_sus.api, "train", interrupted)
+    monkeypatch.setattr(TrainingLoop, "run", interrupted)
     assert main(["train", "--model", "m2", "--out", str(out)] + TINY) == 130
     assert f"continue with `pyro-sus train --resume --out {out}`" in capsys.readouterr().err
     assert (out / "run.json").is_file() and not (out / "last.pt").exists()
-    monkeypatch.setattr(pyro_sus.api, "train", real_train)
+    monkeypatch.setattr(TrainingLoop, "run", real_run)
     assert main(["train", "--model", "m2", "--out", str(out)] + TINY) == 2  # a fresh run says what to do
     assert "--resume" in _error(capsys)
     assert main(["train", "--resume", "--out", str(out), "--no-progress"]) == 0

@@ -1,7 +1,9 @@
 """`pyro-sus reproduce`: every registered experiment runs end to end (smoke settings), aggregation and
 the results-page generator on fabricated run outputs, and a failing job that loses no other result."""
 
+import importlib
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -374,3 +376,41 @@ def test_a_row_s_training_options_override_the_experiment_s(tmp_path):
     assert options["train_options"]["batch_size"] == 4
     assert options["train_options"]["learning_rate"] == pytest.approx(2e-4)
     assert options["train_options"]["epochs"] == 3
+
+
+def test_reproduce_trains_a_rows_seeds_as_one_stack(tmp_path, monkeypatch):
+    # A tiny digits table of its own (not smoke): two seeds of one row.
+    (tmp_path / "stack_table.py").write_text(
+        "import dataclasses\n"
+        "from pyro_sus.reproduce import Row, get_experiment, register_experiment\n"
+        "base = get_experiment('pyro-ssvae-tutorial')\n"
+        "register_experiment(dataclasses.replace(base, name='stack-digits', dataset='digits', seeds=2,\n"
+        "    train={**base.train, 'epochs': 2}, rows=(\n"
+        "    Row('GM-DGM', 'gmdgm', {'labels_per_class': 5, 'hidden_classes': [8, 9], 'n_extra': 2,\n"
+        "        'model_options': {'z_dim': 2, 'hidden_dims': [16]}}, {'accuracy': None},\n"
+        "        train={'batch_size': 128}),)))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    out = tmp_path / "out"
+    importlib.import_module("stack_table")
+    try:
+        paths = plan_jobs("stack-digits", out, device="cpu", plugins=["stack_table"])
+        assert len(paths) == 2
+        statuses = run_jobs(paths, threads=1)
+        assert statuses == {str(p): 0 for p in paths}, [Path(json.loads(p.read_text())["log"]).read_text()[-1500:]
+                                                        for p in paths]
+        infos = [json.loads((Path(json.loads(p.read_text())["run_dir"]) / "run.json").read_text()) for p in paths]
+        assert [info["stacked_with_seeds"] for info in infos] == [[0, 1], [0, 1]]
+        assert [info["train"]["seed"] for info in infos] == [0, 1]
+        assert "trained together" in Path(json.loads(paths[1].read_text())["log"]).read_text()
+        summary = aggregate("stack-digits", out)
+        assert summary["rows"][0]["seeds"] == [0, 1]
+        # Run again: both finished, nothing is trained.
+        assert run_jobs(paths, threads=1) == {str(p): 0 for p in paths}
+        unstacked = plan_jobs("stack-digits", tmp_path / "alone", device="cpu", plugins=["stack_table"])
+        assert run_jobs(unstacked, threads=1, stack=False) == {str(p): 0 for p in unstacked}
+        info = json.loads((Path(json.loads(unstacked[0].read_text())["run_dir"]) / "run.json").read_text())
+        assert "stacked_with_seeds" not in info
+    finally:
+        EXPERIMENTS.pop("stack-digits", None)
+        sys.modules.pop("stack_table", None)

@@ -56,7 +56,7 @@ class AuxiliaryDGM(SemiUnsupervisedDGM):
 
     def model(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         """y ~ p(y); z ~ p(z|y); x ~ p(x|z[, y]); a ~ p(a|[x,] y, z)."""
-        with pyro.plate("data", x.shape[0]):
+        with self.data_plate(x.shape[-2]):
             y = self.prior_y(x, y)
             z = pyro.sample("z", self.latent_prior(y))
             pyro.sample("x", self.likelihood(z, y), obs=x)
@@ -65,7 +65,7 @@ class AuxiliaryDGM(SemiUnsupervisedDGM):
 
     def guide(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         """a ~ q(a|x); y ~ q(y|a, x) (enumerated or relaxed when unobserved, alpha * CE when observed); z ~ q(z|a, x, y)."""
-        with pyro.plate("data", x.shape[0]):
+        with self.data_plate(x.shape[-2]):
             a = pyro.sample("a", self.aux_posterior(x))
             xa = torch.cat([x, a], dim=-1)
             y = self.sample_y(self.classifier_net(xa), y)

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import torch
 import pyro
 import pyro.distributions as dist
+import pyro.poutine as poutine
 from pyro.infer import TraceEnum_ELBO
 from pyro.nn import PyroModule
 from pyro.params.param_store import param_with_module_name
@@ -39,13 +40,18 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 class Batch:
     """What one training step gives a model's loss: a batch of unlabelled points and one of labelled
     points with their slots (either may be None or empty), optional per-label weights, and the factor
-    on the labelled batch's terms (``TrainConfig.labelled_scale``)."""
+    on the labelled batch's terms (``TrainConfig.labelled_scale``).
+
+    For a stacked model (:mod:`pyro_sus.stacking`) the tensors are (E, B, ...), member e's in row e,
+    and ``member_weights`` (E, 1) may weigh each member's terms: given as ones that require grad, its
+    gradient after ``backward`` is each member's loss."""
 
     x_unlabelled: torch.Tensor | None = None
     x_labelled: torch.Tensor | None = None
     y_labelled: torch.Tensor | None = None
     w_labelled: torch.Tensor | None = None
     labelled_scale: float = 1.0
+    member_weights: torch.Tensor | None = None
 
     @property
     def has_unlabelled(self) -> bool:
@@ -315,6 +321,33 @@ class ZooModel(PyroModule):
         self._elbo = TraceEnum_ELBO(max_plate_nesting=1, strict_enumeration_warning=self.enumerates_unlabelled)
         self._elbo_labelled = TraceEnum_ELBO(max_plate_nesting=1, strict_enumeration_warning=False)
 
+    #: Whether runs of this model may train stacked (:mod:`pyro_sus.stacking`): its ``model`` and ``guide``
+    #: take their plates from :meth:`data_plate` and read a batch's size with :meth:`batch_points`.
+    stackable: ClassVar[bool] = False
+
+    def stacking_refusal(self) -> str | None:
+        """Why runs of this model cannot train stacked (None: they can, as far as the model knows)."""
+        if not self.stackable:
+            return f"{type(self).__name__}'s model and guide take no plate over members (stackable = False)"
+        return None
+
+    #: The number of members of a stacked model (:func:`pyro_sus.stacking.stack_models`), None for one model.
+    members: int | None = None
+
+    def data_plate(self, size: int) -> contextlib.AbstractContextManager:
+        """The plate over a batch's ``size`` points (dim -1), inside one over the members (dim -2) when
+        the model is stacked: each member's points are its own batch."""
+        if self.members is None:
+            return pyro.plate("data", size)
+        plates = contextlib.ExitStack()
+        plates.enter_context(pyro.plate("members", self.members, dim=-2))
+        plates.enter_context(pyro.plate("data", size, dim=-1))
+        return plates
+
+    def batch_points(self, x: torch.Tensor) -> int:
+        """How many points ``x`` holds per member: its rows, or its second dim when stacked (E, B, D)."""
+        return len(x) if self.members is None else x.shape[-2]
+
     def model(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         raise NotImplementedError
 
@@ -371,16 +404,30 @@ class ZooModel(PyroModule):
             raise ValueError(f"model {type(self).__name__} does not take per-label weights")
         parts: list[tuple[float, int, TraceEnum_ELBO, tuple]] = []
         if self.uses_unlabelled and batch.has_unlabelled:
-            parts.append((1.0, len(batch.x_unlabelled), self._elbo, (batch.x_unlabelled,)))
+            parts.append((1.0, self.batch_points(batch.x_unlabelled), self._elbo, (batch.x_unlabelled,)))
         if batch.has_labelled:
             extra = (batch.w_labelled,) if batch.w_labelled is not None else ()
-            parts.append((batch.labelled_scale, len(batch.x_labelled), self._elbo_labelled,
+            parts.append((batch.labelled_scale, self.batch_points(batch.x_labelled), self._elbo_labelled,
                           (batch.x_labelled, batch.y_labelled, *extra)))
         return parts
 
     def _objective(self, named: bool, batch: Batch) -> dict[str, torch.Tensor]:
         """``{"loss": total}`` (differentiable), or the named terms (``named``)."""
-        return self._bound_terms(named, self.bound_parts(batch))
+        if self.members is None:
+            return self._bound_terms(named, self.bound_parts(batch))
+        if named:  # each member's terms: values of shape (E,)
+            terms: dict[str, torch.Tensor] = {}
+            with without_param_sites():
+                for scale, n, _, args in self.bound_parts(batch):
+                    for name, value in elbo_terms(self.model, self.guide, *args, max_plate_nesting=2,
+                                                  per_member=True).items():
+                        terms[name] = terms.get(name, 0.0) + scale * value / n
+            return terms
+        weights = batch.member_weights
+        if weights is None:
+            weights = torch.ones(self.members, 1, device=self._device())
+        with poutine.scale(scale=weights):  # the members' plate is dim -2: one weight per member
+            return self._bound_terms(named, self.bound_parts(batch))
 
     def _bound_terms(self, named: bool, parts: list[tuple[float, int, TraceEnum_ELBO, tuple]]
                      ) -> dict[str, torch.Tensor]:

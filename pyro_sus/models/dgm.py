@@ -78,6 +78,7 @@ class SemiUnsupervisedDGM(GenerativeModel):
     config_class: ClassVar[type[DGMConfig]] = DGMConfig
     decoder_sees_y: ClassVar[bool] = True
     traceable = True
+    stackable = True
 
     def __init__(self, config: DGMConfig) -> None:
         super().__init__(config)
@@ -94,6 +95,11 @@ class SemiUnsupervisedDGM(GenerativeModel):
         self.register_buffer("temperature", torch.tensor(config.temperature), persistent=False)
         if config.y_estimator != "enumerate":  # training enumerates nothing: no warning about it
             self._elbo = TraceEnum_ELBO(max_plate_nesting=1, strict_enumeration_warning=False)
+
+    def stacking_refusal(self) -> str | None:
+        if self.config.y_estimator != "enumerate":
+            return f"y_estimator {self.config.y_estimator!r} draws y for one model's batch; only 'enumerate' stacks"
+        return super().stacking_refusal()
 
     # -- sizes a subclass with more inputs (the auxiliary models) overrides -----------------------
     def classifier_input_dim(self) -> int:
@@ -147,14 +153,14 @@ class SemiUnsupervisedDGM(GenerativeModel):
         x, as ``pyro.infer.Predictive(model.model)(None, y)`` does to show what each slot generates."""
         if x is None and y is None:
             raise ValueError("give x, y or both: the batch size comes from them")
-        with pyro.plate("data", x.shape[0] if x is not None else y.shape[0]):
+        with self.data_plate(x.shape[-2] if x is not None else y.shape[-1]):
             y = self.prior_y(x, y)
             z = pyro.sample("z", self.latent_prior(y))
             pyro.sample("x", self.likelihood(z, y), obs=x)
 
     def guide(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         """y ~ q(y|x) (enumerated when unobserved); z ~ q(z|x, y); plus alpha * CE when observed."""
-        with pyro.plate("data", x.shape[0]):
+        with self.data_plate(x.shape[-2]):
             y = self.sample_y(self.classifier(x), y)
             pyro.sample("z", self.posterior(self.posterior_context(x, self.onehot(y))))
 
