@@ -118,7 +118,7 @@ def pack_records(work: Path, out: Path) -> Path:
     """``out/records.tar``: every run's light records (:data:`LIGHT_RECORDS`), the benchmarks' output,
     the logs and the session records, without weights or checkpoints."""
     runs = run_folders(work)
-    files = [p for r in runs for p in sorted(r.iterdir()) if p.name in LIGHT_RECORDS]
+    files = [p for r in runs for p in sorted(r.rglob("*")) if p.name in LIGHT_RECORDS]  # baselines/ too
     files += [p for p in sorted(work.rglob("*")) if p.is_file() and not any(r in p.parents for r in runs)
               and p.suffix in (".json", ".txt", ".log", ".md", ".jsonl")]
     out.mkdir(parents=True, exist_ok=True)

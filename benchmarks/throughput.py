@@ -100,7 +100,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     rows = []
-    for name in args.models or sorted(MODELS):
+    for name in args.models or sorted(n for n, cls in MODELS.items() if cls.trained_by_gradient):
         jit = args.jit and get_model_class(name.split("+")[0]).traceable
         seconds = time_model(name, device, args.x_dim, args.slots, args.hidden, args.batch, args.steps, jit=jit,
                              precision=args.precision)

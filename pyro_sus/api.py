@@ -34,9 +34,11 @@ from .models import get_model_class
 from .models.base import check_model_size
 from .priors import class_prior
 from .spec import DataSpec, PreprocessSpec, PriorSpec, RunSpec, SplitSpec
-from .train import TrainConfig, TrainingData, TrainingDiverged, TrainingLoop, resolve_device, seed_everything
+from .train import (ClosedFormFit, TrainConfig, TrainingData, TrainingDiverged, TrainingLoop, resolve_device,
+                    seed_everything)
 
-__all__ = ["Run", "fit", "fit_seeds", "seed_folder", "seed_folders", "evaluate", "predict", "load", "run_spec",
+__all__ = ["Run", "fit", "fit_seeds", "fit_baseline", "baseline_folder", "run_accuracy", "BASELINES", "seed_folder",
+           "seed_folders", "evaluate", "predict", "load", "run_spec",
            "load_parts", "build_run_model", "training_data", "hardware_info", "data_fingerprint"]
 
 #: Quantiles of the validation fit scores kept in open_set.json (0, 0.001, ..., 1).
@@ -109,7 +111,7 @@ class Run:
                             f"{list(shape)}")
         features = self.preprocessor.transform(x, "the inputs")
         _check_likelihood(self.model, features, "the inputs")
-        return torch.tensor(features, device=next(self.model.parameters()).device)
+        return torch.tensor(features, device=self.model.device)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """q(y|x) over the model's slots for raw inputs ``x`` (same layout as the training data)."""
@@ -766,8 +768,8 @@ def _run_loop(run_dir: Path, spec: RunSpec, split: Split, pre: Preprocessor, dat
         raise RunFileError(str(err)) from None
     tensors = training_data(data, split, pre)
     _check_likelihood(model, torch.cat([tensors.x_labelled, tensors.x_unlabelled]).numpy())
-    return TrainingLoop(model, tensors, config, run_dir, progress=progress, stop_after=stop_after,
-                        run_record=_run_record(spec))
+    loop = TrainingLoop if model.trained_by_gradient else ClosedFormFit
+    return loop(model, tensors, config, run_dir, progress=progress, stop_after=stop_after, run_record=_run_record(spec))
 
 
 def _train_run(run_dir: Path, info: dict[str, Any], spec: RunSpec, split: Split, pre: Preprocessor, data: Dataset,
@@ -803,13 +805,62 @@ def _finish_run(run_dir: Path, info: dict[str, Any], spec: RunSpec, split: Split
     from .plots import plot_learning_curves
 
     plot_learning_curves(history, run_dir / "learning_curves.png", title=f"{spec.model} on {spec.data.dataset}")
-    if history[-1]["epoch"] < config.epochs and not history[-1].get("stopped_early"):
+    if history[-1]["epoch"] < config.epochs and not (history[-1].get("stopped_early")
+                                                     or history[-1].get("fitted_in_closed_form")):
         return None  # stopped on purpose (stop_after): last.pt holds the state
     model.save(run_dir, "final")
     run = Run(run_dir, info, model, pre, split, spec=spec)
     if evaluate_after:
         evaluate(run, dataset=data)
     return run
+
+
+#: Baselines a run can be set against on its own split (``fit_baseline``, ``train --baseline``).
+BASELINES = ("kmeans",)
+
+
+def baseline_folder(run_dir: str | Path, baseline: str) -> Path:
+    """Where a run keeps a baseline fitted on its split: ``RUN/baselines/NAME`` (an ordinary run folder)."""
+    return Path(run_dir) / "baselines" / baseline
+
+
+def fit_baseline(run: Run | str | Path, baseline: str = "kmeans", *, dataset: str | Dataset | None = None,
+                 data_dir: str | Path | None = None, progress: bool = False) -> Run:
+    """Fit ``baseline`` (a registered model, default the k-means baseline) on the run's own split,
+    preprocessing and seed, into :func:`baseline_folder` (an ordinary run folder, evaluated), so its
+    scores sit beside the run's on exactly the same points. A baseline fitted before is loaded.
+
+    Examples
+    --------
+    >>> run = fit("gmdgm", "digits", "runs/gm", hidden_classes=[5, 6, 7, 8], labelled_fraction=0.2)
+    >>> kmeans = fit_baseline(run)
+    >>> margin = run_accuracy(run) - run_accuracy(kmeans)
+    """
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+    run = run if isinstance(run, Run) else load(run)
+    folder = baseline_folder(run.run_dir, baseline)
+    if (folder / "results.json").is_file():
+        return load(folder)
+    # The run's split, preprocessing and seed; its class prior p(y) is the model's, which k-means has not.
+    spec = dataclasses.replace(run.spec, model=baseline, model_options={}, prior=PriorSpec())
+    data = _run_data(run.spec, run.run_dir, run.split, dataset, data_dir)
+    fresh = _FreshRun.plan(folder, spec, data)
+    same = fresh.split.to_arrays()
+    if any(not np.array_equal(value, run.split.to_arrays()[key]) for key, value in same.items()):
+        raise RunFileError(f"the split made again from {run.run_dir / 'run.json'} differs from its split.npz; "
+                           f"the baseline would not see the run's points")
+    with fresh.started():
+        return _train_run(folder, fresh.info, spec, fresh.split, fresh.pre, data, resume=False, stop_after=None,
+                          progress=progress, evaluate_after=True)
+
+
+def run_accuracy(run: Run | str | Path, part: str = "test") -> float | None:
+    """The honest accuracy of an evaluated run on ``part`` (test, else validation), from its results.json."""
+    run_dir = run.run_dir if isinstance(run, Run) else Path(run)
+    results = read_json(run_dir / "results.json", "scores written by `pyro-sus evaluate`")
+    scored = results.get(part) or results.get("validation") or {}
+    return scored.get("accuracy")
 
 
 def _read_mapping(path: Path, split: Split) -> np.ndarray:

@@ -126,6 +126,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="one run per seed, in OUT/seed<N>, trained together as one stacked model where the model "
                         "stacks (one seed: OUT itself, as --seed)")
     t.add_argument("--no-stack", action="store_true", help="with --seeds: train the runs one after another")
+    t.add_argument("--baseline", choices=["kmeans"], default=None,
+                   help="also fit this baseline on the same split (RUN/baselines/NAME) and print the model's margin "
+                        "over it")
     t.add_argument("--device", default=d("device"), help="auto, cpu, cuda or cuda:N")
     t.add_argument("--checkpoint-every", type=int, default=d("checkpoint_every"), help="epochs between checkpoints")
     t.add_argument("--no-progress", action="store_true")
@@ -299,6 +302,7 @@ def _report_seeds(runs: list, args: argparse.Namespace) -> int:
     for run in runs:
         results = json.loads((run.run_dir / "results.json").read_text())
         _print_results(results, run.run_dir)
+        _print_baseline(run, args)
         scored = results.get("test") or results.get("validation") or {}
         if scored.get("accuracy") is not None:
             accuracies.append(scored["accuracy"])
@@ -314,7 +318,25 @@ def _report_train(run, args: argparse.Namespace) -> int:
               f"{shlex.quote(args.out)}")
         return 0
     _print_results(json.loads((run.run_dir / "results.json").read_text()), run.run_dir)
+    _print_baseline(run, args)
     return 0
+
+
+def _print_baseline(run, args: argparse.Namespace) -> None:
+    """With ``--baseline``: the baseline fitted on the run's split, and the model's margin over it."""
+    if not getattr(args, "baseline", None):
+        return
+    from .api import fit_baseline, run_accuracy
+
+    baseline = fit_baseline(run, args.baseline)
+    ours, theirs = run_accuracy(run), run_accuracy(baseline)
+    scored = json.loads((baseline.run_dir / "results.json").read_text())
+    part = scored.get("test") or scored.get("validation") or {}
+    fmt = lambda v: "n/a" if v is None else f"{100 * v:.1f}"  # noqa: E731
+    margin = "" if ours is None or theirs is None else (
+        f"; {run.spec.model} {'beats' if ours >= theirs else 'trails'} it by {100 * abs(ours - theirs):.1f} points")
+    print(f"  {args.baseline} on the same split: accuracy {fmt(theirs)} (known {fmt(part.get('known_accuracy'))}, "
+          f"novel {fmt(part.get('novel_accuracy'))}){margin} [{baseline.run_dir}]")
 
 
 def _labelled_scale(text: str) -> str | float:
@@ -535,7 +557,8 @@ COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "report": _cmd_repor
 
 
 #: Options ``train --resume`` takes; every other one is saved in run.json and cannot change.
-RESUME_OPTIONS = {"out", "resume", "stop_after", "no_progress", "dataset", "data_dir", "device", "no_stack"}
+RESUME_OPTIONS = {"out", "resume", "stop_after", "no_progress", "dataset", "data_dir", "device", "no_stack",
+                  "baseline"}
 
 
 def _given_train_options(argv: Sequence[str]) -> dict[str, object]:

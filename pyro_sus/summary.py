@@ -26,8 +26,9 @@ def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
     return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
 
 
-def _finished_runs(jobs: list[dict[str, Any]], row: Row) -> list[tuple[dict[str, Any], dict[str, Any]]] | None:
-    """(choice, results) of one seed's runs in the row's order of choices; None unless every choice finished."""
+def _finished_runs(jobs: list[dict[str, Any]], row: Row) -> list[tuple[dict[str, Any], dict[str, Any], Path]] | None:
+    """(choice, results, run folder) of one seed's runs in the row's order of choices; None unless every
+    choice finished."""
     by_choice = {_candidate_text(j.get("candidate", {})): j for j in jobs}
     runs = []
     for candidate in row.candidates():
@@ -35,8 +36,8 @@ def _finished_runs(jobs: list[dict[str, Any]], row: Row) -> list[tuple[dict[str,
         path = None if job is None else Path(job["run_dir"]) / "results.json"
         if path is None or not path.is_file():  # not planned, failed or not finished
             return None
-        runs.append((candidate, json.loads(path.read_text())))
-    if len(runs) > 1 and any(not r.get("validation") for _, r in runs):
+        runs.append((candidate, json.loads(path.read_text()), path.parent))
+    if len(runs) > 1 and any(not r.get("validation") for _, r, _ in runs):
         raise ValueError(f"{row.label!r} chooses on validation accuracy, but a run has no validation scores")
     return runs
 
@@ -60,7 +61,7 @@ def aggregate(name: str, out: str | Path) -> dict[str, Any]:
         mine = [j for j in jobs if j["row"] == row.label and _candidate_text(j.get("candidate", {})) in choices]
         if not mine:
             continue
-        results, failed, walls, selection = [], [], [], []
+        results, failed, walls, selection, folders = [], [], [], [], []
         for seed in sorted({j["seed"] for j in mine}):
             runs = _finished_runs([j for j in mine if j["seed"] == seed], row)
             if runs is None:  # a run (or one of the choices) failed or has not finished
@@ -71,10 +72,11 @@ def aggregate(name: str, out: str | Path) -> dict[str, Any]:
                 best = max(runs, key=lambda run: run[1]["validation"]["accuracy"])  # ties: the first choice
                 selection.append({"seed": seed, "chosen": best[0],
                                   "validation_accuracy": {_candidate_text(c): 100 * r["validation"]["accuracy"]
-                                                          for c, r in runs}})
+                                                          for c, r, _ in runs}})
             results.append(best[1])
+            folders.append(best[2])
             # The price of choosing is every choice's training time.
-            seconds = [r.get("train_wall_seconds") for _, r in runs]
+            seconds = [r.get("train_wall_seconds") for _, r, _ in runs]
             if all(t is not None for t in seconds):
                 walls.append(sum(seconds))
         metrics = {}
@@ -93,6 +95,7 @@ def aggregate(name: str, out: str | Path) -> dict[str, Any]:
                      "wall_seconds_per_run": float(np.mean(walls)) if walls else None, "hardware": hardware,
                      "jit": any(_trained_with(j, "jit", False) for j in mine),
                      "precision": sorted({_trained_with(j, "precision", "fp32") for j in mine}),
+                     "kmeans": _baseline_margin(results, folders, "kmeans"),
                      **({"chosen_on_validation": selection} if row.choose_on_validation else {})})
     summary = {"experiment": name, "paper": experiment.paper, "table": experiment.table,
                "paper_epochs": experiment.epochs, "paper_seeds": experiment.seeds,
@@ -100,6 +103,23 @@ def aggregate(name: str, out: str | Path) -> dict[str, Any]:
     atomic_write_json(root / "summary.json", summary)
     atomic_write_text(root / "summary.md", render_markdown(summary))
     return summary
+
+
+def _baseline_margin(results: list[dict[str, Any]], folders: list[Path], baseline: str) -> dict[str, Any] | None:
+    """The baseline fitted on each seed's own split (``RUN/baselines/NAME``, written by the jobs): its
+    honest test accuracy over the seeds that have it, and the row's mean margin over it on those seeds."""
+    pairs = []
+    for result, folder in zip(results, folders):
+        path = folder / "baselines" / baseline / "results.json"
+        ours = result.get("test", {}).get("accuracy")
+        theirs = json.loads(path.read_text()).get("test", {}).get("accuracy") if path.is_file() else None
+        if ours is not None and theirs is not None:
+            pairs.append((100 * ours, 100 * theirs))
+    if not pairs:
+        return None
+    mean, sd = _mean_sd([t for _, t in pairs])
+    return {"accuracy_mean": mean, "accuracy_sd": sd, "margin": float(np.mean([o - t for o, t in pairs])),
+            "n": len(pairs)}
 
 
 def _fmt(mean: float | None, sd: float | None) -> str:
@@ -160,6 +180,13 @@ def render_markdown(summary: dict[str, Any]) -> str:
             lines.append(f"| {r['row']} | {METRIC_NAMES.get(metric, metric)} | {_fmt(m['ours_mean'], m['ours_sd'])} | "
                          f"{_fmt(m['paper_mean'], m['paper_sd'])} | {diff} | {len(r['seeds'])}{failed} | "
                          f"{', '.join(map(str, r['epochs'])) or 'n/a'} | {wall} | {_hardware_text(r['hardware'])} |")
+    baselines = [(r["row"], r["kmeans"]) for r in rows if r.get("kmeans")]
+    if baselines:
+        lines += ["", "k-means on each run's own split (PCA, then seeded k-means with one cluster per slot: "
+                      "`RUN/baselines/kmeans`), honest test accuracy, and each row's margin over it on the same seeds:"]
+        lines += [f"- {row}: k-means {_fmt(k['accuracy_mean'], k['accuracy_sd'])} ({k['n']} seed(s)); the row "
+                  f"{'beats' if k['margin'] >= 0 else 'trails'} it by {abs(k['margin']):.1f} points"
+                  for row, k in baselines]
     chosen = [(r["row"], s) for r in rows for s in r.get("chosen_on_validation", [])]
     if chosen:
         lines += ["", "Chosen per seed on validation accuracy (the wall time above counts every choice's training):"]

@@ -233,14 +233,27 @@ def run_job(job_path: str | Path) -> None:
         data = _subsample(data)
     if (run_dir / "last.pt").is_file():
         fit(run_dir=run_dir, resume=True, dataset=data, progress=False)
-        return
-    if run_dir.is_dir() and all(written_before_first_checkpoint(p.name) for p in run_dir.iterdir()):
-        # Stopped before its first checkpoint (killed, out of time): nothing to resume, start over.
-        for path in run_dir.iterdir():
-            path.unlink()
-    model, options = job_fit_options(job)
-    # A data set chosen by name keeps its name in run.json; a restricted one is passed as an object.
-    fit(model, data, run_dir, data_dir=job["data_dir"], **options, progress=False)
+    else:
+        if run_dir.is_dir() and all(written_before_first_checkpoint(p.name) for p in run_dir.iterdir()):
+            # Stopped before its first checkpoint (killed, out of time): nothing to resume, start over.
+            for path in run_dir.iterdir():
+                path.unlink()
+        model, options = job_fit_options(job)
+        # A data set chosen by name keeps its name in run.json; a restricted one is passed as an object.
+        fit(model, data, run_dir, data_dir=job["data_dir"], **options, progress=False)
+    if not job["smoke"]:  # smoke runs are no results: nothing to set beside them
+        _fit_baselines([run_dir], data)
+
+
+def _fit_baselines(run_dirs: Sequence[Path], data: Dataset) -> None:
+    """The k-means baseline on each finished run's own split (``RUN/baselines/kmeans``, seconds), for the
+    summary's margin over it (issue 41); a run that stopped early (no results yet) gets it when it finishes."""
+    from .api import fit_baseline
+
+    for run_dir in run_dirs:
+        finished = (run_dir / "results.json").is_file()
+        if finished and json.loads((run_dir / "run.json").read_text())["model"] != "kmeans":
+            fit_baseline(run_dir, "kmeans", dataset=data)
 
 
 def job_groups(job_paths: Sequence[str | Path]) -> list[list[Path]]:
@@ -295,6 +308,9 @@ def run_job_group(job_paths: Sequence[str | Path]) -> None:
     else:  # some interrupted, some new: they are not at one epoch
         for path, _ in pending:
             run_job(path)
+        return
+    if not job["smoke"]:
+        _fit_baselines(folders, data)
 
 
 ENGINES = ("local", "ray")

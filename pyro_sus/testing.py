@@ -55,7 +55,8 @@ def check_interface(model: ZooModel) -> None:
     assert isinstance(model, SemiUnsupervisedModel), "the model lacks part of SemiUnsupervisedModel"
     for name, kind in CAPABILITIES.items():
         assert isinstance(getattr(type(model), name), kind), f"capability {name} must be declared as a {kind.__name__}"
-    assert model.fit_score_kind in ("bound", "max_probability"), f"fit_score_kind is {model.fit_score_kind!r}"
+    assert model.fit_score_kind in ("bound", "max_probability", "negative_distance"), \
+        f"fit_score_kind is {model.fit_score_kind!r}"
     assert model.likelihood_family in ("bernoulli", "gaussian", None), \
         f"likelihood_family is {model.likelihood_family!r}"
     if model.has_embedding:

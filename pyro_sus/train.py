@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import random
 import time
@@ -23,14 +24,15 @@ from pyro.infer import traceenum_elbo
 
 from ._fields import check_field_types
 from .data import MAX_SEED
-from .io import CheckpointError, RunFileError, load_checkpoint
-from .callbacks import BestValidation, Callback, Checkpoint, EpochMonitor, ProgressBar, TensorBoardLog, monitor_batch
+from .io import CheckpointError, RunFileError, atomic_write_text, load_checkpoint
+from .callbacks import (BestValidation, Callback, Checkpoint, EpochMonitor, ProgressBar, TensorBoardLog, monitor_batch,
+                        validation_metrics)
 from .models.base import Batch, as_batch
 from .nn import PRECISIONS, network_precision
 from .tracing import TracedLoss
 
-__all__ = ["TrainConfig", "TrainStep", "TrainingData", "TrainingDiverged", "TrainingLoop", "SELECTIONS",
-           "resolve_device", "train", "seed_everything"]
+__all__ = ["TrainConfig", "TrainStep", "TrainingData", "TrainingDiverged", "TrainingLoop", "ClosedFormFit",
+           "SELECTIONS", "resolve_device", "train", "seed_everything"]
 
 #: Which epoch's model a run hands back (``TrainConfig.select``).
 SELECTIONS = ("final", "best-validation")
@@ -611,6 +613,46 @@ class TrainingLoop:
             callback.on_diverged(self, epoch)
         return TrainingDiverged.at(float(watch.loss), epoch + 1, int(watch.step) + 1,
                                    self.run_dir / "last_good.pt" if self.run_dir is not None else None)
+
+
+class ClosedFormFit:
+    """The run of a model fitted once in closed form (``trained_by_gradient = False``: the k-means
+    baseline), with the loop's surface (:meth:`run`, :meth:`resume`, ``history``, ``finished``), so a run
+    folder gets the same files: ``metrics.jsonl`` with one record (the fit's numbers and the validation
+    numbers every epoch's record has), no ``last.pt`` (a fit is not resumed: it is fitted again)."""
+
+    def __init__(self, model: torch.nn.Module, data: TrainingData, config: TrainConfig,
+                 run_dir: str | Path | None = None, progress: bool = True, stop_after: int | None = None,
+                 run_record: dict[str, Any] | None = None, callbacks: Sequence[Callback] = ()) -> None:
+        if callbacks:
+            raise ValueError(f"{type(model).__name__} is fitted in closed form: it has no epochs for callbacks")
+        self.config, self.device = config, resolve_device(config.device)
+        self.model, self.data = model.to(self.device), data.to(self.device)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.history: list[dict[str, Any]] = []
+        self.callbacks: list[Callback] = []
+        self.start_epoch = 0
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.history)
+
+    def resume(self) -> None:
+        """Nothing to continue: a closed-form fit is fitted again."""
+
+    def run(self) -> list[dict[str, Any]]:
+        """Fit the model once; returns its one record."""
+        started = time.perf_counter()
+        seed_everything(self.config.seed)
+        record: dict[str, Any] = {"epoch": 1, "fitted_in_closed_form": True}
+        record.update(self.model.fit_data(self.data.x_labelled, self.data.y_labelled, self.data.x_unlabelled,
+                                          self.config.seed))
+        record["seconds"] = time.perf_counter() - started
+        record.update(validation_metrics(self.model, self.data))
+        self.history = [record]
+        if self.run_dir is not None:
+            atomic_write_text(self.run_dir / "metrics.jsonl", json.dumps(record) + "\n")
+        return self.history
 
 
 def train(model: torch.nn.Module, data: TrainingData, config: TrainConfig, run_dir: str | Path | None = None,

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 import pytest
 
 from pyro_sus.cli import main
@@ -405,6 +407,14 @@ def test_reproduce_trains_a_rows_seeds_as_one_stack(tmp_path, monkeypatch):
         assert "trained together" in Path(json.loads(paths[1].read_text())["log"]).read_text()
         summary = aggregate("stack-digits", out)
         assert summary["rows"][0]["seeds"] == [0, 1]
+        # Each run gets the k-means baseline on its own split, and the summary its margin over it (issue 41).
+        run_dirs = [Path(json.loads(p.read_text())["run_dir"]) for p in paths]
+        theirs = [json.loads((d / "baselines" / "kmeans" / "results.json").read_text())["test"]["accuracy"]
+                  for d in run_dirs]
+        ours = [json.loads((d / "results.json").read_text())["test"]["accuracy"] for d in run_dirs]
+        kmeans = summary["rows"][0]["kmeans"]
+        assert kmeans["n"] == 2 and abs(kmeans["margin"] - 100 * (np.mean(ours) - np.mean(theirs))) < 1e-9
+        assert "k-means on each run's own split" in render_markdown(summary)
         # Run again: both finished, nothing is trained.
         assert run_jobs(paths, threads=1) == {str(p): 0 for p in paths}
         unstacked = plan_jobs("stack-digits", tmp_path / "alone", device="cpu", plugins=["stack_table"])

@@ -7,6 +7,7 @@ from .catvae import CategoricalVAE, CategoricalVAEConfig
 from .baselines import M1, ClassifierConfig, LabelledOnlyClassifier, M1Config
 from .dgm import DGMConfig, SemiUnsupervisedDGM
 from .gmdgm import GMDGM, GMDGMConfig
+from .kmeans import KMeansBaseline, KMeansConfig
 from .latent_classifier import LatentClassifierConfig, LatentClassifierVAE, SimplifiedLatentClassifierVAE
 from .m2 import M2, M2Config
 from .registry import MODELS, get_model_class, register_model
@@ -14,7 +15,8 @@ from .registry import MODELS, get_model_class, register_model
 __all__ = ["ModelConfig", "GenerativeConfig", "ZooModel", "GenerativeModel", "DGMConfig", "SemiUnsupervisedDGM",
            "M2", "M2Config", "GMDGM", "GMDGMConfig", "AuxiliaryDGMConfig", "AuxiliaryDGM", "AM2", "AGMDGM",
            "LatentClassifierConfig", "LatentClassifierVAE", "SimplifiedLatentClassifierVAE",
-           "BetaVAEClassifierConfig", "BetaVAEClassifier", "CategoricalVAEConfig", "CategoricalVAE", "ClassifierConfig", "LabelledOnlyClassifier", "M1Config", "M1",
+           "BetaVAEClassifierConfig", "BetaVAEClassifier", "CategoricalVAEConfig", "CategoricalVAE", "ClassifierConfig",
+           "LabelledOnlyClassifier", "M1Config", "M1", "KMeansConfig", "KMeansBaseline",
            "MODELS", "get_model_class", "register_model", "build_model"]
 
 

@@ -321,6 +321,10 @@ class ZooModel(PyroModule):
         self._elbo = TraceEnum_ELBO(max_plate_nesting=1, strict_enumeration_warning=self.enumerates_unlabelled)
         self._elbo_labelled = TraceEnum_ELBO(max_plate_nesting=1, strict_enumeration_warning=False)
 
+    #: Whether the model is trained by the gradient loop (:mod:`pyro_sus.train`); False for a baseline fitted
+    #: once in closed form by its ``fit_data(x_labelled, y_labelled, x_unlabelled, seed)`` (k-means).
+    trained_by_gradient: ClassVar[bool] = True
+
     #: Whether runs of this model may train stacked (:mod:`pyro_sus.stacking`): its ``model`` and ``guide``
     #: take their plates from :meth:`data_plate` and read a batch's size with :meth:`batch_points`.
     stackable: ClassVar[bool] = False
@@ -376,8 +380,15 @@ class ZooModel(PyroModule):
         """The family of p(x|...) ("bernoulli", "gaussian"), or None for a model without one."""
         return None
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model's tensors are (its first parameter's, or first buffer's, device)."""
+        for tensor in (*self.parameters(), *self.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
     def _device(self) -> torch.device:
-        return next(self.parameters()).device
+        return self.device
 
     def loss(self, batch: Batch | torch.Tensor | None, *fields: Any, **named_fields: Any) -> torch.Tensor:
         """Per-point negative bound of each batch, summed: -U(x) and -w * L(x, y) (+ classifier terms).
@@ -458,7 +469,8 @@ class ZooModel(PyroModule):
                         for _ in range(n_samples) for chunk in x.split(batch_size))
         return -total / (n_samples * len(x))
 
-    #: What :meth:`fit_scores` measures: "bound" (nats per point) or "max_probability" (the largest q(y|x)).
+    #: What :meth:`fit_scores` measures: "bound" (nats per point), "max_probability" (the largest q(y|x))
+    #: or "negative_distance" (minus the squared distance to the nearest centre: the k-means baseline).
     fit_score_kind: ClassVar[str] = "bound"
 
     @torch.no_grad()

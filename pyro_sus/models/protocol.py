@@ -23,7 +23,8 @@ CAPABILITIES: dict[str, type] = {
     "takes_label_weights": bool,    # Batch.w_labelled is accepted
     "traceable": bool,              # loss may be traced (pyro_sus.tracing)
     "has_embedding": bool,          # embed(x) and decode(z) exist (the active loop needs them)
-    "fit_score_kind": str,          # "bound" or "max_probability": what fit_scores measures
+    "fit_score_kind": str,          # "bound", "max_probability" or "negative_distance": what fit_scores measures
+    "trained_by_gradient": bool,    # trained by the gradient loop; False: fitted once in closed form (fit_data)
     "loss_is_the_bounds": bool,     # loss is the per-point mean of the model/guide's bounds (what SVI optimises)
 }
 
@@ -41,6 +42,7 @@ class SemiUnsupervisedModel(Protocol):
     traceable: ClassVar[bool]
     has_embedding: ClassVar[bool]
     fit_score_kind: ClassVar[str]
+    trained_by_gradient: ClassVar[bool]
 
     @property
     def likelihood_family(self) -> str | None:
