@@ -170,19 +170,25 @@ def test_choices_must_be_training_options_and_need_a_validation_set(tmp_path):
             EXPERIMENTS.pop("test-bad-choice")
 
 
+def plugin_table(tmp_path, monkeypatch, module, registration):
+    """A plugin module ``module`` in ``tmp_path`` registering a table of its own from Pyro's tutorial
+    experiment (``base``), importable here and in the job processes."""
+    (tmp_path / f"{module}.py").write_text(
+        "import dataclasses\n"
+        "from pyro_sus.reproduce import Row, get_experiment, register_experiment\n"
+        "base = get_experiment('pyro-ssvae-tutorial')\n" + registration)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+
+
 def test_an_experiment_registered_by_a_plugin_runs_in_its_job_process(tmp_path, monkeypatch):
     # The job runs as `python -m pyro_sus.sweep`; the plugin must register into the package's
     # registry, not into that script's own copy of the module.
-    (tmp_path / "my_table.py").write_text(
-        "import dataclasses\n"
-        "from pyro_sus.reproduce import Row, get_experiment, register_experiment\n"
-        "base = get_experiment('pyro-ssvae-tutorial')\n"
-        "register_experiment(dataclasses.replace(base, name='my-digits-table', dataset='digits', rows=(\n"
-        "    Row('M2, lr 1e-3', 'm2', {'labels_per_class': 5, 'std_threshold': None,\n"
-        "        'model_options': {'z_dim': 4, 'hidden_dims': [16]}}, {'accuracy': (50.0, None)},\n"
-        "        train={'batch_size': 50}, choose_on_validation={'learning_rate': (1e-3, 3e-3)}),)))\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    plugin_table(tmp_path, monkeypatch, "my_table",
+                 "register_experiment(dataclasses.replace(base, name='my-digits-table', dataset='digits', rows=(\n"
+                 "    Row('M2, lr 1e-3', 'm2', {'labels_per_class': 5, 'std_threshold': None,\n"
+                 "        'model_options': {'z_dim': 4, 'hidden_dims': [16]}}, {'accuracy': (50.0, None)},\n"
+                 "        train={'batch_size': 50}, choose_on_validation={'learning_rate': (1e-3, 3e-3)}),)))\n")
     try:
         assert main(["--plugin", "my_table", "reproduce", "my-digits-table", "--smoke", "--out", str(tmp_path / "out"),
                      "--device", "cpu", "--threads", "1"]) == 0
@@ -382,17 +388,12 @@ def test_a_row_s_training_options_override_the_experiment_s(tmp_path):
 
 def test_reproduce_trains_a_rows_seeds_as_one_stack(tmp_path, monkeypatch):
     # A tiny digits table of its own (not smoke): two seeds of one row.
-    (tmp_path / "stack_table.py").write_text(
-        "import dataclasses\n"
-        "from pyro_sus.reproduce import Row, get_experiment, register_experiment\n"
-        "base = get_experiment('pyro-ssvae-tutorial')\n"
-        "register_experiment(dataclasses.replace(base, name='stack-digits', dataset='digits', seeds=2,\n"
-        "    train={**base.train, 'epochs': 2}, rows=(\n"
-        "    Row('GM-DGM', 'gmdgm', {'labels_per_class': 5, 'hidden_classes': [8, 9], 'n_extra': 2,\n"
-        "        'model_options': {'z_dim': 2, 'hidden_dims': [16]}}, {'accuracy': None},\n"
-        "        train={'batch_size': 128}),)))\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    plugin_table(tmp_path, monkeypatch, "stack_table",
+                 "register_experiment(dataclasses.replace(base, name='stack-digits', dataset='digits', seeds=2,\n"
+                 "    train={**base.train, 'epochs': 2}, rows=(\n"
+                 "    Row('GM-DGM', 'gmdgm', {'labels_per_class': 5, 'hidden_classes': [8, 9], 'n_extra': 2,\n"
+                 "        'model_options': {'z_dim': 2, 'hidden_dims': [16]}}, {'accuracy': None},\n"
+                 "        train={'batch_size': 128}),)))\n")
     out = tmp_path / "out"
     importlib.import_module("stack_table")
     try:
