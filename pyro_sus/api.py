@@ -95,6 +95,8 @@ class Run:
     split: Split
     mapping: np.ndarray | None = None
     spec: RunSpec | None = None
+    #: The run's scores (``results.json``, what ``evaluate`` wrote), or None before it is evaluated.
+    results: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.spec is None:  # info is run.json as written; spec is its typed form
@@ -811,7 +813,7 @@ def _finish_run(run_dir: Path, info: dict[str, Any], spec: RunSpec, split: Split
     model.save(run_dir, "final")
     run = Run(run_dir, info, model, pre, split, spec=spec)
     if evaluate_after:
-        evaluate(run, dataset=data)
+        run.results = evaluate(run, dataset=data)
     return run
 
 
@@ -857,8 +859,11 @@ def fit_baseline(run: Run | str | Path, baseline: str = "kmeans", *, dataset: st
 
 def run_accuracy(run: Run | str | Path, part: str = "test") -> float | None:
     """The honest accuracy of an evaluated run on ``part`` (test, else validation), from its results.json."""
-    run_dir = run.run_dir if isinstance(run, Run) else Path(run)
-    results = read_json(run_dir / "results.json", "scores written by `pyro-sus evaluate`")
+    if isinstance(run, Run) and run.results is not None:
+        results = run.results
+    else:
+        run_dir = run.run_dir if isinstance(run, Run) else Path(run)
+        results = read_json(run_dir / "results.json", "scores written by `pyro-sus evaluate`")
     scored = results.get(part) or results.get("validation") or {}
     return scored.get("accuracy")
 
@@ -895,7 +900,9 @@ def load(run_dir: str | Path, device: str = "cpu", *, read_mapping: bool = True)
     model.to(resolve_device(device)).eval()
     mapping = (_read_mapping(run_dir / "mapping.json", split)
                if read_mapping and (run_dir / "mapping.json").is_file() else None)
-    return Run(run_dir, info, model, pre, split, mapping, spec)
+    results = read_json(run_dir / "results.json", "scores written by `pyro-sus evaluate`") if (
+        read_mapping and (run_dir / "results.json").is_file()) else None
+    return Run(run_dir, info, model, pre, split, mapping, spec, results if isinstance(results, dict) else None)
 
 
 def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: bool = True, *,
@@ -1007,6 +1014,7 @@ def _evaluate(run: Run, dataset: str | Dataset | None, plot: bool, data_dir: str
                 images = data.x_test[test_seen].reshape(len(test_y), -1)
                 plot_discovered_slots(images, test_probs, table, shape, run.run_dir / "discovered.png")
     atomic_write_json(run.run_dir / "results.json", results)
+    run.results = results
     scored = results.get("test") or results.get("validation")
     if plot and scored is not None:
         from .plots import plot_confusion

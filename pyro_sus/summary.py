@@ -11,7 +11,7 @@ import numpy as np
 
 from .io import atomic_write_json, atomic_write_text
 from .spec import RunSpec
-from .sweep import Row, _candidate_text, get_experiment
+from .sweep import SMOKE, Row, _candidate_text, get_experiment
 
 __all__ = ["aggregate", "render_markdown", "write_results_section", "METRIC_NAMES"]
 
@@ -138,6 +138,9 @@ def _hardware_text(hardware: dict[str, Any] | None) -> str:
 
 def _commands_text(summary: dict[str, Any]) -> str:
     """The command(s) that made the table: one per group of rows run with the same --seeds and --epochs."""
+    smoke = any(r["smoke"] for r in summary["rows"])
+    # What a smoke run takes without being told (SMOKE's epochs, one seed); it is never written as results.
+    default_epochs, default_seeds = (SMOKE["epochs"], 1) if smoke else (summary["paper_epochs"], summary["paper_seeds"])
     groups: dict[tuple[int, int | None, bool, str], list[str]] = {}
     for r in summary["rows"]:
         runs = len(r["seeds"]) + len(r["failed_seeds"])
@@ -150,10 +153,11 @@ def _commands_text(summary: dict[str, Any]) -> str:
         every_row = len(groups) == 1 and summary.get("all_rows", True)
         commands.append(f"`pyro-sus reproduce {summary['experiment']}"
                         + ("" if every_row else " --rows " + " ".join(f'"{label}"' for label in labels))
-                        + (f" --epochs {epochs}" if epochs is not None and epochs != summary["paper_epochs"] else "")
-                        + (f" --seeds {runs}" if runs and runs != summary["paper_seeds"] else "")
+                        + (" --smoke" if smoke else "")
+                        + (f" --epochs {epochs}" if epochs is not None and epochs != default_epochs else "")
+                        + (f" --seeds {runs}" if runs and runs != default_seeds else "")
                         + (" --jit" if jit else "") + (f" --precision {precision}" if precision else "")
-                        + " --write-results`")
+                        + ("`" if smoke else " --write-results`"))
     return ("Command: " if len(commands) == 1 else "Commands: ") + "; ".join(commands)
 
 
@@ -176,7 +180,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         for metric, m in r["metrics"].items():
             diff = "n/a" if m["difference"] is None else f"{m['difference']:+.1f}"
             failed = f" ({len(r['failed_seeds'])} failed)" if r["failed_seeds"] else ""
-            wall = "n/a" if r["wall_seconds_per_run"] is None else f"{r['wall_seconds_per_run']:.0f}"
+            seconds = r["wall_seconds_per_run"]
+            wall = "n/a" if seconds is None else f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.2g}"
             lines.append(f"| {r['row']} | {METRIC_NAMES.get(metric, metric)} | {_fmt(m['ours_mean'], m['ours_sd'])} | "
                          f"{_fmt(m['paper_mean'], m['paper_sd'])} | {diff} | {len(r['seeds'])}{failed} | "
                          f"{', '.join(map(str, r['epochs'])) or 'n/a'} | {wall} | {_hardware_text(r['hardware'])} |")

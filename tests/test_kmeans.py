@@ -114,4 +114,14 @@ def test_kmeans_does_not_stack_and_trains_seeds_one_after_another(tmp_path):
     runs = fit_seeds("kmeans", "digits", tmp_path / "km", seeds=[0, 1], hidden_classes=[7, 8, 9],
                      labelled_fraction=0.2, n_extra=4, train_options={"device": "cpu"}, progress=False)
     assert [run_accuracy(r) > 0.5 for r in runs] == [True, True]
+    assert runs[1].results == json.loads((runs[1].run_dir / "results.json").read_text())  # fit hands them back
     assert "stacked_with_seeds" not in json.loads((runs[0].run_dir / "run.json").read_text())
+
+
+def test_a_run_carries_its_results(tmp_path):
+    options = [a for i, a in enumerate(TINY) if "--z-dim" not in TINY[max(i - 1, 0):i + 1]]
+    assert main(["train", "--model", "kmeans", "--out", str(tmp_path / "km")] + options) == 0
+    run = load(tmp_path / "km")
+    assert run.results == json.loads((tmp_path / "km" / "results.json").read_text())
+    assert run_accuracy(run) == run.results["test"]["accuracy"]
+    assert load(tmp_path / "km", read_mapping=False).results is None  # evaluate writes them anew

@@ -425,3 +425,17 @@ def test_reproduce_trains_a_rows_seeds_as_one_stack(tmp_path, monkeypatch):
     finally:
         EXPERIMENTS.pop("stack-digits", None)
         sys.modules.pop("stack_table", None)
+
+
+def test_a_smoke_summary_names_the_command_as_run_and_its_short_wall_time(tmp_path):
+    fabricate(tmp_path, "pyro-ssvae-tutorial", {"M2, 100 labels": [0.5]}, 1)
+    for job in (tmp_path / "pyro-ssvae-tutorial" / "jobs").glob("*.json"):  # made smoke, as --smoke plans them
+        spec = json.loads(job.read_text())
+        spec["smoke"] = True
+        job.write_text(json.dumps(spec))
+        results = Path(spec["run_dir"]) / "results.json"
+        results.write_text(json.dumps({**json.loads(results.read_text()), "train_wall_seconds": 0.43}))
+    text = render_markdown(aggregate("pyro-ssvae-tutorial", tmp_path))
+    assert 'Command: `pyro-sus reproduce pyro-ssvae-tutorial --rows "M2, 100 labels" --smoke`' in text
+    assert "--write-results" not in text and "--epochs" not in text and "--seeds" not in text
+    assert "| 0.86 |" in text  # under a second, not "0": the two learning rates the row chooses between, 0.43 s each
