@@ -29,7 +29,8 @@ from .data import DATASETS, DataError, Dataset, Preprocessor, Split, load_datase
 from .io import (LOCK_NAME, CheckpointError, RunBusyError, RunFileError, atomic_savez, atomic_write_json, read_json,
                  run_folder_holder, run_folder_lock)
 from .metrics import UNMAPPED, gcd_accuracy, gcd_assignment, honest_mapping, score
-from .report import discovery_summary, plot_discovered_slots, plot_slot_counts, slot_table, write_report
+from .report import (class_recall, discovery_summary, plot_discovered_slots, plot_slot_counts, slot_table,
+                     write_report)
 from .models import get_model_class
 from .models.base import check_model_size
 from .priors import class_prior
@@ -1002,8 +1003,13 @@ def _evaluate(run: Run, dataset: str | Dataset | None, plot: bool, data_dir: str
         prior_sd = run.model.latent_prior_sd()
         table = slot_table(val_slots[keep], val_y[keep], test_slots, test_y, split.n_known, split.n_slots,
                            None if prior_sd is None else prior_sd.tolist())
-        results["discovery"] = discovery_summary(table, split.hidden_classes)
-        write_report(run.run_dir, table, results["discovery"], mapping)
+        results["discovery"] = discovery_summary(table, split.hidden_classes, val_slots[keep], val_y[keep])
+        seen_classes = list(split.known_classes) + list(split.hidden_classes)
+        recall = {"validation": class_recall(val_slots[keep], val_y[keep], mapping, seen_classes)}
+        if test_slots is not None:
+            recall["test"] = class_recall(test_slots, test_y, mapping, seen_classes)
+        results["discovery"]["recall"] = recall
+        write_report(run.run_dir, table, results["discovery"], mapping, recall, results["open_set"])
         if plot:
             counted = (test_slots, test_y, "test") if test_slots is not None else (val_slots[keep], val_y[keep],
                                                                                       "validation")

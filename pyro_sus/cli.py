@@ -194,8 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--dataset", default=None, help="where the run's data moved to (default: the place in run.json)")
     e.add_argument("--data-dir", default=None, help="where the run's data folder moved to")
-    rp = sub.add_parser("report", help="what a run discovered: per slot size, majority class, purity; hidden "
-                                       "classes found (report.md, report.json, slot_counts.png, discovered.png)")
+    rp = sub.add_parser("report", help="what a run discovered: per slot size, majority class, purity; per class "
+                                       "recall; hidden classes found, a class counting as found when the discovered "
+                                       "slots mapped to it hold at least 50%% of its validation points at purity at "
+                                       "least 50%% (report.md, report.json, slot_counts.png, discovered.png)")
     rp.add_argument("run_dir")
     rp.add_argument("--dataset", default=None, help="where the run's data moved to (default: the place in run.json)")
     rp.add_argument("--data-dir", default=None, help="where the run's data folder moved to")

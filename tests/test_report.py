@@ -7,14 +7,16 @@ import matplotlib.pyplot as plt
 import pytest
 
 from pyro_sus.cli import main
-from pyro_sus.report import FOUND_MIN_POINTS, FOUND_PURITY, _markdown, collapse_note, discovery_summary, slot_table
+from pyro_sus.report import (FOUND_PURITY, FOUND_RECALL, _markdown, class_recall, collapse_note, discovery_summary,
+                             slot_table)
 
 
 def test_slot_table_and_found_classes_on_hand_made_predictions():
     """Known slots 0, 1 (classes 0, 1); discovered slots 2-4; hidden classes 5, 6, 7.
-    Slot 2: 6 points, 5 of class 5 (found). Slot 3: 6 points, 3 of class 6 and 3 of class 7 (purity
-    0.5: 6 found, the tie going to the smaller class). Slot 4: 2 points of class 7 (too few: 7 not found)."""
-    assert FOUND_PURITY == 0.5 and FOUND_MIN_POINTS == 5
+    Slot 2: 6 points, 5 of class 5 (all of its 5: found). Slot 3: 6 points, 3 of class 6 and 3 of class 7
+    (maps to 6, the tie going to the smaller class; all of 6's points at purity 0.5: found). Slot 4:
+    2 points, both of class 7, so pure, but 2 of 7's 6 points: 7 is not found (the report once said it was)."""
+    assert FOUND_PURITY == 0.5 and FOUND_RECALL == 0.5
     val_slots = np.array([0, 0, 1, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 4, 4])
     val_labels = np.array([0, 0, 1, 5, 5, 5, 5, 5, 7, 6, 6, 6, 7, 7, 7, 7, 7])
     test_slots, test_labels = np.array([2, 2, 4]), np.array([5, 6, 7])
@@ -25,10 +27,23 @@ def test_slot_table_and_found_classes_on_hand_made_predictions():
     assert (table[2]["test_size"], table[2]["test_purity"]) == (2, 0.5)
     assert table[3]["validation_majority"] == 6 and table[3]["validation_purity"] == 0.5
     assert table[0]["test_size"] == 0 and table[0]["test_majority"] is None
-    summary = discovery_summary(table, hidden_classes=[5, 6, 7])
+    summary = discovery_summary(table, [5, 6, 7], val_slots, val_labels)
     assert summary["found"] == [5, 6] and summary["n_found"] == 2 and summary["n_hidden"] == 3
-    assert summary["slots_finding"] == {"5": [2], "6": [3], "7": []}
+    assert summary["slots_finding"] == {"5": [2], "6": [3], "7": [4]}
+    assert summary["validation_recall"] == {"5": 1.0, "6": 1.0, "7": pytest.approx(2 / 6)}
+    assert summary["validation_purity"] == {"5": pytest.approx(5 / 6), "6": 0.5, "7": 1.0}
     assert summary["discovered_slots_in_use"] == 3
+    mapping = np.array([0, 1, 5, 6, 7])
+    recall = {"validation": class_recall(val_slots, val_labels, mapping, [0, 1, 5, 6, 7]),
+              "test": class_recall(test_slots, test_labels, mapping, [0, 1, 5, 6, 7])}
+    assert recall["test"] == {"0": None, "1": None, "5": 1.0, "6": 0.0, "7": 1.0}
+    text = _markdown(table, summary, mapping, recall, {"unseen_test_classes": [9], "auroc_unseen": 0.8123,
+                                                       "score": "bound", "n_unseen_test_points": 36})
+    assert "| 7 | no | 4 | 33% | 100% |" in text  # pure but a third of the class: not found, and the row says why
+    assert "| 5 | 100% | 100% |" in text and "| 6 | 100% | 0% |" in text
+    assert "## Classes withheld from training" in text and "AUROC): 0.812" in text
+    slot_rows = [line for line in text.splitlines() if line.split("|")[2:3] in ([" known "], [" discovered "])]
+    assert [int(line.split("|")[1]) for line in slot_rows] == [0, 1, 2, 3, 4]  # in slot order
 
 
 def test_a_run_with_every_point_on_a_known_slot_is_reported_as_collapsed_with_its_prior_spread():
@@ -39,12 +54,14 @@ def test_a_run_with_every_point_on_a_known_slot_is_reported_as_collapsed_with_it
     assert [r["prior_z_sd"] for r in table] == [30.0, 50.0, 4.0, 6.0]
     note = collapse_note(table)
     assert note.startswith("No validation point went to a discovered slot") and "8.0 times as wide" in note
-    text = _markdown(table, discovery_summary(table, [5, 6]), np.array([0, 1, -1, -1]))
+    text = _markdown(table, discovery_summary(table, [5, 6], val_slots, val_labels), np.array([0, 1, -1, -1]))
     assert note in text and "| sd of p(z|y) |" in text and "| 50.00 |" in text
+    assert "The sd of p(z|y): how widely the model's prior spreads a slot's codes" in text
     # Without the spread the note is there, without the comparison; a used discovered slot: no note.
     bare = slot_table(val_slots, val_labels, None, None, n_known=2, n_slots=4)
     assert "prior_z_sd" not in bare[0] and "times as wide" not in collapse_note(bare)
-    assert "sd of p(z|y)" not in _markdown(bare, discovery_summary(bare, [5, 6]), np.array([0, 1, -1, -1]))
+    assert "sd of p(z|y)" not in _markdown(bare, discovery_summary(bare, [5, 6], val_slots, val_labels),
+                                           np.array([0, 1, -1, -1]))
     used = slot_table(np.array([0, 0, 1, 1, 2]), val_labels, None, None, n_known=2, n_slots=4)
     assert collapse_note(used) is None
 
@@ -136,3 +153,11 @@ def test_unseen_classes_option_withholds_a_class_and_the_summary_line_gives_its_
     used = np.concatenate([split["labelled_idx"], split["unlabelled_idx"], split["validation_idx"]])
     assert not (digits.y_train[used] == 9).any()
     assert results["test"]["n"] == int(((digits.y_test >= 0) & (digits.y_test != 9)).sum())
+
+
+def test_the_report_commands_help_states_the_rule_the_report_applies(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert (f"at least {FOUND_RECALL:.0%} of its validation points at purity at least {FOUND_PURITY:.0%}"
+            in text)
