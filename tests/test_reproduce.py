@@ -258,7 +258,7 @@ def test_jit_reaches_every_run_and_the_command_that_made_the_table(tmp_path, sha
     run = next((tmp_path / "willetts-table2-mnist" / "runs").iterdir())
     assert json.loads((run / "run.json").read_text())["train"]["jit"] is True
     summary = aggregate("willetts-table2-mnist", tmp_path)
-    assert summary["rows"][0]["jit"] is True and " --jit --write-results`" in render_markdown(summary)
+    assert summary["rows"][0]["jit"] is True and ' --rows "GM-DGM SUS" --smoke --jit`' in render_markdown(summary)
     fabricate(tmp_path / "eager", "willetts-workshop-table1", {"M2": [0.70]}, 20)
     assert "--jit" not in render_markdown(aggregate("willetts-workshop-table1", tmp_path / "eager"))
 
@@ -271,7 +271,7 @@ def test_precision_reaches_every_run_and_the_command_that_made_the_table(tmp_pat
     assert saved["train"]["precision"] == "bf16" and saved["model_options"]["y_estimator"] == "gumbel-softmax"
     summary = aggregate("willetts-table2-mnist", tmp_path)
     assert summary["rows"][0]["precision"] == ["bf16"]
-    assert " --precision bf16 --write-results`" in render_markdown(summary)
+    assert " --smoke --precision bf16`" in render_markdown(summary)  # as run: a smoke section is never written
     fabricate(tmp_path / "fp32", "willetts-workshop-table1", {"M2": [0.70]}, 20)
     assert "--precision" not in render_markdown(aggregate("willetts-workshop-table1", tmp_path / "fp32"))
 
