@@ -116,6 +116,19 @@ class Run:
         _check_likelihood(self.model, features, "the inputs")
         return torch.tensor(features, device=self.model.device)
 
+    def embed(self, x: np.ndarray) -> np.ndarray:
+        """Each raw input's latent representation (scvi-tools' ``get_latent_representation``): E[z | x]
+        under the guide for the deep generative models (q(z|x, y) averaged over q(y|x)), the latent
+        code for models with an embedding, the principal components for k-means."""
+        features = self.features(x)
+        self.model.eval()
+        embed = getattr(self.model, "latent_mean", None) or (self.model.embed if self.model.has_embedding else None)
+        if embed is None:
+            raise ValueError(f"model {self.spec.model!r} gives no latent representation (it has neither "
+                             f"latent_mean nor an embedding)")
+        with torch.no_grad():
+            return torch.cat([embed(chunk) for chunk in features.split(2048)]).cpu().numpy()
+
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """q(y|x) over the model's slots for raw inputs ``x`` (same layout as the training data)."""
         features = self.features(x)

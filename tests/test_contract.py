@@ -6,6 +6,7 @@ themselves are public (``pyro_sus.testing``), so a model of your own gets the sa
 import dataclasses
 import math
 
+import pyro
 import pytest
 import torch
 import pyro.poutine as poutine
@@ -277,3 +278,26 @@ def test_unknown_parts_and_options_fail_with_the_known_names():
         make("m2", posterior="normal", posterior_options={"transforms": 3})
     with pytest.raises(ValueError, match="flow kind"):
         make("m2", posterior="flow", posterior_options={"kind": "planar"})
+
+
+@pytest.mark.parametrize("name", ["m2", "gmdgm", "am2", "agmdgm"])
+def test_the_latent_mean_is_the_guides_mean_of_z_over_y(name):
+    """latent_mean(x) = sum_y q(y|x) E[z | x, y]: checked against the guide's own draws of (y, z)."""
+    model = make(name)
+    model.eval()
+    with torch.no_grad():  # an uneven q(y|x) and a q(z|x, y) that moves with y, so a wrong weighting shows
+        model.classifier_net[-1].bias.copy_(torch.tensor([3.0, 0.0, -1.0, 1.5]))
+        model.posterior.trunk.body[0].weight[:, -N_SLOTS:].mul_(40)  # the one-hot y's columns (the last part)
+    x = torch.bernoulli(torch.full((3, X_DIM), 0.5))
+    draws = 20000
+    torch.manual_seed(0)
+    with torch.no_grad(), pyro.plate("draws", draws, dim=-2):
+        trace = poutine.trace(model.guide).get_trace(x.expand(draws, *x.shape))
+    mean = model.latent_mean(x)
+    assert mean.shape == (3, Z_DIM)
+    torch.testing.assert_close(trace.nodes["z"]["value"].mean(0), mean, atol=0.03, rtol=0)
+    # The same with every slot weighted alike is another number: the check can tell.
+    slots = torch.arange(N_SLOTS).unsqueeze(-1)
+    context = model.posterior_context(model.guide_inputs(x), model.onehot(slots))
+    uniform = model.posterior(context).mean.mean(0)
+    assert (uniform - mean).abs().max() > 0.1

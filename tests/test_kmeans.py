@@ -87,6 +87,11 @@ def test_a_kmeans_run_is_an_ordinary_run_folder(tmp_path):
     assert results["open_set"]["score"] == "negative_distance" and "gcd" in results and "discovery" in results
     x = load_dataset("digits").x_test[:20]
     np.testing.assert_array_equal(run.predict(x)["slot"], load(out).predict(x)["slot"])
+    # Its latent representation is the principal components, where its centres are.
+    embedded = run.embed(x)
+    assert embedded.shape == (20, 10)
+    nearest = torch.cdist(torch.tensor(embedded), run.model.centres).argmin(-1).numpy()
+    np.testing.assert_array_equal(nearest, run.predict(x)["slot"])
     with pytest.raises(TypeError, match="closed form"):
         run.model.loss(torch.zeros(2, run.model.config.x_dim))
 
@@ -104,6 +109,8 @@ def test_baseline_on_the_runs_own_split_and_the_printed_margin(tmp_path, capsys)
         assert np.array_equal(np.load(folder / "split.npz")[name], np.load(out / "split.npz")[name])
     assert json.loads((folder / "run.json").read_text())["model"] == "kmeans"
     assert fit_baseline(out).run_dir == folder  # fitted once: loaded again
+    x = load_dataset("digits").x_test[:5]
+    assert load(out).embed(x).shape == (5, 2)  # E[z|x] of the GM-DGM (z_dim 2)
     with pytest.raises(ValueError, match="baseline must be one of"):
         fit_baseline(out, "nope")
 

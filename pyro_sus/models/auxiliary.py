@@ -71,6 +71,10 @@ class AuxiliaryDGM(SemiUnsupervisedDGM):
             y = self.sample_y(self.classifier_net(xa), y)
             pyro.sample("z", self.posterior(self.posterior_context(xa, self.onehot(y))))
 
+    def guide_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """x with the mean of q(a|x) beside it (what the classifier and q(z|...) read)."""
+        return torch.cat([x, self.aux_posterior(x).mean], dim=-1)
+
     def classifier(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of q(y|x, a) at the mean of q(a|x): a deterministic stand-in for E_q(a|x) q(y|a, x)."""
         a = self.aux_posterior(x).mean

@@ -25,6 +25,7 @@ from pyro.infer import TraceEnum_ELBO
 from torch.distributions import kl_divergence
 
 from ..nn import MLP
+from ..posteriors import posterior_mean
 from .base import GenerativeConfig, GenerativeModel, check_class_prior
 
 __all__ = ["DGMConfig", "SemiUnsupervisedDGM", "Y_ESTIMATORS"]
@@ -189,3 +190,16 @@ class SemiUnsupervisedDGM(GenerativeModel):
     def classifier(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of q(y|x) over the ``n_slots`` slots."""
         return self.classifier_net(x)
+
+    def guide_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """What q(y|...) and q(z|..., y) read besides y: x itself here (an auxiliary model adds a)."""
+        return x
+
+    @torch.no_grad()
+    def latent_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """E[z | x] under the guide: the mean of q(z | x, y) averaged over q(y|x), every slot summed
+        exactly (a family without a closed-form mean, a flow, is averaged over draws)."""
+        slots = torch.arange(self.config.n_slots, device=x.device).unsqueeze(-1)  # (K, 1): every y at once
+        context = self.posterior_context(self.guide_inputs(x), self.onehot(slots))
+        means = posterior_mean(self.posterior(context))  # (K, B, z)
+        return torch.einsum("kbz,bk->bz", means, torch.softmax(self.classifier(x), dim=-1))

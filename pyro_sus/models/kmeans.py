@@ -72,6 +72,11 @@ class KMeansBaseline(ZooModel):
         """``x`` on the principal components."""
         return (x - self.mean) @ self.pca.T
 
+    @torch.no_grad()
+    def latent_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """The points' coordinates on the principal components (what the clusters live in)."""
+        return self.project(x)
+
     def distances(self, x: torch.Tensor) -> torch.Tensor:
         """Squared distance of each row of ``x`` to each centre, in the principal components."""
         return torch.cdist(self.project(x), self.centres).square()
