@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
+import dataclasses
 import importlib
 import io
 import json
@@ -40,6 +42,41 @@ SPEC_FLAGS: dict[str, tuple[str, str]] = {
 }
 
 
+class _DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option with a value shows its default, also one given no help text; an option whose help
+    says its default already, or whose default is "not given" (None, a flag off), shows no second one."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not action.help and action.option_strings and self._shows_default(action):
+            action = copy.copy(action)  # argparse formats no help at all for an option without text
+            action.help = self._default_text(action)
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or not self._shows_default(action):
+            return text
+        return f"{text} {self._default_text(action)}"
+
+    @staticmethod
+    def _shows_default(action: argparse.Action) -> bool:
+        # (By identity: a default of 0 is a value to show, though 0 == False.)
+        return not any(action.default is v for v in (None, False, argparse.SUPPRESS)) and action.nargs != 0
+
+    @staticmethod
+    def _default_text(action: argparse.Action) -> str:
+        shown = " ".join(map(str, action.default)) if isinstance(action.default, list) else "%(default)s"
+        return f"(default: {shown or 'none'})"
+
+
+def _model_default(config: str, name: str) -> str:
+    """A model option's default as the model's config declares it (``models.base.GenerativeConfig`` ...)."""
+    from . import models
+
+    value = {f.name: f.default for f in dataclasses.fields(getattr(models, config))}[name]
+    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
 def _spec_default(dest: str):
     """The default of a SPEC_FLAGS flag: its field's default in the run specification."""
     from .spec import PreprocessSpec, PriorSpec, SplitSpec
@@ -54,7 +91,7 @@ def _spec_default(dest: str):
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     d = _spec_default
     p = sub.add_parser("train", help="split a data set, train a model, evaluate it",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_DefaultsShown)
     p.add_argument("--model", default="gmdgm", help="registered model name (see `pyro-sus models`)")
     p.add_argument("--dataset", default=None,
                    help="digits (default), mnist, fashion-mnist, har (UCI HAR layout), or a path to a .npz; with "
@@ -95,17 +132,27 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--latent-prior", default=None,
                    help="p(z|y) family: standard_normal, class_gaussian, mixture, or a registered one (default: the model's)")
     m.add_argument("--prior-components", type=int, default=None, help="components per slot (--latent-prior mixture)")
-    m.add_argument("--a-dim", type=int, default=None, help="auxiliary latent size (am2, agmdgm)")
-    m.add_argument("--labelled-weight", type=float, default=None, help="lambda of the latent-classifier VAE")
+    m.add_argument("--a-dim", type=int, default=None,
+                   help=f"auxiliary latent size (am2, agmdgm; default: {_model_default('AuxiliaryDGMConfig', 'a_dim')})")
+    m.add_argument("--labelled-weight", type=float, default=None,
+                   help=f"lambda of the latent-classifier VAE (default: "
+                        f"{_model_default('LatentClassifierConfig', 'labelled_weight')})")
     m.add_argument("--unlabelled-bound", choices=["paper", "exact"], default=None,
-                   help="latent-classifier VAE: E_p(y|z) log p(x|y,z) (paper) or log sum_y p(y|z)p(x|y,z) (exact)")
-    m.add_argument("--z-dim", type=int, default=None)
-    m.add_argument("--hidden-dims", type=int, nargs="+", default=None)
+                   help="latent-classifier VAE: E_p(y|z) log p(x|y,z) (paper) or log sum_y p(y|z)p(x|y,z) (exact) "
+                        f"(default: {_model_default('LatentClassifierConfig', 'unlabelled_bound')})")
+    m.add_argument("--z-dim", type=int, default=None,
+                   help=f"size of the latent z (default: {_model_default('GenerativeConfig', 'z_dim')})")
+    m.add_argument("--hidden-dims", type=int, nargs="+", default=None,
+                   help=f"widths of every MLP's hidden layers (default: {_model_default('ModelConfig', 'hidden_dims')})")
     m.add_argument("--activation", default=None,
                    help="hidden-layer nonlinearity of the MLPs: relu (default) or softplus (Pyro's SS-VAE, Kingma et al.)")
-    m.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default=None)
-    m.add_argument("--gaussian-scale", type=float, default=None)
-    m.add_argument("--alpha", type=float, default=None, help="classifier weight on labelled data")
+    m.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default=None,
+                   help=f"p(x|...) (default: {_model_default('GenerativeConfig', 'likelihood')})")
+    m.add_argument("--gaussian-scale", type=float, default=None,
+                   help=f"fixed sd of the Gaussian likelihood (default: {_model_default('GenerativeConfig', 'gaussian_scale')})")
+    m.add_argument("--alpha", type=float, default=None,
+                   help=f"classifier weight on labelled data (default: {_model_default('DGMConfig', 'alpha')} for the "
+                        f"M2 family, {_model_default('M1Config', 'alpha')} for m1)")
     m.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="any other field of the model's config as JSON, or a plain string (e.g. encoder=conv, "
                         "w_assignment=5); repeatable")
@@ -150,7 +197,7 @@ def _active_parser(sub: argparse._SubParsersAction) -> None:
 
     d = ActiveConfig()
     p = sub.add_parser("active", help="active labelling from zero labels: cluster, ask about centres, retrain",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_DefaultsShown)
     p.add_argument("--dataset", default=d.dataset, help="digits, mnist, fashion-mnist, har (UCI HAR layout), or a path to a .npz")
     p.add_argument("--data-dir", default=None, help="folder holding mnist/ and fashion-mnist/ (else $PYRO_SUS_DATA)")
     p.add_argument("--out", default="runs/active", help="run folder")
@@ -211,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "as fitting no slot (column fits_no_slot)")
     _active_parser(sub)
     r = sub.add_parser("reproduce", help="reproduce a paper's table: runs, aggregation, our number beside the paper's",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_DefaultsShown)
     r.add_argument("name", nargs="?", help="experiment (see --list)")
     r.add_argument("--list", action="store_true", help="list the experiments with their rows and paper numbers")
     r.add_argument("--seeds", type=int, default=None, help="runs per row (default: the paper's)")

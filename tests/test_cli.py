@@ -295,3 +295,18 @@ def test_train_flags_take_their_defaults_from_the_run_specification():
     covered = {(part, name) for part, name in SPEC_FLAGS.values()}
     for part in ("split", "preprocess", "prior"):
         assert {(part, f.name) for f in dataclasses.fields(parts[part])} <= covered, part
+
+
+def test_train_help_shows_every_default_once_and_the_models_own(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    options = " ".join(text.split()).split(" --")[1:]  # one chunk per option, its help joined
+    assert "(default: None)" not in text
+    for chunk in options:
+        assert chunk.count("default") <= 1 or "(default), " in chunk, chunk  # "relu (default)" names a choice
+    joined = " ".join(text.split())
+    for shown in ("--epochs EPOCHS (default: 100)", "--seed SEED (default: 0)", "--lr LR (default: 0.0003)",
+                  "size of the latent z (default: 5)", "hidden layers (default: 500 500)",
+                  "(default: 1.1 for the M2 family, 1.0 for m1)", "(default: 0.1)"):
+        assert shown in joined, shown
