@@ -133,7 +133,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="p(z|y) family: standard_normal, class_gaussian, mixture, or a registered one (default: the model's)")
     m.add_argument("--prior-components", type=int, default=None, help="components per slot (--latent-prior mixture)")
     m.add_argument("--a-dim", type=int, default=None,
-                   help=f"auxiliary latent size (am2, agmdgm; default: {_model_default('AuxiliaryDGMConfig', 'a_dim')})")
+                   help="auxiliary latent size (am2, agmdgm; default: "
+                        f"{_model_default('AuxiliaryDGMConfig', 'a_dim')})")
     m.add_argument("--labelled-weight", type=float, default=None,
                    help=f"lambda of the latent-classifier VAE (default: "
                         f"{_model_default('LatentClassifierConfig', 'labelled_weight')})")
@@ -143,13 +144,15 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--z-dim", type=int, default=None,
                    help=f"size of the latent z (default: {_model_default('GenerativeConfig', 'z_dim')})")
     m.add_argument("--hidden-dims", type=int, nargs="+", default=None,
-                   help=f"widths of every MLP's hidden layers (default: {_model_default('ModelConfig', 'hidden_dims')})")
+                   help="widths of every MLP's hidden layers (default: "
+                        f"{_model_default('ModelConfig', 'hidden_dims')})")
     m.add_argument("--activation", default=None,
                    help="hidden-layer nonlinearity of the MLPs: relu (default) or softplus (Pyro's SS-VAE, Kingma et al.)")
     m.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default=None,
                    help=f"p(x|...) (default: {_model_default('GenerativeConfig', 'likelihood')})")
     m.add_argument("--gaussian-scale", type=float, default=None,
-                   help=f"fixed sd of the Gaussian likelihood (default: {_model_default('GenerativeConfig', 'gaussian_scale')})")
+                   help="fixed sd of the Gaussian likelihood (default: "
+                        f"{_model_default('GenerativeConfig', 'gaussian_scale')})")
     m.add_argument("--alpha", type=float, default=None,
                    help=f"classifier weight on labelled data (default: {_model_default('DGMConfig', 'alpha')} for the "
                         f"M2 family, {_model_default('M1Config', 'alpha')} for m1)")
