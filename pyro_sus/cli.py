@@ -77,6 +77,12 @@ def _model_default(config: str, name: str) -> str:
     return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
+def _model_option(group: argparse._ArgumentGroup, flag: str, config: str, text: str, **options) -> None:
+    """A model option (default None: the model's own), its help ending in the default ``config`` declares."""
+    name = flag.lstrip("-").replace("-", "_")
+    group.add_argument(flag, default=None, help=f"{text} (default: {_model_default(config, name)})", **options)
+
+
 def _spec_default(dest: str):
     """The default of a SPEC_FLAGS flag: its field's default in the run specification."""
     from .spec import PreprocessSpec, PriorSpec, SplitSpec
@@ -132,27 +138,16 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--latent-prior", default=None,
                    help="p(z|y) family: standard_normal, class_gaussian, mixture, or a registered one (default: the model's)")
     m.add_argument("--prior-components", type=int, default=None, help="components per slot (--latent-prior mixture)")
-    m.add_argument("--a-dim", type=int, default=None,
-                   help="auxiliary latent size (am2, agmdgm; default: "
-                        f"{_model_default('AuxiliaryDGMConfig', 'a_dim')})")
-    m.add_argument("--labelled-weight", type=float, default=None,
-                   help=f"lambda of the latent-classifier VAE (default: "
-                        f"{_model_default('LatentClassifierConfig', 'labelled_weight')})")
-    m.add_argument("--unlabelled-bound", choices=["paper", "exact"], default=None,
-                   help="latent-classifier VAE: E_p(y|z) log p(x|y,z) (paper) or log sum_y p(y|z)p(x|y,z) (exact) "
-                        f"(default: {_model_default('LatentClassifierConfig', 'unlabelled_bound')})")
-    m.add_argument("--z-dim", type=int, default=None,
-                   help=f"size of the latent z (default: {_model_default('GenerativeConfig', 'z_dim')})")
-    m.add_argument("--hidden-dims", type=int, nargs="+", default=None,
-                   help="widths of every MLP's hidden layers (default: "
-                        f"{_model_default('ModelConfig', 'hidden_dims')})")
+    _model_option(m, "--a-dim", "AuxiliaryDGMConfig", "auxiliary latent size (am2, agmdgm)", type=int)
+    _model_option(m, "--labelled-weight", "LatentClassifierConfig", "lambda of the latent-classifier VAE", type=float)
+    _model_option(m, "--unlabelled-bound", "LatentClassifierConfig", "latent-classifier VAE: E_p(y|z) log p(x|y,z) "
+                  "(paper) or log sum_y p(y|z)p(x|y,z) (exact)", choices=["paper", "exact"])
+    _model_option(m, "--z-dim", "GenerativeConfig", "size of the latent z", type=int)
+    _model_option(m, "--hidden-dims", "ModelConfig", "widths of every MLP's hidden layers", type=int, nargs="+")
     m.add_argument("--activation", default=None,
                    help="hidden-layer nonlinearity of the MLPs: relu (default) or softplus (Pyro's SS-VAE, Kingma et al.)")
-    m.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default=None,
-                   help=f"p(x|...) (default: {_model_default('GenerativeConfig', 'likelihood')})")
-    m.add_argument("--gaussian-scale", type=float, default=None,
-                   help="fixed sd of the Gaussian likelihood (default: "
-                        f"{_model_default('GenerativeConfig', 'gaussian_scale')})")
+    _model_option(m, "--likelihood", "GenerativeConfig", "p(x|...)", choices=["bernoulli", "gaussian"])
+    _model_option(m, "--gaussian-scale", "GenerativeConfig", "fixed sd of the Gaussian likelihood", type=float)
     m.add_argument("--alpha", type=float, default=None,
                    help=f"classifier weight on labelled data (default: {_model_default('DGMConfig', 'alpha')} for the "
                         f"M2 family, {_model_default('M1Config', 'alpha')} for m1)")
@@ -350,14 +345,12 @@ def _report_seeds(runs: list, args: argparse.Namespace) -> int:
         print(f"stopped after epoch {args.stop_after}; continue with: pyro-sus train --resume --out "
               f"{shlex.quote(args.out)}")
         return 0
-    accuracies = []
+    from .api import run_accuracy
+
     for run in runs:
-        results = json.loads((run.run_dir / "results.json").read_text())
-        _print_results(results, run.run_dir)
+        _print_results(run.results, run.run_dir)
         _print_baseline(run, args)
-        scored = results.get("test") or results.get("validation") or {}
-        if scored.get("accuracy") is not None:
-            accuracies.append(scored["accuracy"])
+    accuracies = [a for a in map(run_accuracy, runs) if a is not None]
     if accuracies:
         spread = np.std(accuracies, ddof=1) if len(accuracies) > 1 else 0.0
         print(f"{len(accuracies)} seeds: accuracy {np.mean(accuracies):.3f} +- {spread:.3f} (mean +- sd over seeds)")
@@ -382,8 +375,7 @@ def _print_baseline(run, args: argparse.Namespace) -> None:
 
     baseline = fit_baseline(run, args.baseline)
     ours, theirs = run_accuracy(run), run_accuracy(baseline)
-    scored = json.loads((baseline.run_dir / "results.json").read_text())
-    part = scored.get("test") or scored.get("validation") or {}
+    part = baseline.results.get("test") or baseline.results.get("validation") or {}
     fmt = lambda v: "n/a" if v is None else f"{100 * v:.1f}"  # noqa: E731
     margin = "" if ours is None or theirs is None else (
         f"; {run.spec.model} {'beats' if ours >= theirs else 'trails'} it by {100 * abs(ours - theirs):.1f} points")

@@ -219,30 +219,41 @@ def job_fit_options(job: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 def run_job(job_path: str | Path) -> None:
     """Train and evaluate one job (inside its own process); resumes an interrupted run folder."""
-    from .api import fit, written_before_first_checkpoint
+    from .api import fit
 
     job = json.loads(Path(job_path).read_text())
     for module in job.get("plugins", []):
         importlib.import_module(module)
-    experiment = get_experiment(job["experiment"])
-    row = experiment.row(job["row"])
     run_dir = Path(job["run_dir"])
-    data = load_dataset(experiment.dataset, job["data_dir"])
-    data = _restrict(data, row.data.get("keep_classes"), row.data.get("test_classes"))
-    if job["smoke"]:
-        data = _subsample(data)
+    data = _job_data(job)
     if (run_dir / "last.pt").is_file():
         fit(run_dir=run_dir, resume=True, dataset=data, progress=False)
     else:
-        if run_dir.is_dir() and all(written_before_first_checkpoint(p.name) for p in run_dir.iterdir()):
-            # Stopped before its first checkpoint (killed, out of time): nothing to resume, start over.
-            for path in run_dir.iterdir():
-                path.unlink()
+        _clear_unstarted(run_dir)
         model, options = job_fit_options(job)
         # A data set chosen by name keeps its name in run.json; a restricted one is passed as an object.
         fit(model, data, run_dir, data_dir=job["data_dir"], **options, progress=False)
     if not job["smoke"]:  # smoke runs are no results: nothing to set beside them
         _fit_baselines([run_dir], data)
+
+
+def _job_data(job: dict[str, Any]) -> Dataset:
+    """The data a job trains on: its experiment's data set, restricted as its row says, a subset for smoke."""
+    experiment = get_experiment(job["experiment"])
+    row = experiment.row(job["row"])
+    data = _restrict(load_dataset(experiment.dataset, job["data_dir"]), row.data.get("keep_classes"),
+                     row.data.get("test_classes"))
+    return _subsample(data) if job["smoke"] else data
+
+
+def _clear_unstarted(run_dir: Path) -> None:
+    """Empty a run folder stopped before its first checkpoint (killed, out of time): nothing to resume."""
+    from .api import written_before_first_checkpoint
+
+    if not (run_dir / "last.pt").is_file() and run_dir.is_dir() and \
+            all(written_before_first_checkpoint(p.name) for p in run_dir.iterdir()):
+        for path in run_dir.iterdir():
+            path.unlink()
 
 
 def _fit_baselines(run_dirs: Sequence[Path], data: Dataset) -> None:
@@ -272,7 +283,7 @@ def run_job_group(job_paths: Sequence[str | Path]) -> None:
     """Train and evaluate the jobs of one group (:func:`job_groups`, inside one process) as one
     stacked model where they can: all new, or all interrupted (resumed together); otherwise, and for
     a model that does not stack, one after another. Finished jobs are skipped."""
-    from .api import fit_seeds, written_before_first_checkpoint
+    from .api import fit_seeds
 
     jobs = [json.loads(Path(p).read_text()) for p in job_paths]
     pending = [(Path(p), job) for p, job in zip(job_paths, jobs)
@@ -285,19 +296,11 @@ def run_job_group(job_paths: Sequence[str | Path]) -> None:
     if len(pending) == 1:
         run_job(pending[0][0])
         return
-    experiment = get_experiment(job["experiment"])
-    row = experiment.row(job["row"])
-    data = _restrict(load_dataset(experiment.dataset, job["data_dir"]), row.data.get("keep_classes"),
-                     row.data.get("test_classes"))
-    if job["smoke"]:
-        data = _subsample(data)
+    data = _job_data(job)
     folders = [Path(j["run_dir"]) for _, j in pending]
     started = [(f / "last.pt").is_file() for f in folders]
-    for folder in folders:  # stopped before a first checkpoint: nothing to resume, start over
-        if not (folder / "last.pt").is_file() and folder.is_dir() and \
-                all(written_before_first_checkpoint(p.name) for p in folder.iterdir()):
-            for path in folder.iterdir():
-                path.unlink()
+    for folder in folders:
+        _clear_unstarted(folder)
     if all(started):
         fit_seeds(dataset=data, folders=folders, resume=True, progress=False)
     elif not any(started):
