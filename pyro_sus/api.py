@@ -26,13 +26,14 @@ from sklearn.metrics import roc_auc_score
 
 from . import __version__
 from .data import DATASETS, DataError, Dataset, Preprocessor, Split, load_dataset, resolve_data_dir
-from .io import (LOCK_NAME, CheckpointError, RunBusyError, RunFileError, atomic_savez, atomic_write_json, read_json,
-                 run_folder_holder, run_folder_lock)
+from .io import (LOCK_NAME, CheckpointError, RunBusyError, RunFileError, atomic_savez, atomic_write_json,
+                 load_checkpoint, read_json, run_folder_holder, run_folder_lock)
 from .metrics import UNMAPPED, gcd_accuracy, gcd_assignment, honest_mapping, score
 from .report import (class_recall, discovery_summary, plot_discovered_slots, plot_slot_counts, slot_table,
                      write_report)
 from .models import get_model_class
 from .models.base import check_model_size
+from .nn import initialise
 from .priors import class_prior
 from .spec import DataSpec, PreprocessSpec, PriorSpec, RunSpec, SplitSpec
 from .train import (ClosedFormFit, TrainConfig, TrainingData, TrainingDiverged, TrainingLoop, resolve_device,
@@ -215,6 +216,7 @@ def fit(
     resume: bool = False,
     device: str | None = None,
     stop_after: int | None = None,
+    snapshot: bool = False,
     progress: bool = True,
     evaluate_after: bool = True,
 ) -> Run | None:
@@ -227,7 +229,9 @@ def fit(
     device (a run trained on CUDA continues on the CPU). A run folder has one writer at a time: a
     second process training or evaluating it is refused (:class:`pyro_sus.io.RunBusyError`).
     ``stop_after=k`` trains only up to epoch k now (a time-limited session) and returns None: the
-    state is in ``run_dir/last.pt``, to be resumed later. ``prior`` is the class prior p(y) of
+    state is in ``run_dir/last.pt``, to be resumed later. With ``snapshot=True`` the run stopped
+    there is also handed back and scored as it stands (``final.pt``, ``results.json`` with
+    ``snapshot: {epoch, of}``): a snapshot of the run on its full schedule, which a resume continues. ``prior`` is the class prior p(y) of
     models that have one: ``"sus"`` (``known_mass`` on the known classes), ``"uniform"``, or your
     own ``class_probs`` (one per slot, known classes first, in ascending class order, then extra
     slots). ``unseen_classes`` are withheld from training and validation altogether: the test scores
@@ -244,7 +248,7 @@ def fit(
         if model_options is not None or train_options is not None:
             raise ValueError(f"resume continues {run_dir} with the options saved in its run.json; model_options and "
                              f"train_options cannot change them (start a new run folder instead)")
-        return _resume(run_dir, dataset, data_dir, stop_after, progress, evaluate_after, device)
+        return _resume(run_dir, dataset, data_dir, stop_after, progress, evaluate_after, device, snapshot)
     if device is not None:
         train_options = {**(train_options or {}), "device": device}
     spec = run_spec(model, hidden_classes=hidden_classes, unseen_classes=unseen_classes,
@@ -256,7 +260,8 @@ def fit(
     fresh = _FreshRun.plan(run_dir, spec, data)
     with fresh.started():
         return _train_run(run_dir, fresh.info, spec, fresh.split, fresh.pre, data, resume=False,
-                          stop_after=stop_after, progress=progress, evaluate_after=evaluate_after)
+                          stop_after=stop_after, progress=progress, evaluate_after=evaluate_after,
+                          snapshot=snapshot)
 
 
 def _checked_data(spec: RunSpec, run_dir: Path, dataset: str | Dataset | None, data_dir: str | Path | None,
@@ -454,7 +459,7 @@ def build_run_model(spec: RunSpec, split: Split, pre: Preprocessor, where: str =
     cls = get_model_class(spec.model)
     config = _model_config(spec, split, pre)
     check_model_size(cls, config, where)
-    return cls(config)
+    return initialise(cls(config), config.init)
 
 
 def load_parts(run_dir: str | Path) -> tuple[dict[str, Any], RunSpec, Split, Preprocessor]:
@@ -531,13 +536,13 @@ def _run_data(spec: RunSpec, run_dir: Path, split: Split, dataset: str | Dataset
 
 
 def _resume(run_dir: Path, dataset: str | Dataset | None, data_dir: str | Path | None, stop_after: int | None,
-            progress: bool, evaluate_after: bool, device: str | None = None) -> Run | None:
+            progress: bool, evaluate_after: bool, device: str | None = None, snapshot: bool = False) -> Run | None:
     _check_set_up(run_dir)
     with run_folder_lock(_existing_folder(run_dir), "trained"):
         member = _Resumed.read(run_dir, dataset, data_dir, device, progress)
         return _train_run(run_dir, member.info, member.spec, member.split, member.pre, member.data,
                           resume=member.checkpointed, stop_after=stop_after, progress=progress,
-                          evaluate_after=evaluate_after)
+                          evaluate_after=evaluate_after, snapshot=snapshot)
 
 
 def _check_set_up(run_dir: Path) -> None:
@@ -622,6 +627,7 @@ def fit_seeds(
     resume: bool = False,
     device: str | None = None,
     stop_after: int | None = None,
+    snapshot: bool = False,
     progress: bool = True,
     evaluate_after: bool = True,
     **options: Any,
@@ -634,7 +640,7 @@ def fit_seeds(
     selection and early stopping; a stack shares the noise of its draws and its wall time
     (``run.json``: ``stacked_with_seeds``). ``options`` are :func:`fit`'s (``hidden_classes``,
     ``model_options``, ``train_options`` without ``seed``, ...). ``stacked=False`` trains the seeds
-    one after another. ``folders`` puts the runs elsewhere (one folder per seed; ``run_dir`` is then
+    one after another. ``stop_after`` and ``snapshot`` are :func:`fit`'s. ``folders`` puts the runs elsewhere (one folder per seed; ``run_dir`` is then
     unused). ``resume=True`` continues every run in ``run_dir`` (:func:`seed_folders`), or in
     ``folders``, together. A run whose step diverges leaves the stack; the others finish, and its
     TrainingDiverged is raised at the end.
@@ -655,7 +661,7 @@ def fit_seeds(
             raise ValueError(f"resume continues the runs in {root} with the options saved in their run.json; "
                              f"{sorted(options)} cannot change them")
         return _resume_seeds(root, stacked, dataset, data_dir, stop_after, progress, evaluate_after, device,
-                             None if folders is None else [Path(f) for f in folders])
+                             None if folders is None else [Path(f) for f in folders], snapshot)
     seeds = _seed_list(seeds)
     train_options = dict(options.pop("train_options", None) or {})
     if "seed" in train_options:
@@ -678,7 +684,7 @@ def fit_seeds(
             started.enter_context(run.started())
         members = [_Resumed(run.run_dir, run.info, spec, run.split, run.pre, data, False)
                    for run, spec in zip(fresh, specs)]
-        return _train_members(members, stacked, stop_after, progress, evaluate_after)
+        return _train_members(members, stacked, stop_after, progress, evaluate_after, snapshot)
 
 
 def _seed_list(seeds: Sequence[int]) -> list[int]:
@@ -693,7 +699,7 @@ def _seed_list(seeds: Sequence[int]) -> list[int]:
 
 def _resume_seeds(root: Path, stacked: bool, dataset: str | Dataset | None, data_dir: str | Path | None,
                   stop_after: int | None, progress: bool, evaluate_after: bool, device: str | None,
-                  folders: list[Path] | None = None) -> list[Run | None]:
+                  folders: list[Path] | None = None, snapshot: bool = False) -> list[Run | None]:
     folders = seed_folders(_existing_folder(root)) if folders is None else [_existing_folder(f) for f in folders]
     if not folders:
         raise FileNotFoundError(f"{root} holds no runs of seeds trained together (seed<N>/run.json); to continue one "
@@ -703,11 +709,11 @@ def _resume_seeds(root: Path, stacked: bool, dataset: str | Dataset | None, data
         for folder in folders:
             held.enter_context(run_folder_lock(folder, "trained"))
         members = [_Resumed.read(folder, dataset, data_dir, device, progress, loaded) for folder in folders]
-        return _train_members(members, stacked, stop_after, progress, evaluate_after)
+        return _train_members(members, stacked, stop_after, progress, evaluate_after, snapshot)
 
 
 def _train_members(members: list[_Resumed], stacked: bool, stop_after: int | None, progress: bool,
-                   evaluate_after: bool) -> list[Run | None]:
+                   evaluate_after: bool, snapshot: bool = False) -> list[Run | None]:
     """Train (or continue) the runs of several seeds, stacked where they stack, then finish each;
     raises the first TrainingDiverged once the other runs are finished."""
     from .callbacks import ProgressBar
@@ -745,7 +751,7 @@ def _train_members(members: list[_Resumed], stacked: bool, stop_after: int | Non
             runs.append(None)
             continue
         runs.append(_finish_run(member.run_dir, member.info, member.spec, member.split, member.pre, member.data,
-                                loop.model, outcome, started, evaluate_after, together))
+                                loop.model, outcome, started, evaluate_after, together, snapshot))
     if failed:
         member, error = failed[0]
         others = [str(m.run_dir) for m, _ in failed[1:]]
@@ -789,23 +795,28 @@ def _run_loop(run_dir: Path, spec: RunSpec, split: Split, pre: Preprocessor, dat
 
 
 def _train_run(run_dir: Path, info: dict[str, Any], spec: RunSpec, split: Split, pre: Preprocessor, data: Dataset,
-               resume: bool, stop_after: int | None, progress: bool, evaluate_after: bool) -> Run | None:
+               resume: bool, stop_after: int | None, progress: bool, evaluate_after: bool,
+               snapshot: bool = False) -> Run | None:
     """Train (or resume) the run; ``info`` is run.json as written, gaining the run's records."""
     loop = _run_loop(run_dir, spec, split, pre, data, stop_after, progress)
     started = time.perf_counter()
     if resume:
         loop.resume()
     history = loop.run()
-    return _finish_run(run_dir, info, spec, split, pre, data, loop.model, history, started, evaluate_after)
+    return _finish_run(run_dir, info, spec, split, pre, data, loop.model, history, started, evaluate_after,
+                       snapshot=snapshot)
 
 
 def _finish_run(run_dir: Path, info: dict[str, Any], spec: RunSpec, split: Split, pre: Preprocessor, data: Dataset,
                 model: torch.nn.Module, history: list[dict[str, Any]], started: float, evaluate_after: bool,
-                stacked_with: Sequence[int] | None = None) -> Run | None:
+                stacked_with: Sequence[int] | None = None, snapshot: bool = False) -> Run | None:
     """After training: run.json's records, the learning curves, and for a finished run its model
     (``final.pt``) and, with ``evaluate_after``, its evaluation. ``stacked_with``: the seeds of the
-    runs it trained beside as one stack (its wall time is then the stack's)."""
+    runs it trained beside as one stack (its wall time is then the stack's). ``snapshot``: a run
+    stopped by ``stop_after`` is handed back and scored as it stands, and says so."""
     config = spec.train
+    stopped = history[-1]["epoch"] < config.epochs and not (history[-1].get("stopped_early")
+                                                             or history[-1].get("fitted_in_closed_form"))
     info["train_wall_seconds"] = sum(r["seconds"] for r in history)
     info["last_session_seconds"] = time.perf_counter() - started
     info["hardware"] = hardware_info(resolve_device(config.device))
@@ -817,13 +828,20 @@ def _finish_run(run_dir: Path, info: dict[str, Any], spec: RunSpec, split: Split
         info["selected_epoch"] = history[-1]["selected_epoch"]
     if history[-1].get("selection_note"):
         info["selection_note"] = history[-1]["selection_note"]
+    if stopped and snapshot:
+        info["snapshot"] = {"epoch": int(history[-1]["epoch"]), "of": config.epochs}
+    else:
+        info.pop("snapshot", None)
     atomic_write_json(run_dir / "run.json", info)
     from .plots import plot_learning_curves
 
     plot_learning_curves(history, run_dir / "learning_curves.png", title=f"{spec.model} on {spec.data.dataset}")
-    if history[-1]["epoch"] < config.epochs and not (history[-1].get("stopped_early")
-                                                     or history[-1].get("fitted_in_closed_form")):
+    if stopped and not snapshot:
         return None  # stopped on purpose (stop_after): last.pt holds the state
+    if stopped and config.select == "best-validation" and (run_dir / "best.pt").is_file():
+        # The loop hands back the selected epoch's weights only at its end; a snapshot takes them here.
+        # (Its own state, last.pt, is saved already: the model is not trained further in this session.)
+        model.load_state_dict(load_checkpoint(run_dir / "best.pt", map_location=resolve_device(config.device)))
     model.save(run_dir, "final")
     run = Run(run_dir, info, model, pre, split, spec=spec)
     if evaluate_after:
@@ -955,9 +973,12 @@ def _evaluate(run: Run, dataset: str | Dataset | None, plot: bool, data_dir: str
         "n_slots": split.n_slots, "n_labelled": int(len(split.labelled_idx)),
         "n_unlabelled": int(len(split.unlabelled_idx)), "epochs": spec.train.epochs,
         "seed": spec.train.seed, "train_wall_seconds": run.info.get("train_wall_seconds"),
-        "select": spec.train.select, "selected_epoch": run.info.get("selected_epoch", spec.train.epochs),
-        "hardware": run.info.get("hardware"),
+        "select": spec.train.select, "hardware": run.info.get("hardware"),
     }
+    snapshot = run.info.get("snapshot")  # stopped at this epoch of its schedule, to be continued
+    results["selected_epoch"] = run.info.get("selected_epoch", snapshot["epoch"] if snapshot else spec.train.epochs)
+    if snapshot:
+        results["snapshot"] = snapshot
     if has_val:
         keep = val_y >= 0
         results["validation"] = score(val_slots[keep], val_y[keep], mapping, split.known_classes, split.n_slots)

@@ -260,7 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("name", nargs="?", help="experiment (see --list)")
     r.add_argument("--list", action="store_true", help="list the experiments with their rows and paper numbers")
     r.add_argument("--seeds", type=int, default=None, help="runs per row (default: the paper's)")
-    r.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the paper's; fewer = REDUCED)")
+    r.add_argument("--epochs", type=int, default=None,
+                   help="epochs per run, its schedule squeezed into them (default: the paper's); for a short run that "
+                        "can be continued, use --stop-after")
+    r.add_argument("--stop-after", type=int, default=None, metavar="EPOCH",
+                   help="train each run only to this epoch of its schedule (the paper's) and score it there (REDUCED, "
+                        "a snapshot); run again with a later epoch, or without, to continue the same runs")
     r.add_argument("--rows", nargs="+", default=None, metavar="ROW", help="only these rows (labels as in --list)")
     r.add_argument("--jobs", type=int, default=1,
                    help="processes at once, on one GPU or the CPU cores; each trains a row's seeds together as one "
@@ -570,7 +575,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
                                   device=args.device, jobs=args.jobs, data_dir=args.data_dir, smoke=args.smoke,
                                   threads=args.threads, plugins=args.plugin, jit=args.jit,
                                   precision=args.precision, engine=args.engine, address=args.address,
-                                  stack=not args.no_stack)
+                                  stack=not args.no_stack, stop_after=args.stop_after)
     print(render_markdown(summary))
     failed = sorted(job for job, code in statuses.items() if code != 0)
     for job in failed:

@@ -10,7 +10,8 @@ from contextvars import ContextVar
 import torch
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "PRECISIONS", "MLP", "StackedLinear", "activation_module", "broadcast_cat",
+__all__ = ["ACTIVATIONS", "INITS", "PRECISIONS", "MLP", "StackedLinear", "activation_module", "initialise",
+           "broadcast_cat",
            "network_precision"]
 
 #: Precisions the networks may compute at (``TrainConfig.precision``): the autocast dtype, or None.
@@ -156,6 +157,38 @@ def activation_module(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
     return ACTIVATIONS[name]()
+
+
+def _normal_0001(weight: torch.Tensor) -> None:
+    nn.init.normal_(weight, std=0.001)
+
+
+def _lecun_normal(weight: torch.Tensor) -> None:
+    fan_in = weight[0].numel()  # inputs per output unit: in_features, or in_channels x kernel size
+    nn.init.normal_(weight, std=fan_in ** -0.5)
+
+
+#: Weight initialisations a model config may name (``init``): the papers' own. "default" keeps
+#: PyTorch's (uniform in +-1/sqrt(fan_in)); the others draw every Linear and convolution kernel as
+#: named and set its bias to 0.
+INITS = {"default": None, "xavier-uniform": nn.init.xavier_uniform_, "xavier-normal": nn.init.xavier_normal_,
+         "lecun-normal": _lecun_normal, "normal-0.001": _normal_0001}
+
+
+def initialise(module: nn.Module, kind: str) -> nn.Module:
+    """Draw the kernels of every Linear and convolution in ``module`` as :data:`INITS` names ``kind``, biases 0."""
+    if kind not in INITS:
+        raise ValueError(f"init must be one of {sorted(INITS)}, got {kind!r}")
+    draw = INITS[kind]
+    if draw is None:
+        return module
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+                draw(layer.weight)
+                if layer.bias is not None:
+                    layer.bias.zero_()
+    return module
 
 
 def broadcast_cat(*tensors: torch.Tensor) -> torch.Tensor:

@@ -29,13 +29,16 @@ def reproduce(name: str, out: str | Path = "runs/reproduce", *, seeds: int | Non
               rows: Sequence[str] | None = None, device: str = "auto", jobs: int = 1, data_dir: str | None = None,
               smoke: bool = False, threads: int | None = None,
               plugins: Sequence[str] = (), jit: bool = False, precision: str = "fp32", engine: str = "local",
-              address: str | None = None, stack: bool = True) -> tuple[dict[str, Any], dict[str, int]]:
+              address: str | None = None, stack: bool = True,
+              stop_after: int | None = None) -> tuple[dict[str, Any], dict[str, int]]:
     """Plan, run (``jobs`` at a time, or on Ray: :func:`run_jobs`) and aggregate one experiment;
     returns (summary, exit status per job). ``stack``: a row's seeds train together as one stacked
-    model (:func:`pyro_sus.fit_seeds`), where the model stacks."""
-    check_counts(seeds=seeds, epochs=epochs, jobs=jobs, threads=threads)  # before any job file is written
+    model (:func:`pyro_sus.fit_seeds`), where the model stacks. ``stop_after``: each run trains to
+    that epoch of its schedule and is scored there, to be continued later (:func:`plan_jobs`)."""
+    # Before any job file is written:
+    check_counts(seeds=seeds, epochs=epochs, jobs=jobs, threads=threads, stop_after=stop_after)
     experiment = get_experiment(name)
     load_dataset(experiment.dataset, data_dir)  # a missing data set fails here, once, with its own message
-    statuses = run_jobs(plan_jobs(name, out, seeds, epochs, rows, device, data_dir, smoke, plugins, jit, precision),
-                        jobs, threads, engine=engine, address=address, stack=stack)
+    statuses = run_jobs(plan_jobs(name, out, seeds, epochs, rows, device, data_dir, smoke, plugins, jit, precision,
+                                  stop_after), jobs, threads, engine=engine, address=address, stack=stack)
     return aggregate(name, out), statuses

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .fidelity import deviations
 from .io import atomic_write_json, atomic_write_text
 from .spec import RunSpec
 from .sweep import SMOKE, Row, _candidate_text, get_experiment
@@ -89,8 +90,10 @@ def aggregate(name: str, out: str | Path) -> dict[str, Any]:
                                "n": len(values)}
         hardware = results[0].get("hardware") if results else None
         rows.append({"row": row.label, "model": row.model, "seeds": sorted(r["seed"] for r in results),
-                     "failed_seeds": sorted(failed), "epochs": sorted({r["epochs"] for r in results}),
+                     "failed_seeds": sorted(failed), "epochs": sorted({_epochs_trained(r) for r in results}),
+                     "schedule_epochs": sorted({r["epochs"] for r in results}),
                      "planned_epochs": sorted({j["epochs"] for j in mine}),
+                     "stop_after": sorted({j["stop_after"] for j in mine if j.get("stop_after")}),
                      "smoke": any(j["smoke"] for j in mine), "metrics": metrics,
                      "wall_seconds_per_run": float(np.mean(walls)) if walls else None, "hardware": hardware,
                      "jit": any(_trained_with(j, "jit", False) for j in mine),
@@ -99,10 +102,22 @@ def aggregate(name: str, out: str | Path) -> dict[str, Any]:
                      **({"chosen_on_validation": selection} if row.choose_on_validation else {})})
     summary = {"experiment": name, "paper": experiment.paper, "table": experiment.table,
                "paper_epochs": experiment.epochs, "paper_seeds": experiment.seeds,
-               "deviations": list(experiment.deviations), "all_rows": len(rows) == len(experiment.rows), "rows": rows}
+               "deviations": deviations(experiment), "all_rows": len(rows) == len(experiment.rows), "rows": rows}
     atomic_write_json(root / "summary.json", summary)
     atomic_write_text(root / "summary.md", render_markdown(summary))
     return summary
+
+
+def _epochs_trained(result: dict[str, Any]) -> int:
+    """The epochs a run trained: its schedule's, or where it was scored as a snapshot of it."""
+    return int(result["snapshot"]["epoch"]) if result.get("snapshot") else int(result["epochs"])
+
+
+def _epochs_text(row: dict[str, Any]) -> str:
+    """``15`` for a run of 15 epochs; ``15 of 400`` for a snapshot at epoch 15 of a 400-epoch schedule."""
+    trained, schedule = row["epochs"], row.get("schedule_epochs", row["epochs"])
+    text = ", ".join(map(str, trained)) or "n/a"
+    return text + (f" of {', '.join(map(str, schedule))}" if trained and schedule != trained else "")
 
 
 def _baseline_margin(results: list[dict[str, Any]], folders: list[Path], baseline: str) -> dict[str, Any] | None:
@@ -141,20 +156,23 @@ def _commands_text(summary: dict[str, Any]) -> str:
     smoke = any(r["smoke"] for r in summary["rows"])
     # What a smoke run takes without being told (SMOKE's epochs, one seed); it is never written as results.
     default_epochs, default_seeds = (SMOKE["epochs"], 1) if smoke else (summary["paper_epochs"], summary["paper_seeds"])
-    groups: dict[tuple[int, int | None, bool, str], list[str]] = {}
+    groups: dict[tuple[int, int | None, bool, str, int | None], list[str]] = {}
     for r in summary["rows"]:
         runs = len(r["seeds"]) + len(r["failed_seeds"])
         # The planned epochs: a row whose runs all failed has none finished, and its command still needs them.
         planned = r.get("planned_epochs") or r["epochs"]
         precision = ",".join(p for p in r.get("precision", []) if p != "fp32")
-        groups.setdefault((runs, planned[0] if planned else None, r.get("jit", False), precision), []).append(r["row"])
+        stop_after = (r.get("stop_after") or [None])[-1]
+        groups.setdefault((runs, planned[0] if planned else None, r.get("jit", False), precision, stop_after),
+                          []).append(r["row"])
     commands = []
-    for (runs, epochs, jit, precision), labels in groups.items():
+    for (runs, epochs, jit, precision, stop_after), labels in groups.items():
         every_row = len(groups) == 1 and summary.get("all_rows", True)
         commands.append(f"`pyro-sus reproduce {summary['experiment']}"
                         + ("" if every_row else " --rows " + " ".join(f'"{label}"' for label in labels))
                         + (" --smoke" if smoke else "")
                         + (f" --epochs {epochs}" if epochs is not None and epochs != default_epochs else "")
+                        + (f" --stop-after {stop_after}" if stop_after is not None else "")
                         + (f" --seeds {runs}" if runs and runs != default_seeds else "")
                         + (" --jit" if jit else "") + (f" --precision {precision}" if precision else "")
                         + ("`" if smoke else " --write-results`"))
@@ -165,13 +183,14 @@ def render_markdown(summary: dict[str, Any]) -> str:
     """The summary as a section of docs/RESULTS.md: ours beside the paper's, REDUCED where it is."""
     rows = summary["rows"]
     epochs = sorted({e for r in rows for e in r["epochs"]})
+    schedule = sorted({e for r in rows for e in r.get("schedule_epochs", r["epochs"])})
     seeds = max((len(r["seeds"]) for r in rows), default=0)
     reduced = (any(e < summary["paper_epochs"] for e in epochs) or seeds < summary["paper_seeds"]
                or any(r["smoke"] for r in rows))
     title = f"### `{summary['experiment']}`: {summary['table']}" + (" — REDUCED" if reduced else "")
     lines = [title, "", f"Paper: {summary['paper']}. ",
              f"Paper's budget: {summary['paper_epochs']} epochs, {summary['paper_seeds']} run(s). "
-             f"Ours: {', '.join(map(str, epochs)) or 'n/a'} epochs, up to {seeds} seed(s)"
+             f"Ours: {_epochs_text({'epochs': epochs, 'schedule_epochs': schedule})} epochs, up to {seeds} seed(s)"
              + (" (**smoke run: tiny data, not a result**)" if any(r["smoke"] for r in rows) else "") + ".",
              _commands_text(summary), "",
              "| row | metric | ours | paper | ours − paper | seeds | epochs | wall s / run | hardware |",
@@ -184,7 +203,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
             wall = "n/a" if seconds is None else f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.2g}"
             lines.append(f"| {r['row']} | {METRIC_NAMES.get(metric, metric)} | {_fmt(m['ours_mean'], m['ours_sd'])} | "
                          f"{_fmt(m['paper_mean'], m['paper_sd'])} | {diff} | {len(r['seeds'])}{failed} | "
-                         f"{', '.join(map(str, r['epochs'])) or 'n/a'} | {wall} | {_hardware_text(r['hardware'])} |")
+                         f"{_epochs_text(r)} | {wall} | {_hardware_text(r['hardware'])} |")
     baselines = [(r["row"], r["kmeans"]) for r in rows if r.get("kmeans")]
     if baselines:
         lines += ["", "k-means on each run's own split (PCA, then seeded k-means with one cluster per slot: "

@@ -29,11 +29,12 @@ from typing import Any
 import numpy as np
 
 from .data import Dataset, load_dataset
+from .fidelity import Setting
 from .io import atomic_write_json
 
-__all__ = ["Row", "Experiment", "EXPERIMENTS", "ENGINES", "SMOKE", "register_experiment", "get_experiment",
-           "plan_jobs", "job_fit_options", "job_groups", "run_job", "run_job_group", "run_one_job", "run_one_group",
-           "run_jobs"]
+__all__ = ["Row", "Experiment", "Setting", "EXPERIMENTS", "ENGINES", "SMOKE", "register_experiment",
+           "get_experiment", "plan_jobs", "job_fit_options", "job_finished", "job_groups", "run_job", "run_job_group",
+           "run_one_job", "run_one_group", "run_jobs"]
 
 # --smoke: a few batches of a small subset (the same for every seed), one epoch (unless epochs are
 # given), one seed (unless seeds are given), at most 5 labels per class (tests and a quick check of a setup).
@@ -73,7 +74,9 @@ def _candidate_text(candidate: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Experiment:
-    """A table of a paper: its data set, training options (the paper's), rows, and deviations."""
+    """A table of a paper: its data set, training options (the paper's), rows, the paper's settings
+    beside ours (:class:`pyro_sus.fidelity.Setting`; the deviation list is computed from them), and
+    ``deviations``: notes that no single setting states."""
 
     name: str
     paper: str
@@ -84,6 +87,7 @@ class Experiment:
     seeds: int
     deviations: tuple[str, ...] = ()
     data_note: str | None = None
+    settings: tuple[Setting, ...] = ()
 
     @property
     def epochs(self) -> int:
@@ -133,13 +137,17 @@ def check_counts(**counts: int | None) -> None:
 def plan_jobs(name: str, out: str | Path, seeds: int | None = None, epochs: int | None = None,
               rows: Sequence[str] | None = None, device: str = "auto", data_dir: str | None = None,
               smoke: bool = False, plugins: Sequence[str] = (), jit: bool = False,
-              precision: str = "fp32") -> list[Path]:
+              precision: str = "fp32", stop_after: int | None = None) -> list[Path]:
     """Write one job file per (row, choice of ``choose_on_validation``, seed) under ``OUT/NAME/jobs``;
     returns their paths. ``plugins`` are modules each job imports first (your own experiments, models
-    or priors)."""
+    or priors).
+
+    ``stop_after=k`` trains each run only to epoch k of its schedule (the paper's, unless ``epochs``
+    is given) and scores it there, a snapshot of the full run (``results.json``: ``snapshot``);
+    planning again with a larger k, or none, continues the same run folders."""
     from .train import TrainConfig
 
-    check_counts(seeds=seeds, epochs=epochs)
+    check_counts(seeds=seeds, epochs=epochs, stop_after=stop_after)
     experiment = get_experiment(name)
     # The job process imports the module that defined the experiment (unless it is a script's own).
     defined_in = _DEFINED_IN.get(name, "__main__")
@@ -147,6 +155,7 @@ def plan_jobs(name: str, out: str | Path, seeds: int | None = None, epochs: int 
     chosen = [experiment.row(label) for label in rows] if rows else list(experiment.rows)
     n_seeds = (seeds or 1) if smoke else (seeds or experiment.seeds)
     epochs = epochs or (SMOKE["epochs"] if smoke else experiment.epochs)
+    stop_after = stop_after if stop_after is not None and stop_after < epochs else None
     root = Path(out) / name
     trainable = {f.name for f in dataclasses.fields(TrainConfig)} - {"epochs", "seed", "device", "jit", "precision"}
     for row in chosen:
@@ -166,8 +175,9 @@ def plan_jobs(name: str, out: str | Path, seeds: int | None = None, epochs: int 
         slug = f"{_slug(f'{row.label} {_candidate_text(candidate)}')}-seed{seed}"
         # jit and precision, like the device, change how fast a run goes and its rounding, not what it
         # computes: not part of the spec (the summary says which runs used them).
+        # stop_after is not part of the spec either: it says how far to train the run now, not what it is.
         job = {"experiment": name, "row": row.label, "seed": seed, "epochs": epochs, "device": device, "jit": jit,
-               "precision": precision,
+               "precision": precision, "stop_after": stop_after,
                "data_dir": data_dir, "smoke": smoke, "plugins": list(plugins), "run_dir": str(root / "runs" / slug),
                "log": str(root / "logs" / f"{slug}.log"), "spec": spec, "candidate": candidate}
         path = root / "jobs" / f"{slug}.json"
@@ -226,13 +236,14 @@ def run_job(job_path: str | Path) -> None:
         importlib.import_module(module)
     run_dir = Path(job["run_dir"])
     data = _job_data(job)
+    stop = {"stop_after": job.get("stop_after"), "snapshot": True}
     if (run_dir / "last.pt").is_file():
-        fit(run_dir=run_dir, resume=True, dataset=data, progress=False)
+        fit(run_dir=run_dir, resume=True, dataset=data, progress=False, **stop)
     else:
         _clear_unstarted(run_dir)
         model, options = job_fit_options(job)
         # A data set chosen by name keeps its name in run.json; a restricted one is passed as an object.
-        fit(model, data, run_dir, data_dir=job["data_dir"], **options, progress=False)
+        fit(model, data, run_dir, data_dir=job["data_dir"], **options, progress=False, **stop)
     if not job["smoke"]:  # smoke runs are no results: nothing to set beside them
         _fit_baselines([run_dir], data)
 
@@ -244,6 +255,21 @@ def _job_data(job: dict[str, Any]) -> Dataset:
     data = _restrict(load_dataset(experiment.dataset, job["data_dir"]), row.data.get("keep_classes"),
                      row.data.get("test_classes"))
     return _subsample(data) if job["smoke"] else data
+
+
+def job_finished(job: dict[str, Any]) -> bool:
+    """Whether a job's run has its results: scored at the end of its schedule, or, for a job that
+    stops early, scored as a snapshot at its ``stop_after`` epoch or later."""
+    path = Path(job["run_dir"]) / "results.json"
+    if not path.is_file():
+        return False
+    try:
+        snapshot = json.loads(path.read_text()).get("snapshot")
+    except (OSError, ValueError):
+        return False
+    if snapshot is None:
+        return True
+    return job.get("stop_after") is not None and int(snapshot["epoch"]) >= int(job["stop_after"])
 
 
 def _clear_unstarted(run_dir: Path) -> None:
@@ -274,7 +300,8 @@ def job_groups(job_paths: Sequence[str | Path]) -> list[list[Path]]:
     for path in map(Path, job_paths):
         job = json.loads(path.read_text())
         key = json.dumps([job.get(k) for k in ("experiment", "row", "candidate", "epochs", "device", "jit",
-                                               "precision", "data_dir", "smoke", "plugins")], sort_keys=True)
+                                               "precision", "stop_after", "data_dir", "smoke", "plugins")],
+                         sort_keys=True)
         groups.setdefault(key, []).append(path)
     return list(groups.values())
 
@@ -286,8 +313,7 @@ def run_job_group(job_paths: Sequence[str | Path]) -> None:
     from .api import fit_seeds
 
     jobs = [json.loads(Path(p).read_text()) for p in job_paths]
-    pending = [(Path(p), job) for p, job in zip(job_paths, jobs)
-               if not (Path(job["run_dir"]) / "results.json").is_file()]
+    pending = [(Path(p), job) for p, job in zip(job_paths, jobs) if not job_finished(job)]
     if not pending:
         return
     for module in pending[0][1].get("plugins", []):
@@ -301,13 +327,14 @@ def run_job_group(job_paths: Sequence[str | Path]) -> None:
     started = [(f / "last.pt").is_file() for f in folders]
     for folder in folders:
         _clear_unstarted(folder)
+    stop = {"stop_after": job.get("stop_after"), "snapshot": True}
     if all(started):
-        fit_seeds(dataset=data, folders=folders, resume=True, progress=False)
+        fit_seeds(dataset=data, folders=folders, resume=True, progress=False, **stop)
     elif not any(started):
         model, options = job_fit_options(job)
         train_options = {k: v for k, v in options.pop("train_options").items() if k != "seed"}
         fit_seeds(model, data, folders=folders, seeds=[j["seed"] for _, j in pending], data_dir=job["data_dir"],
-                  train_options=train_options, progress=False, **options)
+                  train_options=train_options, progress=False, **options, **stop)
     else:  # some interrupted, some new: they are not at one epoch
         for path, _ in pending:
             run_job(path)
@@ -357,7 +384,7 @@ def run_one_job(path: str | Path, threads: int) -> int:
     Path(job["log"]).parent.mkdir(parents=True, exist_ok=True)
     with _job_lock(path) as locked:
         # Checked with the lock taken: a job that another process has just finished is not run again.
-        if (Path(job["run_dir"]) / "results.json").is_file():
+        if job_finished(job):
             return 0
         stamp = f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {path}"
         with open(job["log"], "a") as log:
@@ -391,7 +418,7 @@ def run_one_group(paths: Sequence[str | Path], threads: int) -> dict[str, int]:
                 with open(job["log"], "a") as log:
                     log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {path}: another process is running this job "
                               f"(it holds {path.with_suffix('.lock')}); not started\n")
-            elif (Path(job["run_dir"]) / "results.json").is_file():
+            elif job_finished(job):
                 statuses[str(path)] = 0
             else:
                 mine.append(path)
@@ -409,7 +436,7 @@ def run_one_group(paths: Sequence[str | Path], threads: int) -> dict[str, int]:
             code = subprocess.call([sys.executable, "-m", "pyro_sus.sweep", *map(str, mine)], stdout=log,
                                    stderr=subprocess.STDOUT, env=env)
         for path in mine:
-            statuses[str(path)] = 0 if (Path(jobs[str(path)]["run_dir"]) / "results.json").is_file() else (code or 1)
+            statuses[str(path)] = 0 if job_finished(jobs[str(path)]) else (code or 1)
     return statuses
 
 

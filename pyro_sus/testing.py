@@ -33,10 +33,12 @@ N_SLOTS, X_DIM, Z_DIM = 4, 12, 3
 
 def tiny_model(cls: type[ZooModel], device: str = "cpu", **options: Any) -> ZooModel:
     """A small instance of ``cls`` (12 inputs, 4 slots, hidden layers of 16 and 8; z of 3 and a of 2
-    where the config has them); ``options`` override any config field."""
+    where the config has them, unless the class's ``tiny_options`` say otherwise); ``options``
+    override any config field."""
     names = {f.name for f in dataclasses.fields(cls.config_class)}
     config: dict[str, Any] = {"x_dim": X_DIM, "n_slots": N_SLOTS, "hidden_dims": (16, 8)}
     config.update({k: v for k, v in (("z_dim", Z_DIM), ("a_dim", 2)) if k in names})
+    config.update(cls.tiny_options)  # what the model itself says its smallest sound instance needs
     config.update(options)
     return cls(cls.config_class(**config)).to(device)
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import pytest
 
@@ -439,3 +440,53 @@ def test_a_smoke_summary_names_the_command_as_run_and_its_short_wall_time(tmp_pa
     assert 'Command: `pyro-sus reproduce pyro-ssvae-tutorial --rows "M2, 100 labels" --smoke`' in text
     assert "--write-results" not in text and "--epochs" not in text and "--seeds" not in text
     assert "| 0.86 |" in text  # under a second, not "0": the two learning rates the row chooses between, 0.43 s each
+
+
+def test_a_reduced_row_is_a_snapshot_of_the_full_schedule_that_continues_to_it(tmp_path, monkeypatch):
+    """--stop-after k trains each run to epoch k of the paper's schedule (not a squeezed one), scores
+    it there and says so; a later --stop-after, or none, continues the same run folders, and the
+    finished runs are the runs trained in one go (issue 38, item 3)."""
+    plugin_table(tmp_path, monkeypatch, "snapshot_table",
+                 "register_experiment(dataclasses.replace(base, name='snapshot-digits', dataset='digits', seeds=2,\n"
+                 "    train={**base.train, 'epochs': 3, 'lr_schedule': 'cosine'}, rows=(\n"
+                 "    Row('GM-DGM', 'gmdgm', {'labels_per_class': 5, 'hidden_classes': [8, 9], 'n_extra': 2,\n"
+                 "        'model_options': {'z_dim': 2, 'hidden_dims': [16]}}, {'accuracy': None},\n"
+                 "        train={'batch_size': 256, 'select': 'best-validation'}),)))\n")
+    importlib.import_module("snapshot_table")
+    out = tmp_path / "out"
+    try:
+        def reproduce_until(stop_after):
+            paths = plan_jobs("snapshot-digits", out, device="cpu", plugins=["snapshot_table"], stop_after=stop_after)
+            assert run_jobs(paths, threads=1) == {str(p): 0 for p in paths}
+            return [Path(json.loads(p.read_text())["run_dir"]) for p in paths]
+
+        run_dirs = reproduce_until(1)
+        results = [json.loads((d / "results.json").read_text()) for d in run_dirs]
+        assert [r["snapshot"] for r in results] == [{"epoch": 1, "of": 3}] * 2
+        assert all(r["epochs"] == 3 and r["selected_epoch"] == 1 for r in results)
+        lr_at_1 = json.loads((run_dirs[0] / "metrics.jsonl").read_text().splitlines()[0])["lr"]
+        assert lr_at_1 == pytest.approx(0.75 * base_rate())  # a third into the 3-epoch cosine, not squeezed to 0
+        summary = aggregate("snapshot-digits", out)
+        assert summary["rows"][0]["epochs"] == [1] and "| 1 of 3 |" in render_markdown(summary)
+        assert "--stop-after 1 --write-results`" in render_markdown(summary)
+        finished = reproduce_until(None)
+        assert [len((d / "metrics.jsonl").read_text().splitlines()) for d in finished] == [3, 3]
+        assert all("snapshot" not in json.loads((d / "results.json").read_text()) for d in finished)
+        assert all("snapshot" not in json.loads((d / "run.json").read_text()) for d in finished)
+        # The same runs as trained in one go: scoring a snapshot leaves the training state as it was.
+        whole = [Path(json.loads(p.read_text())["run_dir"]) for p in
+                 plan_jobs("snapshot-digits", tmp_path / "whole", device="cpu", plugins=["snapshot_table"])]
+        jobs = sorted((tmp_path / "whole" / "snapshot-digits" / "jobs").glob("*.json"))
+        assert run_jobs(jobs, threads=1) == {str(p): 0 for p in jobs}
+        for ours, theirs in zip(finished, whole):
+            assert json.loads((ours / "results.json").read_text())["test"]["accuracy"] == \
+                json.loads((theirs / "results.json").read_text())["test"]["accuracy"]
+            mine, one_go = (torch.load(d / "final.pt") for d in (ours, theirs))
+            assert all(torch.allclose(mine[k], one_go[k], atol=1e-6) for k in one_go)
+    finally:
+        EXPERIMENTS.pop("snapshot-digits", None)
+        sys.modules.pop("snapshot_table", None)
+
+
+def base_rate():
+    return get_experiment("pyro-ssvae-tutorial").train["learning_rate"]

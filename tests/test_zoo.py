@@ -318,7 +318,25 @@ def test_feature_loss_is_the_normalised_mean_distance_to_the_class_labelled_feat
 
 
 def catvae(**options):
-    return build_model("catvae", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(5,), **options).double()
+    """The categorical VAE with the paper's objective, the one these tests check term by term."""
+    return build_model("catvae-paper", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(5,),
+                       **options).double()
+
+
+def test_catvae_trains_the_released_code_objective_and_catvae_paper_the_printed_one():
+    """The default is the objective that works on MNIST-100 (issue 38); the paper's keeps its own name."""
+    from pyro_sus.models.catvae import PAPER_OPTIONS, RELEASED_CODE_OPTIONS
+
+    released = build_model("catvae", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(5,)).config
+    paper = catvae().config
+    assert {key: getattr(released, key) for key in RELEASED_CODE_OPTIONS} == RELEASED_CODE_OPTIONS
+    assert {key: getattr(paper, key) for key in PAPER_OPTIONS} == PAPER_OPTIONS
+    assert set(RELEASED_CODE_OPTIONS) == set(PAPER_OPTIONS)
+    assert all(RELEASED_CODE_OPTIONS[key] != PAPER_OPTIONS[key] for key in PAPER_OPTIONS)
+    # The released objective's decoder reads z ~ q(z|f) of 150; its reconstruction is summed over pixels.
+    model = build_model("catvae", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(5,))
+    assert model.gaussian_head.out_features == 2 * 150
+    assert model._reconstruction_scale == pytest.approx(1.0 / 1.2)
 
 
 def test_catvae_conv_networks_refuse_another_activation():
@@ -357,7 +375,7 @@ def test_catvae_gumbel_mode_samples_relaxed_categories_and_trains():
 
 
 def test_catvae_conv_networks_read_and_write_28x28_images_under_enumeration():
-    model = build_model("catvae", x_dim=784, n_slots=3, encoder="conv", hidden_dims=(8,))
+    model = build_model("catvae-paper", x_dim=784, n_slots=3, encoder="conv", hidden_dims=(8,))
     x = torch.bernoulli(torch.full((4, 784), 0.3))
     assert model.feature(x).shape == (4, 50)
     trace = poutine.trace(poutine.enum(model.guide, first_available_dim=-2)).get_trace(x)

@@ -38,6 +38,7 @@ from ..api import hardware_info
 from ..data import Dataset, Preprocessor, load_dataset
 from ..io import RunFileError, atomic_savez, atomic_write_json, load_checkpoint, read_json
 from ..models import get_model_class
+from ..nn import initialise
 from ..spec import PreprocessSpec
 from ..train import TrainConfig, TrainingData, resolve_device, seed_everything, train
 from .clustering import CLUSTER_METHODS, CONFIDENCE_FUNCTIONS, METRICS, NO_LABEL, cluster_latents, propagate_labels
@@ -246,7 +247,7 @@ def _build_model(config: ActiveConfig, x_dim: int, n_classes: int) -> torch.nn.M
         model_config = cls.config_class(x_dim=x_dim, n_slots=n_classes, **config.model_options)
     except TypeError as err:
         raise ValueError(f"bad options for model {config.model!r}: {err}") from None
-    return cls(model_config)
+    return initialise(cls(model_config), model_config.init)
 
 
 def _write_summary(run_dir: Path, config: ActiveConfig, records: list[dict[str, Any]], device: torch.device) -> None:

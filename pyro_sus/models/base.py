@@ -25,7 +25,7 @@ from pyro.params.param_store import param_with_module_name
 
 from .._fields import check_field_types
 from ..distributions import BernoulliLogits
-from ..nn import ACTIVATIONS, broadcast_cat
+from ..nn import ACTIVATIONS, INITS, broadcast_cat
 from ..posteriors import POSTERIORS, build_posterior
 from ..priors import LATENT_PRIORS, build_latent_prior
 from ..terms import elbo_terms
@@ -80,6 +80,9 @@ class ModelConfig:
     n_slots: int
     hidden_dims: tuple[int, ...] = (500, 500)
     activation: str = "relu"
+    #: How the networks' weights start (:data:`pyro_sus.nn.INITS`): applied by ``build_model`` and to
+    #: every run's model (:func:`pyro_sus.nn.initialise`).
+    init: str = "default"
 
     def __post_init__(self) -> None:
         check_field_types(self)  # a wrong type names its option here, not deep in a comparison
@@ -87,6 +90,8 @@ class ModelConfig:
             raise ValueError(f"x_dim, n_slots and hidden_dims must be positive: {self}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {sorted(INITS)}, got {self.init!r}")
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -324,6 +329,10 @@ class ZooModel(PyroModule):
     #: Whether the model is trained by the gradient loop (:mod:`pyro_sus.train`); False for a baseline fitted
     #: once in closed form by its ``fit_data(x_labelled, y_labelled, x_unlabelled, seed)`` (k-means).
     trained_by_gradient: ClassVar[bool] = True
+
+    #: Config fields of the smallest instance the contract checks (:func:`pyro_sus.testing.tiny_model`)
+    #: should build, where the shared tiny sizes do not make a sound model.
+    tiny_options: ClassVar[dict[str, Any]] = {}
 
     #: Whether runs of this model may train stacked (:mod:`pyro_sus.stacking`): its ``model`` and ``guide``
     #: take their plates from :meth:`data_plate` and read a batch's size with :meth:`batch_points`.
