@@ -58,7 +58,9 @@ def run_folders(work: Path) -> list[Path]:
 
 
 def _finished(run_dir: Path) -> bool:
-    return (run_dir / "results.json").is_file()
+    """Whether the run reached the end of its schedule (a snapshot scored on the way is not the end)."""
+    results = run_dir / "results.json"
+    return results.is_file() and "snapshot" not in json.loads(results.read_text())
 
 
 def _kept(path: Path) -> bool:
@@ -228,13 +230,16 @@ def _train(args: argparse.Namespace, work: Path, env: dict[str, str], deadline: 
                *(["--epochs", str(epochs)] if epochs else []), "--jobs", str(args.jobs), "--threads", str(args.threads),
                "--device", args.device, "--data-dir", str(args.data_dir), "--out", str(work / "runs"),
                *(["--jit"] if args.jit else []), "--precision", args.precision,
-               *(["--smoke"] if args.smoke else []), *(["--no-stack"] if args.no_stack else [])]
+               *(["--smoke"] if args.smoke else []), *(["--no-stack"] if args.no_stack else []),
+               # A run stopped at this epoch of the paper's schedule is scored there (a snapshot), and a later
+               # call with a later epoch continues it (issue 38).
+               *(["--stop-after", str(args.stop_at_epoch)] if args.stop_at_epoch else [])]
     started = time.monotonic()
     with open(work / "reproduce.log", "a") as log:
         # Its own process group, so that stopping it stops every training process it started.
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
                                    start_new_session=True)
-        while process.poll() is None and time.monotonic() < deadline and not _trained(work, args.stop_at_epoch):
+        while process.poll() is None and time.monotonic() < deadline:
             time.sleep(1)
         if process.poll() is None:
             # Each run has saved its last finished epoch (atomically); the epoch under way is lost.
@@ -259,13 +264,6 @@ def _planned(work: Path) -> list[Path]:
     """The run folders of the jobs reproduce has planned (it writes every job file before any run)."""
     root = work / "runs" / EXPERIMENT
     return [root / "runs" / job.stem for job in sorted((root / "jobs").glob("*.json"))]
-
-
-def _trained(work: Path, epochs: int | None) -> bool:
-    """Whether every planned run has trained at least ``epochs`` epochs (never, for None)."""
-    runs = _planned(work)
-    return epochs is not None and bool(runs) and all(
-        (r / "metrics.jsonl").is_file() and len((r / "metrics.jsonl").read_text().splitlines()) >= epochs for r in runs)
 
 
 def _aggregate(work: Path, env: dict[str, str]) -> None:
@@ -366,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--measure-timeout", type=float, default=120, help="seconds each measurement may take")
     s.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the paper's 400)")
     s.add_argument("--stop-at-epoch", type=int, default=None,
-                   help="stop the runs once each has trained this many epochs (to split a job into calls)")
+                   help="train the runs to this epoch of the paper's schedule and score them there (reproduce "
+                        "--stop-after: a snapshot that a later call continues; to split a job into calls)")
     s.add_argument("--seeds", type=int, default=4)
     s.add_argument("--jobs", type=int, default=2,
                    help="processes at once on the one GPU: each trains one row's seeds as a stack (--no-stack: one run)")

@@ -231,12 +231,12 @@ def fit(
     ``stop_after=k`` trains only up to epoch k now (a time-limited session) and returns None: the
     state is in ``run_dir/last.pt``, to be resumed later. With ``snapshot=True`` the run stopped
     there is also handed back and scored as it stands (``final.pt``, ``results.json`` with
-    ``snapshot: {epoch, of}``): a snapshot of the run on its full schedule, which a resume continues. ``prior`` is the class prior p(y) of
-    models that have one: ``"sus"`` (``known_mass`` on the known classes), ``"uniform"``, or your
-    own ``class_probs`` (one per slot, known classes first, in ascending class order, then extra
-    slots). ``unseen_classes`` are withheld from training and validation altogether: the test scores
-    cover the other classes, and ``results.json``'s ``open_set`` says how well the fit score
-    separates the unseen ones (AUROC).
+    ``snapshot: {epoch, of}``): a snapshot of the run on its full schedule, which a resume
+    continues. ``prior`` is the class prior p(y) of models that have one: ``"sus"`` (``known_mass``
+    on the known classes), ``"uniform"``, or your own ``class_probs`` (one per slot, known classes
+    first, in ascending class order, then extra slots). ``unseen_classes`` are withheld from
+    training and validation altogether: the test scores cover the other classes, and
+    ``results.json``'s ``open_set`` says how well the fit score separates the unseen ones (AUROC).
 
     Every option and the data are checked before anything is written; a fresh run that fails before
     its first checkpoint removes what it wrote, so the corrected call can use the same ``run_dir``.
@@ -640,10 +640,10 @@ def fit_seeds(
     selection and early stopping; a stack shares the noise of its draws and its wall time
     (``run.json``: ``stacked_with_seeds``). ``options`` are :func:`fit`'s (``hidden_classes``,
     ``model_options``, ``train_options`` without ``seed``, ...). ``stacked=False`` trains the seeds
-    one after another. ``stop_after`` and ``snapshot`` are :func:`fit`'s. ``folders`` puts the runs elsewhere (one folder per seed; ``run_dir`` is then
-    unused). ``resume=True`` continues every run in ``run_dir`` (:func:`seed_folders`), or in
-    ``folders``, together. A run whose step diverges leaves the stack; the others finish, and its
-    TrainingDiverged is raised at the end.
+    one after another. ``stop_after`` and ``snapshot`` are :func:`fit`'s. ``folders`` puts the runs
+    elsewhere (one folder per seed; ``run_dir`` is then unused). ``resume=True`` continues every run in
+    ``run_dir`` (:func:`seed_folders`), or in ``folders``, together. A run whose step diverges leaves
+    the stack; the others finish, and its TrainingDiverged is raised at the end.
 
     Examples
     --------
@@ -939,7 +939,7 @@ def load(run_dir: str | Path, device: str = "cpu", *, read_mapping: bool = True)
 
 def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: bool = True, *,
              data_dir: str | Path | None = None) -> dict[str, Any]:
-    """Score a run (DESIGN.md protocol); writes ``mapping.json``, ``results.json``, ``confusion.png``.
+    """Score a run (:mod:`pyro_sus.metrics`' protocol); writes ``mapping.json``, ``results.json``, ``confusion.png``.
 
     Extra slots are mapped on the validation split only; the test set is scored once with that
     mapping ("test"), and the paper-protocol number (mapping on the test set itself) sits beside it.

@@ -613,6 +613,8 @@ RESUME_OPTIONS = {"out", "resume", "stop_after", "no_progress", "dataset", "data
 def _given_train_options(argv: Sequence[str]) -> dict[str, object]:
     """The ``train`` options present on the command line (not defaults), by destination."""
     parser = build_parser()
+    # argparse has no public way to tell an option given from its default (set_defaults(SUPPRESS) makes
+    # the namespace hold the marker string, which typed options then fail to convert): the actions' own.
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for action in sub.choices["train"]._actions:
         action.default = argparse.SUPPRESS  # absent from the namespace unless given

@@ -1,5 +1,5 @@
-"""Evaluation protocol of DESIGN.md: honest, paper-protocol and Hungarian accuracy, NMI, ARI, and
-the generalized-category-discovery protocol.
+"""The evaluation protocol (the README's "Honest evaluation"): honest, paper-protocol and Hungarian
+accuracy, NMI, ARI, and the generalized-category-discovery protocol.
 
 Predictions are slots (argmax q(y|x)). Known slots keep their class; each extra slot is mapped to
 the majority true class of the *validation* points it receives (honest), or of the scored points

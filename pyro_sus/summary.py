@@ -12,7 +12,7 @@ import numpy as np
 from .fidelity import deviations
 from .io import atomic_write_json, atomic_write_text
 from .spec import RunSpec
-from .sweep import SMOKE, Row, _candidate_text, get_experiment
+from .sweep import SMOKE, Row, candidate_text, get_experiment
 
 __all__ = ["aggregate", "render_markdown", "write_results_section", "METRIC_NAMES"]
 
@@ -30,10 +30,10 @@ def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
 def _finished_runs(jobs: list[dict[str, Any]], row: Row) -> list[tuple[dict[str, Any], dict[str, Any], Path]] | None:
     """(choice, results, run folder) of one seed's runs in the row's order of choices; None unless every
     choice finished."""
-    by_choice = {_candidate_text(j.get("candidate", {})): j for j in jobs}
+    by_choice = {candidate_text(j.get("candidate", {})): j for j in jobs}
     runs = []
     for candidate in row.candidates():
-        job = by_choice.get(_candidate_text(candidate))
+        job = by_choice.get(candidate_text(candidate))
         path = None if job is None else Path(job["run_dir"]) / "results.json"
         if path is None or not path.is_file():  # not planned, failed or not finished
             return None
@@ -58,8 +58,8 @@ def aggregate(name: str, out: str | Path) -> dict[str, Any]:
     rows = []
     for row in experiment.rows:
         # Jobs of choices the row no longer makes (e.g. planned before it had any) are not its runs.
-        choices = {_candidate_text(c) for c in row.candidates()}
-        mine = [j for j in jobs if j["row"] == row.label and _candidate_text(j.get("candidate", {})) in choices]
+        choices = {candidate_text(c) for c in row.candidates()}
+        mine = [j for j in jobs if j["row"] == row.label and candidate_text(j.get("candidate", {})) in choices]
         if not mine:
             continue
         results, failed, walls, selection, folders = [], [], [], [], []
@@ -72,7 +72,7 @@ def aggregate(name: str, out: str | Path) -> dict[str, Any]:
             if len(runs) > 1:
                 best = max(runs, key=lambda run: run[1]["validation"]["accuracy"])  # ties: the first choice
                 selection.append({"seed": seed, "chosen": best[0],
-                                  "validation_accuracy": {_candidate_text(c): 100 * r["validation"]["accuracy"]
+                                  "validation_accuracy": {candidate_text(c): 100 * r["validation"]["accuracy"]
                                                           for c, r, _ in runs}})
             results.append(best[1])
             folders.append(best[2])
@@ -214,7 +214,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
     chosen = [(r["row"], s) for r in rows for s in r.get("chosen_on_validation", [])]
     if chosen:
         lines += ["", "Chosen per seed on validation accuracy (the wall time above counts every choice's training):"]
-        lines += [f"- {row}, seed {s['seed']}: {_candidate_text(s['chosen'])} (validation: "
+        lines += [f"- {row}, seed {s['seed']}: {candidate_text(s['chosen'])} (validation: "
                   + ", ".join(f"{text} {acc:.1f}" for text, acc in s["validation_accuracy"].items()) + ")"
                   for row, s in chosen]
     if summary["deviations"]:

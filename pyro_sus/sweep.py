@@ -33,8 +33,8 @@ from .fidelity import Setting
 from .io import atomic_write_json
 
 __all__ = ["Row", "Experiment", "Setting", "EXPERIMENTS", "ENGINES", "SMOKE", "register_experiment",
-           "get_experiment", "plan_jobs", "job_fit_options", "job_finished", "job_groups", "run_job", "run_job_group",
-           "run_one_job", "run_one_group", "run_jobs"]
+           "get_experiment", "candidate_text", "plan_jobs", "job_fit_options", "job_finished", "job_groups",
+           "run_job", "run_job_group", "run_one_job", "run_one_group", "run_jobs"]
 
 # --smoke: a few batches of a small subset (the same for every seed), one epoch (unless epochs are
 # given), one seed (unless seeds are given), at most 5 labels per class (tests and a quick check of a setup).
@@ -68,7 +68,8 @@ class Row:
         return [dict(zip(names, values)) for values in itertools.product(*self.choose_on_validation.values())]
 
 
-def _candidate_text(candidate: dict[str, Any]) -> str:
+def candidate_text(candidate: dict[str, Any]) -> str:
+    """A choice of training options in words (``learning_rate=0.001, batch_size=4``), as run folders are named."""
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in candidate.items())
 
 
@@ -107,12 +108,13 @@ _DEFINED_IN: dict[str, str] = {}
 
 def register_experiment(experiment: Experiment, replace: bool = False, module: str | None = None) -> Experiment:
     """Add an experiment to the registry; a different one under a taken name needs ``replace=True``.
-    ``module`` (default: the caller's) is imported by each job process of the experiment."""
+    ``module`` (pass ``__name__``) is the module that registers it, which each job process of the
+    experiment imports; without it a job imports only the ``plugins`` it is planned with."""
     old = EXPERIMENTS.get(experiment.name)
     if old is not None and old != experiment and not replace:
         raise ValueError(f"experiment {experiment.name!r} is already registered (pass replace=True)")
     EXPERIMENTS[experiment.name] = experiment
-    _DEFINED_IN[experiment.name] = module or sys._getframe(1).f_globals.get("__name__", "__main__")
+    _DEFINED_IN[experiment.name] = module or "__main__"
     return experiment
 
 
@@ -172,7 +174,7 @@ def plan_jobs(name: str, out: str | Path, seeds: int | None = None, epochs: int 
         row_spec = {k: v for k, v in dataclasses.asdict(row).items() if k != "choose_on_validation" or v}
         spec = json.loads(json.dumps({"row": row_spec, "train": experiment.train, "epochs": epochs, "smoke": smoke,
                                       **({"candidate": candidate} if candidate else {})}))
-        slug = f"{_slug(f'{row.label} {_candidate_text(candidate)}')}-seed{seed}"
+        slug = f"{_slug(f'{row.label} {candidate_text(candidate)}')}-seed{seed}"
         # jit and precision, like the device, change how fast a run goes and its rounding, not what it
         # computes: not part of the spec (the summary says which runs used them).
         # stop_after is not part of the spec either: it says how far to train the run now, not what it is.

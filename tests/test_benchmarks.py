@@ -74,7 +74,11 @@ def test_gpu_session_stops_its_runs_in_time_and_the_next_call_resumes_them(share
     names = [name for state in states for name in tarfile.open(state).getnames()]
     runs = "runs/willetts-table2-mnist/runs"
     for run_name in ("m2-sus-seed0", "gm-dgm-sus-seed0"):
-        assert f"{runs}/{run_name}/last.pt" in names and f"{runs}/{run_name}/results.json" not in names
+        assert f"{runs}/{run_name}/last.pt" in names
+        # Scored where it stopped, as a snapshot of its 5-epoch schedule (reproduce --stop-after).
+        snapshot = json.load(next(tarfile.open(s).extractfile(f"{runs}/{run_name}/results.json") for s in states
+                                  if f"{runs}/{run_name}/results.json" in tarfile.open(s).getnames()))
+        assert snapshot["snapshot"] == {"epoch": 2, "of": 5}
     before = next(tarfile.open(s).extractfile(f"{runs}/m2-sus-seed0/metrics.jsonl") for s in states
                   if f"{runs}/m2-sus-seed0/metrics.jsonl" in tarfile.open(s).getnames()).read().decode().splitlines()
     assert "passed" in tarfile.open(states[0]).extractfile("measure/cuda-tests.txt").read().decode()

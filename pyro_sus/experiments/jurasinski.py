@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from ..sweep import Experiment, Row, Setting, register_experiment
+from ..sweep import Experiment, Row, Setting, register_experiment as _register_experiment
+
+
+def register_experiment(experiment: Experiment) -> Experiment:
+    """Register one of this module's tables; each job process imports this module to find it."""
+    return _register_experiment(experiment, module=__name__)
+
 
 GRID = (0.001, 0.1, 0.5, 1, 10, 100, 10000)
 _M2 = {0: (88.6, 5.0), 0.001: (90.3, 3.5), 0.1: (91.4, 2.2), 0.5: (91.7, 2.5), 1: (92.0, 2.6),

@@ -10,7 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..models.catvae import RELEASED_CODE_OPTIONS
-from ..sweep import Experiment, Row, register_experiment
+from ..sweep import Experiment, Row, register_experiment as _register_experiment
+
+
+def register_experiment(experiment: Experiment) -> Experiment:
+    """Register one of this module's tables; each job process imports this module to find it."""
+    return _register_experiment(experiment, module=__name__)
+
 
 #: What a zoo row reports (no paper gives these numbers for these settings): with hidden classes,
 #: the known / novel split and the paper protocol; semi-supervised, accuracy is all there is to split.
