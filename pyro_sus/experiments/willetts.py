@@ -29,10 +29,13 @@ def _settings(rows: Sequence[Row], images: bool = True) -> tuple[Setting, ...]:
     return (
         Setting("y in the objective", "one Gumbel-softmax (Concrete) draw per point", "summed out exactly "
                 "(enumeration)", "released code", "model.y_estimator", "enumerate",
-                tuple(r.label for r in rows if r.label not in relaxed)),
+                tuple(r.label for r in rows if r.label not in relaxed), "the rows not named 'Gumbel-softmax y'"),
         *((Setting("y in the objective", "one Gumbel-softmax (Concrete) draw per point", "one Gumbel-softmax "
-                   "draw per point, temperature max(0.5, exp(-1e-4 t)) (the paper gives none: Jang et al.'s "
-                   "schedule)", "paper", "model.y_estimator", "gumbel-softmax", relaxed),) if relaxed else ()),
+                   "draw per point", "paper", "model.y_estimator", "gumbel-softmax", relaxed,
+                   "the rows named 'Gumbel-softmax y'"),
+           Setting("Gumbel-softmax temperature", "not stated", "max(0.5, exp(-1e-4 t)) at step t (Jang et al.'s "
+                   "schedule)", "ours", "model.temperature_decay", 1e-4, relaxed, "the rows named 'Gumbel-softmax y'"))
+          if relaxed else ()),
         Setting("kernel initialisation", "N(0, 0.001), biases 0", "PyTorch's default", "ours"),
         Setting("optimiser", "Adam, default moments", "Adam, default moments", "paper", "train.adam_beta1", 0.9),
         Setting("learning-rate schedule", "cosine decay", "cosine decay", "paper", "train.lr_schedule", "cosine"),
@@ -60,7 +63,8 @@ def _batch_setting(rows: Sequence[Row], paper: int, ours: int, source: str) -> S
     """Table III's batch size beside the rows' (rows named 'batch N' run Table III's)."""
     plain = tuple(r.label for r in rows if ", batch" not in r.label)
     return Setting("batch size", f"{paper} (Table III)", f"{ours} labelled + {ours} unlabelled points a step",
-                   source, "train.batch_size", ours, plain if len(plain) < len(rows) else ())
+                   source, "train.batch_size", ours, plain if len(plain) < len(rows) else (),
+                   "the rows not named 'batch N'")
 
 
 def _rows(known: Sequence[int], hidden: Sequence[int], n_classes: int, model_options: dict[str, Any],
