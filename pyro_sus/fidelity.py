@@ -85,6 +85,7 @@ def row_options(experiment: Experiment, row: Row) -> dict[str, Any]:
 def setting_mismatches(experiment: Experiment) -> list[str]:
     """Where a row's runs do not run what a setting of the experiment says (empty when every one holds)."""
     labels = {row.label for row in experiment.rows}
+    options_of = {row.label: row_options(experiment, row) for row in experiment.rows} if experiment.settings else {}
     found = []
     for setting in experiment.settings:
         unknown = set(setting.rows) - labels
@@ -95,7 +96,7 @@ def setting_mismatches(experiment: Experiment) -> list[str]:
         for row in experiment.rows:
             if setting.rows and row.label not in setting.rows:
                 continue
-            options = row_options(experiment, row)
+            options = options_of[row.label]
             if setting.option not in options:
                 found.append(f"{setting.name}: {row.label!r} has no option {setting.option}")
             elif _normal(options[setting.option]) != _normal(setting.value):
