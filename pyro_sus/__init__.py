@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 # torch and Pyro, and a Ctrl-C while they load reaches the command line's handler.
 _EXPORTS = {"fit": "api", "fit_seeds": "api", "evaluate": "api", "predict": "api", "load": "api", "Run": "api",
             "load_dataset": "data", "make_split": "data", "Dataset": "data", "Split": "data", "Preprocessor": "data",
-            "MODELS": "models", "build_model": "models"}
+            "MODELS": "models", "build_model": "models", "SemiUnsupervisedClassifier": "estimator"}
 
 __all__ = ["__version__", *_EXPORTS]
 

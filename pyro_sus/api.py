@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import json
 import os
 import platform
 import shlex
@@ -25,7 +26,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from . import __version__
-from .data import DATASETS, DataError, Dataset, Preprocessor, Split, load_dataset, resolve_data_dir
+from .data import (DATASETS, DataError, Dataset, Preprocessor, Split, load_dataset, resolve_data_dir,
+                   train_defaults)
 from .io import (LOCK_NAME, CheckpointError, RunBusyError, RunFileError, atomic_savez, atomic_write_json,
                  load_checkpoint, read_json, run_folder_holder, run_folder_lock)
 from .metrics import UNMAPPED, gcd_accuracy, gcd_assignment, honest_mapping, score
@@ -39,7 +41,7 @@ from .spec import DataSpec, PreprocessSpec, PriorSpec, RunSpec, SplitSpec
 from .train import (ClosedFormFit, TrainConfig, TrainingData, TrainingDiverged, TrainingLoop, resolve_device,
                     seed_everything)
 
-__all__ = ["Run", "fit", "fit_seeds", "fit_baseline", "baseline_folder", "run_accuracy", "BASELINES", "seed_folder",
+__all__ = ["Run", "fit", "fit_spec", "fit_seeds", "fit_baseline", "baseline_folder", "run_accuracy", "BASELINES", "seed_folder",
            "seed_folders", "evaluate", "predict", "load", "run_spec",
            "load_parts", "build_run_model", "training_data", "hardware_info", "data_fingerprint"]
 
@@ -129,6 +131,25 @@ class Run:
                              f"latent_mean nor an embedding)")
         with torch.no_grad():
             return torch.cat([embed(chunk) for chunk in features.split(2048)]).cpu().numpy()
+
+    def history(self, as_frame: bool = False) -> Any:
+        """The training history: one record per epoch (``metrics.jsonl``: loss, its terms, learning
+        rate, validation numbers, seconds); ``as_frame=True`` gives a pandas DataFrame (needs pandas)."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.is_file():
+            raise RunFileError(f"{path} does not exist: this run folder holds no training history")
+        try:
+            records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        except json.JSONDecodeError as err:
+            raise RunFileError(f"{path} is not one JSON record per line ({err})") from None
+        if not as_frame:
+            return records
+        try:
+            import pandas
+        except ImportError:
+            raise ImportError("history(as_frame=True) needs pandas (pip install pandas); history() gives the "
+                              "same records as a list of dicts") from None
+        return pandas.DataFrame.from_records(records)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """q(y|x) over the model's slots for raw inputs ``x`` (same layout as the training data)."""
@@ -237,6 +258,9 @@ def fit(
     first, in ascending class order, then extra slots). ``unseen_classes`` are withheld from
     training and validation altogether: the test scores cover the other classes, and
     ``results.json``'s ``open_set`` says how well the fit score separates the unseen ones (AUROC).
+    Training options not in ``train_options`` take the data set's own defaults where it has them
+    (:data:`pyro_sus.data.TRAIN_DEFAULTS`: digits trains 200 epochs at 1e-3), else
+    :class:`~pyro_sus.train.TrainConfig`'s; run.json names those taken from the data set.
 
     Every option and the data are checked before anything is written; a fresh run that fails before
     its first checkpoint removes what it wrote, so the corrected call can use the same ``run_dir``.
@@ -251,17 +275,33 @@ def fit(
         return _resume(run_dir, dataset, data_dir, stop_after, progress, evaluate_after, device, snapshot)
     if device is not None:
         train_options = {**(train_options or {}), "device": device}
+    data_defaults = train_defaults(dataset, train_options)
+    train_options = {**data_defaults, **(train_options or {})}
     spec = run_spec(model, hidden_classes=hidden_classes, unseen_classes=unseen_classes,
                     labels_per_class=labels_per_class, labelled_fraction=labelled_fraction, n_extra=n_extra,
                     validation_fraction=validation_fraction, split_seed=split_seed, std_threshold=std_threshold,
                     prior=prior, known_mass=known_mass, class_probs=class_probs, model_options=model_options,
                     train_options=train_options)
+    return fit_spec(spec, dataset, run_dir, data_dir=data_dir, download=download, stop_after=stop_after,
+                    snapshot=snapshot, progress=progress, evaluate_after=evaluate_after, data_defaults=data_defaults)
+
+
+def fit_spec(spec: RunSpec, dataset: str | Dataset | None, run_dir: str | Path, *, data_dir: str | Path | None = None,
+             download: bool = False, stop_after: int | None = None, snapshot: bool = False, progress: bool = True,
+             evaluate_after: bool = True, plot: bool = True,
+             data_defaults: dict[str, Any] | None = None) -> Run | None:
+    """Train, into the fresh folder ``run_dir``, the run ``spec`` describes on ``dataset`` (the data's
+    part of the spec is filled in from it); the rest as :func:`fit`, which builds ``spec`` from its
+    options. ``plot=False`` draws no figure (learning curves, evaluation's plots): a fit of seconds
+    would spend as long again drawing them. ``data_defaults``: the training options the spec took from
+    the data set's defaults (:data:`pyro_sus.data.TRAIN_DEFAULTS`), recorded in run.json."""
+    run_dir = Path(run_dir)
     data, spec = _checked_data(spec, run_dir, dataset, data_dir, download)
-    fresh = _FreshRun.plan(run_dir, spec, data)
+    fresh = _FreshRun.plan(run_dir, spec, data, data_defaults)
     with fresh.started():
         return _train_run(run_dir, fresh.info, spec, fresh.split, fresh.pre, data, resume=False,
                           stop_after=stop_after, progress=progress, evaluate_after=evaluate_after,
-                          snapshot=snapshot)
+                          snapshot=snapshot, plot=plot)
 
 
 def _checked_data(spec: RunSpec, run_dir: Path, dataset: str | Dataset | None, data_dir: str | Path | None,
@@ -291,13 +331,17 @@ class _FreshRun:
     pre: Preprocessor
 
     @classmethod
-    def plan(cls, run_dir: Path, spec: RunSpec, data: Dataset) -> "_FreshRun":
+    def plan(cls, run_dir: Path, spec: RunSpec, data: Dataset,
+             data_defaults: dict[str, Any] | None = None) -> "_FreshRun":
         split = spec.split.make(data.y_train)
         train_idx = np.concatenate([split.labelled_idx, split.unlabelled_idx])
         pre = Preprocessor.fit(data.x_train[train_idx], spec.preprocess.std_threshold)
         # Bad model options (sizes this machine cannot hold among them) fail here, before anything is written.
         _check_likelihood(build_run_model(spec, split, pre), pre.transform(data.x_train[train_idx]))
-        return cls(run_dir, {"pyro_sus_version": __version__, **spec.to_json()}, split, pre)
+        info = {"pyro_sus_version": __version__, **spec.to_json()}
+        if data_defaults:  # which training options came from the data set's defaults, not TrainConfig's
+            info["data_set_defaults"] = dict(data_defaults)
+        return cls(run_dir, info, split, pre)
 
     @contextlib.contextmanager
     def started(self) -> Iterator[None]:
@@ -357,14 +401,15 @@ def run_spec(model: str, *, hidden_classes: Sequence[int] = (), unseen_classes: 
              std_threshold: float | None = PreprocessSpec.std_threshold, prior: str = PriorSpec.kind,
              known_mass: float = PriorSpec.known_mass, class_probs: Sequence[float] | None = None,
              model_options: dict[str, Any] | None = None, train_options: dict[str, Any] | None = None,
-             data: DataSpec | None = None) -> RunSpec:
+             data: DataSpec | None = None, given_validation_points: int = SplitSpec.given_validation_points) -> RunSpec:
     """What a run with :func:`fit`'s options does (the data aside unless given), as run.json records it;
-    training options and the prior are checked here."""
+    training options and the prior are checked here. ``given_validation_points``: see :class:`SplitSpec`."""
     return RunSpec(
         model, data or DataSpec(),
         # Handed over as given: the specs check every type, so 7.9 is no class id and "0.2" no fraction.
         SplitSpec(_sequence(hidden_classes, "hidden_classes"), _sequence(unseen_classes, "unseen_classes"),
-                  labels_per_class, labelled_fraction, n_extra, validation_fraction, split_seed),
+                  labels_per_class, labelled_fraction, n_extra, validation_fraction, split_seed,
+                  given_validation_points),
         PreprocessSpec(std_threshold),
         PriorSpec("given" if class_probs is not None else prior, known_mass,
                   _sequence(class_probs, "class_probs") if class_probs is not None else None),
@@ -668,6 +713,8 @@ def fit_seeds(
         raise ValueError("give the runs' seeds as seeds=[...], not as train_options['seed']")
     if device is not None:
         train_options["device"] = device
+    data_defaults = train_defaults(dataset, train_options)
+    train_options = {**data_defaults, **train_options}
     specs = [run_spec(model, **options, train_options={**train_options, "seed": seed}) for seed in seeds]
     if folders is not None and len(folders) != len(seeds):
         raise ValueError(f"give one folder per seed: {len(folders)} folders for {len(seeds)} seeds")
@@ -678,7 +725,7 @@ def fit_seeds(
         _check_free(folder)
     data, first = _checked_data(specs[0], folders[0], dataset, data_dir, download)
     specs = [dataclasses.replace(spec, data=first.data) for spec in specs]
-    fresh = [_FreshRun.plan(folder, spec, data) for folder, spec in zip(folders, specs)]
+    fresh = [_FreshRun.plan(folder, spec, data, data_defaults) for folder, spec in zip(folders, specs)]
     with contextlib.ExitStack() as started:
         for run in fresh:
             started.enter_context(run.started())
@@ -796,7 +843,7 @@ def _run_loop(run_dir: Path, spec: RunSpec, split: Split, pre: Preprocessor, dat
 
 def _train_run(run_dir: Path, info: dict[str, Any], spec: RunSpec, split: Split, pre: Preprocessor, data: Dataset,
                resume: bool, stop_after: int | None, progress: bool, evaluate_after: bool,
-               snapshot: bool = False) -> Run | None:
+               snapshot: bool = False, plot: bool = True) -> Run | None:
     """Train (or resume) the run; ``info`` is run.json as written, gaining the run's records."""
     loop = _run_loop(run_dir, spec, split, pre, data, stop_after, progress)
     started = time.perf_counter()
@@ -804,12 +851,12 @@ def _train_run(run_dir: Path, info: dict[str, Any], spec: RunSpec, split: Split,
         loop.resume()
     history = loop.run()
     return _finish_run(run_dir, info, spec, split, pre, data, loop.model, history, started, evaluate_after,
-                       snapshot=snapshot)
+                       snapshot=snapshot, plot=plot)
 
 
 def _finish_run(run_dir: Path, info: dict[str, Any], spec: RunSpec, split: Split, pre: Preprocessor, data: Dataset,
                 model: torch.nn.Module, history: list[dict[str, Any]], started: float, evaluate_after: bool,
-                stacked_with: Sequence[int] | None = None, snapshot: bool = False) -> Run | None:
+                stacked_with: Sequence[int] | None = None, snapshot: bool = False, plot: bool = True) -> Run | None:
     """After training: run.json's records, the learning curves, and for a finished run its model
     (``final.pt``) and, with ``evaluate_after``, its evaluation. ``stacked_with``: the seeds of the
     runs it trained beside as one stack (its wall time is then the stack's). ``snapshot``: a run
@@ -833,9 +880,10 @@ def _finish_run(run_dir: Path, info: dict[str, Any], spec: RunSpec, split: Split
     else:
         info.pop("snapshot", None)
     atomic_write_json(run_dir / "run.json", info)
-    from .plots import plot_learning_curves
+    if plot:
+        from .plots import plot_learning_curves
 
-    plot_learning_curves(history, run_dir / "learning_curves.png", title=f"{spec.model} on {spec.data.dataset}")
+        plot_learning_curves(history, run_dir / "learning_curves.png", title=f"{spec.model} on {spec.data.dataset}")
     if stopped and not snapshot:
         return None  # stopped on purpose (stop_after): last.pt holds the state
     if stopped and config.select == "best-validation" and (run_dir / "best.pt").is_file():
@@ -845,7 +893,7 @@ def _finish_run(run_dir: Path, info: dict[str, Any], spec: RunSpec, split: Split
     model.save(run_dir, "final")
     run = Run(run_dir, info, model, pre, split, spec=spec)
     if evaluate_after:
-        run.results = evaluate(run, dataset=data)
+        run.results = evaluate(run, dataset=data, plot=plot)
     return run
 
 
@@ -1031,6 +1079,15 @@ def _evaluate(run: Run, dataset: str | Dataset | None, plot: bool, data_dir: str
             results["open_set"]["flagged_at_validation_5pct"] = {
                 "unseen": float((scores[is_unseen] < threshold).mean()),
                 "seen": float((scores[~is_unseen] < threshold).mean())}
+            # Where the classes training never saw land: their test points' slots, and those mapped.
+            unseen_points = data.y_test >= 0
+            unseen_points &= np.isin(data.y_test, unseen)
+            unseen_y = data.y_test[unseen_points]
+            unseen_slots = run.predict_proba(data.x_test[unseen_points]).argmax(-1)
+            predicted = mapping[unseen_slots]
+            results["open_set"]["predicted_as"] = {
+                str(int(c)): {("unmapped" if p == UNMAPPED else str(int(p))): int(((unseen_y == c) & (predicted == p)).sum())
+                              for p in np.unique(predicted[unseen_y == c])} for c in unseen}
         atomic_write_json(run.run_dir / "open_set.json", open_set)
         # What the run discovered: per slot, on validation (and test), and which hidden classes it found.
         keep = val_y >= 0
@@ -1047,8 +1104,10 @@ def _evaluate(run: Run, dataset: str | Dataset | None, plot: bool, data_dir: str
         if plot:
             counted = (test_slots, test_y, "test") if test_slots is not None else (val_slots[keep], val_y[keep],
                                                                                       "validation")
+            on_test = test_slots is not None and len(unseen)
             plot_slot_counts(counted[0], counted[1], table, mapping, split.known_classes, split.hidden_classes,
-                             run.run_dir / "slot_counts.png", title=f"{spec.model}: {counted[2]} counts by slot")
+                             run.run_dir / "slot_counts.png", title=f"{spec.model}: {counted[2]} counts by slot",
+                             unseen_slots=unseen_slots if on_test else None, unseen_labels=unseen_y if on_test else None)
             shape = spec.data.image_shape
             if test_probs is not None and shape:
                 images = data.x_test[test_seen].reshape(len(test_y), -1)
@@ -1060,7 +1119,8 @@ def _evaluate(run: Run, dataset: str | Dataset | None, plot: bool, data_dir: str
         from .plots import plot_confusion
 
         title = f"{spec.model} on {spec.data.dataset} ({'test' if 'test' in results else 'validation'})"
-        plot_confusion(scored, run.run_dir / "confusion.png", title=title)
+        unseen_rows = (results.get("open_set") or {}).get("predicted_as") if "test" in results else None
+        plot_confusion(scored, run.run_dir / "confusion.png", title=title, unseen=unseen_rows)
     return results
 
 

@@ -14,7 +14,7 @@ import os
 import shlex
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +83,16 @@ def _model_option(group: argparse._ArgumentGroup, flag: str, config: str, text: 
     group.add_argument(flag, default=None, help=f"{text} (default: {_model_default(config, name)})", **options)
 
 
+def _data_default_help(name: str) -> str:
+    """Help naming a training option's default and where a data set has its own (data.TRAIN_DEFAULTS)."""
+    from .data import TRAIN_DEFAULTS
+    from .train import TrainConfig
+
+    own = [f"{dataset}: {values[name]:g}" for dataset, values in TRAIN_DEFAULTS.items() if name in values]
+    default = f"{getattr(TrainConfig, name):g}"
+    return f"(default: {default}" + (f"; {', '.join(own)}, the data set's own)" if own else ")")
+
+
 def _spec_default(dest: str):
     """The default of a SPEC_FLAGS flag: its field's default in the run specification."""
     from .spec import PreprocessSpec, PriorSpec, SplitSpec
@@ -94,10 +104,13 @@ def _spec_default(dest: str):
     return list(default) if isinstance(default, tuple) else default
 
 
+TRAIN_HELP = "split a data set, train a model, evaluate it"
+ACTIVE_HELP = "active labelling from zero labels: cluster, ask about centres, retrain"
+
+
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     d = _spec_default
-    p = sub.add_parser("train", help="split a data set, train a model, evaluate it",
-                       formatter_class=_DefaultsShown)
+    p = sub.add_parser("train", help=TRAIN_HELP, formatter_class=_DefaultsShown)
     p.add_argument("--model", default="gmdgm", help="registered model name (see `pyro-sus models`)")
     p.add_argument("--dataset", default=None,
                    help="digits (default), mnist, fashion-mnist, har (UCI HAR layout), or a path to a .npz; with "
@@ -155,9 +168,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="any other field of the model's config as JSON, or a plain string (e.g. encoder=conv, "
                         "w_assignment=5); repeatable")
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=d("epochs"))
+    t.add_argument("--epochs", type=int, default=d("epochs"), help=_data_default_help("epochs"))
     t.add_argument("--batch-size", type=int, default=d("batch_size"), help="per step: this many labelled + unlabelled")
-    t.add_argument("--lr", type=float, default=d("lr"))
+    t.add_argument("--lr", type=float, default=d("lr"), help=_data_default_help("learning_rate"))
     t.add_argument("--adam-beta1", type=float, default=d("adam_beta1"),
                    help="Adam's first-moment decay (Pyro's SS-VAE run: 0.95)")
     t.add_argument("--lr-schedule", choices=["cosine", "constant"], default=d("lr_schedule"))
@@ -194,8 +207,7 @@ def _active_parser(sub: argparse._SubParsersAction) -> None:
     from .active import CLUSTER_METHODS, CONFIDENCE_FUNCTIONS, METRICS, ORACLES, REFINE, ActiveConfig
 
     d = ActiveConfig()
-    p = sub.add_parser("active", help="active labelling from zero labels: cluster, ask about centres, retrain",
-                       formatter_class=_DefaultsShown)
+    p = sub.add_parser("active", help=ACTIVE_HELP, formatter_class=_DefaultsShown)
     p.add_argument("--dataset", default=d.dataset, help="digits, mnist, fashion-mnist, har (UCI HAR layout), or a path to a .npz")
     p.add_argument("--data-dir", default=None, help="folder holding mnist/ and fashion-mnist/ (else $PYRO_SUS_DATA)")
     p.add_argument("--out", default="runs/active", help="run folder")
@@ -229,12 +241,18 @@ def _active_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The command line's parser. ``commands``: only these commands get their options (``train`` and
+    ``active`` read their defaults from modules that load torch, seconds); the others are listed with
+    their help alone. None: every command, complete."""
+    def full(command: str) -> bool:
+        return commands is None or command in commands
+
     parser = argparse.ArgumentParser(prog="pyro-sus", description=__doc__)
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="import MODULE first (e.g. one registering your own models, priors or posteriors)")
     sub = parser.add_subparsers(dest="command", required=True)
-    _train_parser(sub)
+    _train_parser(sub) if full("train") else sub.add_parser("train", help=TRAIN_HELP)
     e = sub.add_parser("evaluate", help="score a run: honest / paper-protocol / Hungarian accuracy, NMI, ARI")
     e.add_argument("run_dir")
     e.add_argument("--dataset", default=None, help="where the run's data moved to (default: the place in run.json)")
@@ -254,7 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--flag-unknown", type=float, default=None, metavar="Q",
                     help="mark points whose fit score lies below the validation split's Q-quantile (e.g. 0.01) "
                          "as fitting no slot (column fits_no_slot)")
-    _active_parser(sub)
+    c = sub.add_parser("compare", help="runs side by side: honest accuracy (all, known, novel), GCD All / Old / New, "
+                                       "NMI, open-set AUROC, epochs, wall time, from each run's results.json")
+    c.add_argument("runs", nargs="+", metavar="RUN", help="run folders, or folders of seed runs (seed0, seed1, ...)")
+    c.add_argument("--csv", default=None, metavar="PATH", help="also save the table as CSV (scores as fractions)")
+    c.add_argument("--overwrite", action="store_true", help="replace --csv if it exists")
+    _active_parser(sub) if full("active") else sub.add_parser("active", help=ACTIVE_HELP)
     r = sub.add_parser("reproduce", help="reproduce a paper's table: runs, aggregation, our number beside the paper's",
                        formatter_class=_DefaultsShown)
     r.add_argument("name", nargs="?", help="experiment (see --list)")
@@ -309,7 +332,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "posterior_options": given({"transforms": args.flow_layers, "kind": args.flow_kind}) or None,
         "latent_prior_options": given({"components": args.prior_components}) or None})
     model_options.update(_parse_options(args.model_option))
-    train_options = {name: getattr(args, dest) for dest, (part, name) in SPEC_FLAGS.items() if part == "train"}
+    # An option not given that the data set has its own default for takes that one (data.TRAIN_DEFAULTS).
+    from .data import TRAIN_DEFAULTS
+
+    own = TRAIN_DEFAULTS.get(args.dataset or "digits", {})
+    train_options = {name: getattr(args, dest) for dest, (part, name) in SPEC_FLAGS.items()
+                     if part == "train" and not (name in own and dest not in args.given)}
     train_options.update(clip_value=args.clip_value or None, binarize=not args.no_binarize)  # 0 disables clipping
     if args.resume:
         # The device may change on resume (a run trained on a GPU continues on the CPU); only when given.
@@ -368,6 +396,10 @@ def _report_train(run, args: argparse.Namespace) -> int:
               f"{shlex.quote(args.out)}")
         return 0
     _print_results(json.loads((run.run_dir / "results.json").read_text()), run.run_dir)
+    own = run.info.get("data_set_defaults")
+    if own:  # options not given that took the data set's own default, not TrainConfig's
+        print(f"  defaults of {run.spec.data.dataset} (pyro_sus.data.TRAIN_DEFAULTS): "
+              + ", ".join(f"{key} {value:g}" for key, value in own.items()))
     _print_baseline(run, args)
     return 0
 
@@ -520,6 +552,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_rows, render_table, write_csv
+
+    rows = compare_rows(args.runs)
+    if args.csv is not None and Path(args.csv).exists() and not args.overwrite:
+        raise FileExistsError(f"--csv {args.csv} exists: choose another path, or add --overwrite")
+    print(render_table(rows), end="")
+    if args.csv is not None:
+        write_csv(rows, args.csv)
+        print(f"wrote {len(rows)} rows to {args.csv}")
+    return 0
+
+
 def _cmd_active(args: argparse.Namespace) -> int:
     from .active import ActiveConfig, OracleStopped, run_active
 
@@ -601,7 +646,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "report": _cmd_report, "predict": _cmd_predict,
-            "active": _cmd_active,
+            "compare": _cmd_compare, "active": _cmd_active,
             "reproduce": _cmd_reproduce, "models": _cmd_models}
 
 
@@ -610,9 +655,20 @@ RESUME_OPTIONS = {"out", "resume", "stop_after", "no_progress", "dataset", "data
                   "baseline"}
 
 
+def _command_named(argv: Sequence[str]) -> set[str]:
+    """The command ``argv`` names (its first word that is not an option or --plugin's module), as a set."""
+    words = iter(argv)
+    for word in words:
+        if word == "--plugin":
+            next(words, None)
+        elif not word.startswith("-"):
+            return {word}
+    return set()
+
+
 def _given_train_options(argv: Sequence[str]) -> dict[str, object]:
     """The ``train`` options present on the command line (not defaults), by destination."""
-    parser = build_parser()
+    parser = build_parser(commands={"train"})
     # argparse has no public way to tell an option given from its default (set_defaults(SUPPRESS) makes
     # the namespace hold the marker string, which typed options then fail to convert): the actions' own.
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -660,7 +716,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    args = build_parser(commands=_command_named(argv)).parse_args(argv)
     # The options given on the command line (not defaults), for train: --resume takes only a few.
     args.given = _given_train_options(argv) if args.command == "train" else {}
     from .allocator import retain_freed_memory

@@ -16,24 +16,43 @@ import torch
 from .io import atomic_savefig
 
 __all__ = ["plot_confusion", "plot_class_samples", "plot_curves", "plot_learning_curves", "plot_centres",
-           "plot_active_rounds"]
+           "plot_active_rounds", "CURVE_KEYS", "CURVE_TITLES"]
 
 
 def plot_confusion(scored: dict[str, Any], path: str | Path | None = None, title: str = "",
-                   ax: plt.Axes | None = None) -> plt.Figure:
-    """Row-normalised confusion matrix (true class x mapped prediction) from :func:`metrics.score`."""
-    matrix = np.asarray(scored["confusion_matrix"], dtype=float)
-    rows = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    classes = scored["confusion_classes"]
-    fig = ax.figure if ax is not None else plt.figure(figsize=(5, 4.5))
+                   ax: plt.Axes | None = None, unseen: Mapping[str, Mapping[str, int]] | None = None) -> plt.Figure:
+    """Confusion matrix (true class x mapped prediction) from :func:`metrics.score`: colour the share
+    of each row, the count written in every non-empty cell. ``unseen`` (``results.json``'s
+    ``open_set.predicted_as``: per class training never saw, its test points' counts by mapped
+    prediction) adds a row per such class below a line."""
+    matrix = np.asarray(scored["confusion_matrix"], dtype=int)
+    classes = [str(c) for c in scored["confusion_classes"]]
+    labels = list(classes)
+    if unseen:
+        extra = np.array([[counts.get(c, 0) for c in classes] for counts in unseen.values()], dtype=int)
+        totals = np.array([sum(counts.values()) for counts in unseen.values()])  # unmapped slots included
+        matrix = np.vstack([matrix, extra])
+        labels += [f"{c} (unseen)" for c in unseen]
+    else:
+        totals = np.zeros(0, dtype=int)
+    row_totals = np.concatenate([matrix[: len(classes)].sum(axis=1), totals])
+    rows = matrix / np.maximum(row_totals[:, None], 1)
+    size = 0.45 * max(len(classes), len(labels)) + 2
+    fig = ax.figure if ax is not None else plt.figure(figsize=(size + 1, size))
     ax = ax if ax is not None else fig.add_subplot()
     image = ax.imshow(rows, vmin=0, vmax=1, cmap="viridis")
+    fontsize = 8 if len(classes) <= 15 else 6
+    for i, j in zip(*np.nonzero(matrix)):
+        ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=fontsize,
+                color="black" if rows[i, j] > 0.6 else "white")
+    if unseen:
+        ax.axhline(len(classes) - 0.5, color="white", lw=2)
     ax.set_xticks(range(len(classes)), classes)
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted class (after mapping)")
-    ax.set_ylabel("true class")
-    accuracy = f"accuracy {scored['accuracy']:.3f}"
-    ax.set_title(f"{title}\n{accuracy}" if title else accuracy)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted class (slot mapped on validation)")
+    ax.set_ylabel("true class" + (" (classes training never saw below the line)" if unseen else ""))
+    accuracy = f"accuracy {scored['accuracy']:.3f} (colour: share of the row; numbers: counts)"
+    ax.set_title(f"{title}\n{accuracy}" if title else accuracy, fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046)
     if path is not None:
         atomic_savefig(fig, path, dpi=100, bbox_inches="tight")
@@ -70,14 +89,17 @@ def plot_class_samples(run, slots: list[int] | None = None, n_samples: int = 6, 
 
 
 def plot_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], keys: Sequence[str],
-                path: str | Path | None = None, title: str = "", columns: int = 4) -> plt.Figure:
+                path: str | Path | None = None, title: str = "", columns: int = 4,
+                titles: Mapping[str, str] | None = None) -> plt.Figure:
     """One panel per record key (e.g. ``val_novel_accuracy``) against epoch, one line per run.
 
     ``histories`` maps a run's label to its per-epoch records (``metrics.jsonl``); epochs where a
-    run has no value for a key are left out of that line. Panels fill rows of ``columns``.
+    run has no value for a key are left out of that line. Panels fill rows of ``columns``, each
+    titled by ``titles`` (default :data:`CURVE_TITLES`, else the key).
     """
     if not keys:
         raise ValueError("plot_curves needs at least one record key")
+    titles = CURVE_TITLES if titles is None else titles
     columns = min(columns, len(keys))
     rows = -(-len(keys) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.0 * rows), squeeze=False)
@@ -91,7 +113,7 @@ def plot_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], keys: Sequ
             if points:
                 ax.plot(*zip(*points), marker=".", label=label, color=cycle[index % len(cycle)])
         ax.set_xlabel("epoch")
-        ax.set_title(key, fontsize=9)
+        ax.set_title(titles.get(key, key), fontsize=9)
     if len(histories) > 1:
         axes[0, 0].legend(fontsize=7)
     if title:
@@ -107,15 +129,40 @@ def plot_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], keys: Sequ
 CURVE_KEYS = ("loss", "lr", "val_accuracy", "val_cluster_accuracy", "val_known_accuracy", "val_novel_accuracy",
               "val_extra_slots_used", "prior_z_sd_known", "prior_z_sd_extra")
 
+#: A panel's title per record key (the loss terms as :meth:`ZooModel.loss_terms` names them).
+CURVE_TITLES = {
+    "loss": "loss (per point, training batches)", "lr": "learning rate",
+    "loss_reconstruction": "reconstruction: -log p(x | ...)", "loss_kl_z": "KL(q(z | ...) || p(z | ...))",
+    "loss_kl_y": "KL(q(y | x) || p(y)), unlabelled", "loss_nll_y": "-log p(y), labelled",
+    "loss_classifier_loss": "classifier loss: alpha x cross-entropy", "loss_kl_a": "KL of the auxiliary a",
+    "loss_assignment": "assignment loss (categorical VAE)", "loss_feature": "feature loss (categorical VAE)",
+    "val_accuracy": "validation accuracy (honest)", "val_cluster_accuracy": "validation cluster accuracy (Hungarian)",
+    "val_known_accuracy": "validation accuracy, labelled classes", "val_novel_accuracy": "validation accuracy, hidden classes",
+    "val_extra_slots_used": "extra slots holding validation points", "prior_z_sd_known": "sd of p(z | y), known slots",
+    "prior_z_sd_extra": "sd of p(z | y), extra slots",
+}
+
 
 def plot_learning_curves(history: Sequence[Mapping[str, Any]], path: str | Path | None = None,
                          title: str = "") -> plt.Figure:
     """A run's per-epoch curves: the loss and its named terms, the learning rate, and the validation
-    accuracies, the extra slots in use and the spread of a learned p(z|y) (whichever its records have)."""
+    accuracies, the extra slots in use and the spread of a learned p(z|y) (whichever its records have).
+    A quantity that never changed gets no panel; the title names it with its value."""
     present = {key for record in history for key in record}
     terms = sorted(key for key in present if key.startswith("loss_"))
     keys = [key for key in CURVE_KEYS[:1] if key in present] + terms + [k for k in CURVE_KEYS[1:] if k in present]
-    return plot_curves({"run": history}, keys, path, title=title)
+    constant = {}
+    for key in keys:
+        values = [r[key] for r in history if r.get(key) is not None]
+        if len(history) > 1 and len(values) == len(history) and max(values) - min(values) <= 1e-9 * max(
+                1.0, abs(values[0])):
+            constant[key] = values[0]
+    shown = [key for key in keys if key not in constant] or keys[:1]
+    if constant:
+        text = "; ".join(f"{CURVE_TITLES.get(key, key)} = {value:.4g}" for key, value in constant.items())
+        note = f"constant throughout, not drawn: {text}"
+        title = f"{title}\n{note}" if title else note
+    return plot_curves({"run": history}, shown, path, title=title)
 
 
 def plot_centres(images: np.ndarray, titles: list[str], image_shape: tuple[int, ...] | None,

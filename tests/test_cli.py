@@ -11,6 +11,7 @@ import torch
 
 from pyro_sus import evaluate, load, load_dataset, predict
 from pyro_sus.cli import main
+from pyro_sus.io import RunFileError
 from pyro_sus.models import MODELS
 
 TINY = ["--hidden-classes", "7", "8", "9", "--labelled-fraction", "0.2", "--extra-slots", "4",
@@ -94,6 +95,69 @@ def test_predict_rejects_wrong_shape(trained_run, tmp_path, capsys):
     assert "trained on 64" in capsys.readouterr().err
 
 
+def test_compare_puts_runs_side_by_side_from_their_results(trained_run, tmp_path, capsys):
+    import shutil
+
+    seeds = tmp_path / "seeds"
+    for seed in (0, 1):  # a folder of seed runs counts as its seeds
+        shutil.copytree(trained_run, seeds / f"seed{seed}")
+    results = json.loads((trained_run / "results.json").read_text())
+    (seeds / "seed1" / "results.json").write_text(json.dumps({**results, "test": {**results["test"], "accuracy": 0.5}}))
+    table = tmp_path / "table.csv"
+    assert main(["compare", str(trained_run), str(seeds), "--csv", str(table)]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines()[1:4]]
+    assert [row[0] for row in rows] == [str(trained_run), str(seeds / "seed0"), str(seeds / "seed1")]
+    assert rows[0][5] == rows[1][5] == f"{100 * results['test']['accuracy']:.1f}" and rows[2][5] == "50.0"
+    saved = list(csv.DictReader(table.open()))
+    assert float(saved[2]["accuracy"]) == 0.5 and saved[0]["model"] == "gmdgm"
+    assert main(["compare", str(trained_run), "--csv", str(table)]) == 2  # never overwritten unasked
+    assert "--overwrite" in capsys.readouterr().err
+    (seeds / "seed0" / "results.json").unlink()
+    assert main(["compare", str(seeds)]) == 2
+    assert "pyro-sus evaluate" in capsys.readouterr().err
+
+
+def test_history_is_metrics_jsonl_as_records_or_a_frame(run_copy):
+    run = load(run_copy)
+    records = run.history()
+    assert records == [json.loads(line) for line in (run_copy / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="pip install pandas"):
+            run.history(as_frame=True)
+    else:
+        assert run.history(as_frame=True)["loss"].tolist() == [r["loss"] for r in records]
+    (run_copy / "metrics.jsonl").write_text("{not json\n")
+    with pytest.raises(RunFileError, match="one JSON record per line"):
+        run.history()
+
+
+def test_digits_trains_with_its_own_defaults_where_options_are_not_given(trained_run, tmp_path):
+    from pyro_sus.data import TRAIN_DEFAULTS
+
+    # TINY gives --epochs but not --lr: the learning rate is digits' own, and run.json says so.
+    info = json.loads((trained_run / "run.json").read_text())
+    assert info["train"]["epochs"] == 2 and info["train"]["learning_rate"] == TRAIN_DEFAULTS["digits"]["learning_rate"]
+    assert info["data_set_defaults"] == {"learning_rate": TRAIN_DEFAULTS["digits"]["learning_rate"]}
+    # Given, an option is taken as given; a data set without defaults of its own takes TrainConfig's.
+    out = tmp_path / "given"
+    assert main(["train", "--model", "m2", "--out", str(out), "--lr", "0.0005"] + TINY) == 0
+    info = json.loads((out / "run.json").read_text())
+    assert info["train"]["learning_rate"] == 0.0005 and "data_set_defaults" not in info
+    from pyro_sus import fit
+
+    digits = load_dataset("digits")
+    npz = tmp_path / "digits.npz"
+    np.savez(npz, x=digits.x_train[:300], y=digits.y_train[:300])
+    fit("m2", str(npz), tmp_path / "npz", labelled_fraction=0.2, model_options={"hidden_dims": [16], "z_dim": 2},
+        train_options={"epochs": 1, "device": "cpu"}, progress=False)
+    info = json.loads((tmp_path / "npz" / "run.json").read_text())
+    assert info["train"]["learning_rate"] == 3e-4 and "data_set_defaults" not in info
+
+
 def test_models_command_lists_the_registry(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
@@ -142,6 +206,17 @@ def test_corrupt_final_checkpoint_is_a_clear_error(trained_run, tmp_path, capsys
 def test_python_dash_m_entry_point():
     done = subprocess.run([sys.executable, "-m", "pyro_sus", "models"], capture_output=True, text=True, check=True)
     assert "gmdgm" in done.stdout
+
+
+def test_top_level_help_loads_neither_torch_nor_pyro():
+    """`pyro-sus --help` lists every command without importing torch (seconds); `train --help` still
+    shows every option with its default (test_train_help_shows_every_default_once_and_the_models_own)."""
+    code = ("import sys\nfrom pyro_sus.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('LOADED', sorted(m for m in ('torch', 'pyro') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "LOADED []" in done.stdout
+    for command in ("train", "evaluate", "report", "predict", "compare", "active", "reproduce", "models"):
+        assert f"    {command} " in done.stdout, command
 
 
 def test_evaluate_function_on_a_loaded_run(trained_run):
@@ -292,7 +367,9 @@ def test_train_flags_take_their_defaults_from_the_run_specification():
         assert getattr(args, dest) == (list(default) if isinstance(default, tuple) else default), dest
     assert args.no_binarize is not TrainConfig().binarize
     # Every field of the split, preprocessing and prior has a flag (the training ones: see train --help).
-    covered = {(part, name) for part, name in SPEC_FLAGS.values()}
+    # A validation set given with the data (SplitSpec.given_validation_points) comes with arrays
+    # (SemiUnsupervisedClassifier.fit's X_val, y_val), not with a data set a flag names.
+    covered = {(part, name) for part, name in SPEC_FLAGS.values()} | {("split", "given_validation_points")}
     for part in ("split", "preprocess", "prior"):
         assert {(part, f.name) for f in dataclasses.fields(parts[part])} <= covered, part
 
@@ -306,7 +383,8 @@ def test_train_help_shows_every_default_once_and_the_models_own(capsys):
     for chunk in options:
         assert chunk.count("default") <= 1 or "(default), " in chunk, chunk  # "relu (default)" names a choice
     joined = " ".join(text.split())
-    for shown in ("--epochs EPOCHS (default: 100)", "--seed SEED (default: 0)", "--lr LR (default: 0.0003)",
+    for shown in ("--epochs EPOCHS (default: 100; digits: 200, the data set's own)", "--seed SEED (default: 0)",
+                  "--lr LR (default: 0.0003; digits: 0.001, the data set's own)",
                   "size of the latent z (default: 5)", "hidden layers (default: 500 500)",
                   "(default: 1.1 for the M2 family, 1.0 for m1)", "(default: 0.1)"):
         assert shown in joined, shown

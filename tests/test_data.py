@@ -87,6 +87,26 @@ def test_partially_labelled_user_data_keeps_every_given_label_by_default():
     assert set(split.unlabelled_idx) == set(np.flatnonzero(y < 0))
 
 
+def test_a_given_validation_set_is_used_as_given_and_its_own_classes_are_hidden():
+    # 400 training points: classes 0-4 labelled in part, 5-9 only unlabelled; then 100 validation
+    # points whose labels name all ten classes.
+    train = labels_10_classes(per_class=40)
+    train[(train >= 5) | (np.arange(400) % 2 == 0)] = -1
+    validation = labels_10_classes(per_class=10, seed=1)
+    y = np.concatenate([train, validation])
+    split = make_split(y, given_validation_points=100, validation_fraction=0.0, unseen_classes=[9])
+    assert split.known_classes == (0, 1, 2, 3, 4) and split.hidden_classes == (5, 6, 7, 8)
+    assert split.n_extra == 8  # twice the hidden classes, as for a carved-out split
+    # The validation points are the last 100 but class 9's, which is withheld; training keeps the rest.
+    assert split.validation_idx.tolist() == [i for i in range(400, 500) if y[i] != 9]
+    assert set(split.labelled_idx) == set(np.flatnonzero(train >= 0))
+    assert set(split.unlabelled_idx) == set(np.flatnonzero(train < 0))
+    with pytest.raises(DataError, match="replaces validation_fraction"):
+        make_split(y, given_validation_points=100, validation_fraction=0.1)
+    with pytest.raises(DataError, match="given_validation_points must lie in"):
+        make_split(y, given_validation_points=500, validation_fraction=0.0)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"hidden_classes": range(10), "n_extra": 0}, "nothing left to learn"),
     ({"hidden_classes": [11]}, "not in the data"),

@@ -37,6 +37,22 @@ def test_learning_curves_show_the_loss_its_terms_and_the_validation_records(tmp_
                 "seconds": 1.0, "val_accuracy": 0.5 + e / 10, "val_extra_slots_used": 3 + e} for e in (1, 2, 3)]
     fig = plot_learning_curves(history, tmp_path / "curves.png")
     titles = [ax.get_title() for ax in fig.axes if ax.lines]
-    assert titles == ["loss", "loss_kl_z", "loss_reconstruction", "lr", "val_accuracy", "val_extra_slots_used"]
+    # Human titles; loss_kl_z and lr never change, so they get no panel and the title names their values.
+    assert titles == ["loss (per point, training batches)", "reconstruction: -log p(x | ...)",
+                      "validation accuracy (honest)", "extra slots holding validation points"]
+    assert "not drawn: KL(q(z | ...) || p(z | ...)) = 2; learning rate = 0.001" in fig.texts[0].get_text()
     image = plt.imread(tmp_path / "curves.png")
     assert image.shape[0] > 200 and image.shape[1] > 200 and image[..., :3].std() > 0.05  # drawn, not blank
+
+
+def test_the_confusion_matrix_writes_its_counts_and_a_row_per_unseen_class():
+    from pyro_sus.plots import plot_confusion
+
+    scored = {"confusion_matrix": [[5, 1], [0, 4]], "confusion_classes": [0, 1], "accuracy": 0.9}
+    fig = plot_confusion(scored, unseen={"2": {"0": 3, "unmapped": 1}})
+    ax = fig.axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == ["1", "3", "4", "5"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "1", "2 (unseen)"]
+    # Colour is the share of the row: the unseen row's 3 of 4 points (one in an unmapped slot).
+    assert ax.images[0].get_array()[2, 0] == pytest.approx(0.75)
+    plt.close(fig)

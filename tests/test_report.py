@@ -117,6 +117,10 @@ def test_flag_unknown_marks_points_below_the_validation_quantile_and_unseen_clas
     # 9 has no slot to land in: the test scores cover the classes training saw.
     assert results["test"]["n"] == int((keep & (data.y_test != 9)).sum())
     assert results["open_set"]["n_unseen_test_points"] == int((data.y_test == 9).sum())
+    # Where the 9s went: per predicted (mapped) class, counts that add up to every test 9.
+    landed = results["open_set"]["predicted_as"]["9"]
+    mapped = run.mapping[run.predict_proba(data.x_test[data.y_test == 9]).argmax(-1)]
+    assert landed == {("unmapped" if c < 0 else str(c)): int((mapped == c).sum()) for c in np.unique(mapped)}
 
     val_x = data.x_train[run.split.validation_idx]
     np.save(tmp_path / "val.npy", val_x)

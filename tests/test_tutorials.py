@@ -22,6 +22,8 @@ def test_tutorial_runs(path, tmp_path, monkeypatch):
     assert all(cell.execution_count is not None for cell in code)  # every cell ran, in order
     errors = [o for cell in code for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+    streams = "".join(o.get("text", "") for cell in code for o in cell.get("outputs", []))
+    assert "IProgress" not in streams  # no tqdm.auto warning when ipywidgets is absent
     # It really trained: every run folder it started holds a finished, evaluated run (or an active
     # loop's rounds), with numbers in it.
     started = [p.parent for p in (tmp_path / "runs").rglob("run.json")] + \
@@ -45,8 +47,9 @@ def test_the_readmes_python_blocks_run_as_written(tmp_path, monkeypatch):
     shrunk as the notebooks are under CI: fewer epochs and steps, the same calls."""
     blocks = [block for block in re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
               if not block.startswith("# from pyro_sus/")]
-    shrunk = [block.replace('"epochs": 50', '"epochs": 2').replace("range(300)", "range(3)") for block in blocks]
-    assert len(blocks) == 2 and all(a != b for a, b in zip(blocks, shrunk))  # the shrinking found its targets
+    shrunk = [block.replace('"epochs": 50', '"epochs": 2').replace("epochs=50", "epochs=2").replace(
+        "range(300)", "range(3)") for block in blocks]
+    assert len(blocks) == 3 and all(a != b for a, b in zip(blocks, shrunk))  # the shrinking found its targets
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     namespace: dict = {}
@@ -56,3 +59,18 @@ def test_the_readmes_python_blocks_run_as_written(tmp_path, monkeypatch):
     assert run.results == json.loads((tmp_path / "runs" / "gm" / "results.json").read_text())
     assert len(out["slot"]) == len(out["predicted_class"]) == 10 and z.shape == (10, run.model.config.z_dim)
     assert 0 <= namespace["accuracy"] <= 1 and "x" in namespace["draws"]
+    assert [record["epoch"] for record in namespace["history"]] == [1, 2]
+    clf = namespace["clf"]
+    assert namespace["labels"].shape == (397,) and set(namespace["labels"].tolist()) <= set(clf.classes_.tolist())
+    assert 0 <= namespace["honest"] <= 1 and namespace["latent"].shape == (397, clf.run_.model.config.z_dim)
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=[p.name for p in TUTORIALS])
+def test_tutorials_are_committed_with_their_outputs(path):
+    """Each notebook is stored executed (tutorials/execute.py, the tutorials' own settings, not CI's)."""
+    notebook = nbformat.read(path, as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert all(cell.execution_count is not None for cell in code), "run python tutorials/execute.py"
+    assert sum(bool(cell.outputs) for cell in code) >= len(code) // 2
+    stamp = notebook.metadata.get("pyro_sus", {})
+    assert stamp.get("settings") == "the tutorial's own (CI not set)" and stamp.get("seconds", 0) > 0
