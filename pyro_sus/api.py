@@ -23,16 +23,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 from . import __version__
 from .data import (DATASETS, DataError, Dataset, Preprocessor, Split, load_dataset, resolve_data_dir,
                    train_defaults)
 from .io import (LOCK_NAME, CheckpointError, RunBusyError, RunFileError, atomic_savez, atomic_write_json,
                  load_checkpoint, read_json, run_folder_holder, run_folder_lock)
-from .metrics import UNMAPPED, gcd_accuracy, gcd_assignment, honest_mapping, score
-from .report import (class_recall, discovery_summary, plot_discovered_slots, plot_slot_counts, slot_table,
-                     write_report)
+from .evaluation import (Predictions, discovery_section, gcd_section, header, open_set_section,
+                         predict_parts, slot_mapping, test_section, validation_section)
+from .metrics import UNMAPPED
+from .report import plot_discovered_slots, plot_slot_counts, write_report
 from .models import get_model_class
 from .models.base import check_model_size
 from .nn import initialise
@@ -44,9 +44,6 @@ from .train import (ClosedFormFit, TrainConfig, TrainingData, TrainingDiverged, 
 __all__ = ["Run", "fit", "fit_spec", "fit_seeds", "fit_baseline", "baseline_folder", "run_accuracy", "BASELINES", "seed_folder",
            "seed_folders", "evaluate", "predict", "load", "run_spec",
            "load_parts", "build_run_model", "training_data", "hardware_info", "data_fingerprint"]
-
-#: Quantiles of the validation fit scores kept in open_set.json (0, 0.001, ..., 1).
-OPEN_SET_GRID = 1001
 
 #: What ``fit`` writes into a run folder before its first checkpoint (``last.pt``), with the
 #: temp files of atomic writes: all a fresh run removes again when it fails before that point.
@@ -1004,124 +1001,60 @@ def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: 
 
 def _evaluate(run: Run, dataset: str | Dataset | None, plot: bool, data_dir: str | Path | None) -> dict[str, Any]:
     data = _run_data(run.spec, run.run_dir, run.split, dataset, data_dir)
-    split, spec = run.split, run.spec
-    val_x, val_y = data.x_train[split.validation_idx], data.y_train[split.validation_idx]
-    has_val = (val_y >= 0).any()
-    val_slots = run.predict_proba(val_x).argmax(-1) if len(val_x) else np.zeros(0, dtype=np.int64)
-    mapping = honest_mapping(split.known_classes, split.n_slots, val_slots[val_y >= 0], val_y[val_y >= 0])
+    parts = predict_parts(run, data)
+    mapping = slot_mapping(parts)
     run.mapping = mapping
-    atomic_write_json(run.run_dir / "mapping.json", {
+    results = header(run.spec, run.split, run.info)
+    sections = {"validation": validation_section(parts, mapping), "gcd": gcd_section(parts),
+                "test": test_section(parts, mapping)}
+    results.update({name: record for name, record in sections.items() if record is not None})
+    open_set = open_set_section(parts, mapping, run.model.fit_score_kind)
+    discovery = discovery_section(parts, mapping, run.model.latent_prior_sd())
+    if open_set is not None:
+        results["open_set"] = open_set[0]
+    if discovery is not None:
+        results["discovery"] = discovery[0]
+    _write_evaluation(run, results, parts, mapping, open_set, discovery, plot)
+    run.results = results
+    return results
+
+
+def _write_evaluation(run: Run, results: dict[str, Any], parts: Predictions, mapping: np.ndarray,
+                      open_set: tuple[dict[str, Any], dict[str, Any]] | None,
+                      discovery: tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]] | None,
+                      plot: bool) -> None:
+    """Every file an evaluation writes: mapping.json, open_set.json, the report, results.json and,
+    with ``plot``, slot_counts.png, discovered.png and confusion.png."""
+    folder, split, spec = run.run_dir, run.split, run.spec
+    atomic_write_json(folder / "mapping.json", {
         "slot_to_class": mapping.tolist(), "n_known": split.n_known,
         "note": "slots < n_known are the known classes; extra slots take the majority class of the validation "
                 "points they receive (-1: none received)"})
-    results: dict[str, Any] = {
-        "model": spec.model, "model_options": spec.model_options, "dataset": spec.data.dataset,
-        "regime": split.regime, "known_classes": list(split.known_classes),
-        "hidden_classes": list(split.hidden_classes), "unseen_classes": list(split.unseen_classes),
-        "n_slots": split.n_slots, "n_labelled": int(len(split.labelled_idx)),
-        "n_unlabelled": int(len(split.unlabelled_idx)), "epochs": spec.train.epochs,
-        "seed": spec.train.seed, "train_wall_seconds": run.info.get("train_wall_seconds"),
-        "select": spec.train.select, "hardware": run.info.get("hardware"),
-    }
-    snapshot = run.info.get("snapshot")  # stopped at this epoch of its schedule, to be continued
-    results["selected_epoch"] = run.info.get("selected_epoch", snapshot["epoch"] if snapshot else spec.train.epochs)
-    if snapshot:
-        results["snapshot"] = snapshot
-    if has_val:
-        keep = val_y >= 0
-        results["validation"] = score(val_slots[keep], val_y[keep], mapping, split.known_classes, split.n_slots)
-    # GCD protocol: one Hungarian assignment over all classes, made on the unlabelled training points.
-    unlabelled_y = data.y_train[split.unlabelled_idx]
-    gcd_points = split.unlabelled_idx[unlabelled_y >= 0]
-    assignment = None
-    if len(gcd_points):
-        unlabelled_slots = run.predict_proba(data.x_train[gcd_points]).argmax(-1)
-        assignment = gcd_assignment(unlabelled_slots, data.y_train[gcd_points], split.n_slots)
-        results["gcd"] = {"protocol": "Hungarian assignment over all classes on the unlabelled training points "
-                                      "(transductive, GCD v2); All / Old / New accuracy under it",
-                          "slot_to_class": assignment.tolist(),
-                          "unlabelled_train": gcd_accuracy(unlabelled_slots, data.y_train[gcd_points], assignment,
-                                                           split.known_classes)}
-    # Test classes training never saw (withheld by the split, or absent from the data's training
-    # set) have no slot to land in: the test scores cover the seen classes, the open-set check the rest.
-    unseen = np.zeros(0, dtype=np.int64)
-    if data.x_test is not None:
-        absent = np.setdiff1d(data.y_test[data.y_test >= 0], data.y_train[data.y_train >= 0])
-        unseen = np.union1d(np.asarray(split.unseen_classes, dtype=np.int64), absent).astype(np.int64)
-    test_seen = (data.y_test >= 0) & ~np.isin(data.y_test, unseen) if data.x_test is not None else None
-    test_slots = test_probs = test_y = None
-    if data.x_test is not None:
-        keep = test_seen
-        test_y = data.y_test[keep]
-        test_probs = run.predict_proba(data.x_test[keep])
-        test_slots = test_probs.argmax(-1)
-        results["test"] = score(test_slots, data.y_test[keep], mapping, split.known_classes, split.n_slots)
-        if assignment is not None:
-            results["gcd"]["test"] = gcd_accuracy(test_slots, data.y_test[keep], assignment, split.known_classes)
-        # The bound each model maximises on unlabelled data, per test point: compares guides and priors
-        # of one model (e.g. a flow posterior against the diagonal Normal); across models it compares
-        # bounds of different generative models, which is only loosely meaningful.
-        results["test"]["unlabelled_bound"] = run.unlabelled_bound(data.x_test[keep])
-    if has_val:
-        # Open set: the validation points' fit scores, so predict can flag points below a quantile;
-        # classes in the test set that training never saw measure how well the score separates them.
-        val_scores = run.fit_scores(val_x[val_y >= 0])
-        open_set = {"score": run.model.fit_score_kind,
-                    "validation_quantiles": np.quantile(val_scores, np.linspace(0, 1, OPEN_SET_GRID)).tolist()}
-        results["open_set"] = {"score": open_set["score"], "unseen_test_classes": unseen.tolist()}
-        if len(unseen):
-            keep = data.y_test >= 0
-            scores = run.fit_scores(data.x_test[keep])
-            is_unseen = np.isin(data.y_test[keep], unseen)
-            results["open_set"]["n_unseen_test_points"] = int(is_unseen.sum())
-            results["open_set"]["auroc_unseen"] = float(roc_auc_score(is_unseen, -scores))
-            threshold = np.quantile(val_scores, 0.05)
-            results["open_set"]["flagged_at_validation_5pct"] = {
-                "unseen": float((scores[is_unseen] < threshold).mean()),
-                "seen": float((scores[~is_unseen] < threshold).mean())}
-            # Where the classes training never saw land: their test points' slots, and those mapped.
-            unseen_points = data.y_test >= 0
-            unseen_points &= np.isin(data.y_test, unseen)
-            unseen_y = data.y_test[unseen_points]
-            unseen_slots = run.predict_proba(data.x_test[unseen_points]).argmax(-1)
-            predicted = mapping[unseen_slots]
-            results["open_set"]["predicted_as"] = {
-                str(int(c)): {("unmapped" if p == UNMAPPED else str(int(p))): int(((unseen_y == c) & (predicted == p)).sum())
-                              for p in np.unique(predicted[unseen_y == c])} for c in unseen}
-        atomic_write_json(run.run_dir / "open_set.json", open_set)
-        # What the run discovered: per slot, on validation (and test), and which hidden classes it found.
-        keep = val_y >= 0
-        prior_sd = run.model.latent_prior_sd()
-        table = slot_table(val_slots[keep], val_y[keep], test_slots, test_y, split.n_known, split.n_slots,
-                           None if prior_sd is None else prior_sd.tolist())
-        results["discovery"] = discovery_summary(table, split.hidden_classes, val_slots[keep], val_y[keep])
-        seen_classes = list(split.known_classes) + list(split.hidden_classes)
-        recall = {"validation": class_recall(val_slots[keep], val_y[keep], mapping, seen_classes)}
-        if test_slots is not None:
-            recall["test"] = class_recall(test_slots, test_y, mapping, seen_classes)
-        results["discovery"]["recall"] = recall
-        write_report(run.run_dir, table, results["discovery"], mapping, recall, results["open_set"])
+    if open_set is not None:
+        atomic_write_json(folder / "open_set.json", open_set[1])
+    if discovery is not None:
+        record, table, recall = discovery
+        write_report(folder, table, record, mapping, recall, results["open_set"])
         if plot:
-            counted = (test_slots, test_y, "test") if test_slots is not None else (val_slots[keep], val_y[keep],
-                                                                                      "validation")
-            on_test = test_slots is not None and len(unseen)
-            plot_slot_counts(counted[0], counted[1], table, mapping, split.known_classes, split.hidden_classes,
-                             run.run_dir / "slot_counts.png", title=f"{spec.model}: {counted[2]} counts by slot",
-                             unseen_slots=unseen_slots if on_test else None, unseen_labels=unseen_y if on_test else None)
-            shape = spec.data.image_shape
-            if test_probs is not None and shape:
-                images = data.x_test[test_seen].reshape(len(test_y), -1)
-                plot_discovered_slots(images, test_probs, table, shape, run.run_dir / "discovered.png")
-    atomic_write_json(run.run_dir / "results.json", results)
-    run.results = results
+            on_test = parts.test_probs is not None
+            slots, labels = (parts.test_slots, parts.test_labels) if on_test else (parts.val_slots, parts.val_labels)
+            plot_slot_counts(slots, labels, table, mapping, split.known_classes, split.hidden_classes,
+                             folder / "slot_counts.png",
+                             title=f"{spec.model}: {'test' if on_test else 'validation'} counts by slot",
+                             unseen_slots=parts.unseen_slots if on_test else None,
+                             unseen_labels=parts.unseen_labels if on_test else None)
+            if on_test and spec.data.image_shape:
+                images = parts.test_x.reshape(len(parts.test_labels), -1)
+                plot_discovered_slots(images, parts.test_probs, table, spec.data.image_shape,
+                                      folder / "discovered.png")
+    atomic_write_json(folder / "results.json", results)
     scored = results.get("test") or results.get("validation")
     if plot and scored is not None:
         from .plots import plot_confusion
 
         title = f"{spec.model} on {spec.data.dataset} ({'test' if 'test' in results else 'validation'})"
         unseen_rows = (results.get("open_set") or {}).get("predicted_as") if "test" in results else None
-        plot_confusion(scored, run.run_dir / "confusion.png", title=title, unseen=unseen_rows)
-    return results
+        plot_confusion(scored, folder / "confusion.png", title=title, unseen=unseen_rows)
 
 
 def predict(run: Run | str | Path, x: np.ndarray, flag_unknown: float | None = None) -> dict[str, np.ndarray]:

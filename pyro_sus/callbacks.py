@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyro
 import torch
+from tqdm.auto import tqdm
 
 from .io import atomic_torch_save, atomic_write_text, load_checkpoint
 from .metrics import honest_mapping, majority_mapping
@@ -33,7 +34,7 @@ if TYPE_CHECKING:  # the loop imports this module; annotations only the other wa
 
 __all__ = ["Callback", "EpochMonitor", "BestValidation", "TensorBoardLog", "ProgressBar", "Checkpoint",
            "MONITOR_POINTS", "monitor_batch", "monitored_loss_terms", "monitored_member_terms", "validation_metrics",
-           "latent_prior_spread", "progress_bar"]
+           "latent_prior_spread"]
 
 
 class Callback:
@@ -263,18 +264,6 @@ class TensorBoardLog(Callback):
         self.writer.close()
 
 
-def progress_bar(**options: Any):
-    """A tqdm bar: tqdm.auto's (the notebook widget in Jupyter) where ipywidgets is installed, else
-    the text bar (tqdm.auto without ipywidgets warns "IProgress not found" and draws text anyway)."""
-    try:
-        import ipywidgets  # noqa: F401
-    except ImportError:
-        from tqdm.std import tqdm
-    else:
-        from tqdm.auto import tqdm
-    return tqdm(**options)
-
-
 class ProgressBar(Callback):
     """A tqdm bar over the run's epochs with the loss and validation accuracy."""
 
@@ -282,7 +271,7 @@ class ProgressBar(Callback):
         self.enabled, self.bar = enabled, None
 
     def on_train_start(self, loop: TrainingLoop) -> None:
-        self.bar = progress_bar(total=loop.config.epochs, initial=loop.start_epoch, desc="training", unit="epoch",
+        self.bar = tqdm(total=loop.config.epochs, initial=loop.start_epoch, desc="training", unit="epoch",
                         disable=not self.enabled)
 
     def on_epoch_end(self, loop: TrainingLoop, record: dict[str, Any]) -> None:

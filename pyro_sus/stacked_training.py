@@ -19,8 +19,9 @@ from typing import Any
 
 import pyro
 import torch
+from tqdm.auto import tqdm
 
-from .callbacks import EpochMonitor, monitored_member_terms, progress_bar
+from .callbacks import EpochMonitor, monitored_member_terms
 from .models.base import Batch
 from .nn import network_precision, PRECISIONS
 from .tracing import TracedLoss
@@ -183,7 +184,7 @@ class StackedTrainingLoop:
         active = set(self.training)
         if self.training:
             self.model.train()
-            bar = progress_bar(total=self.config.epochs, initial=self.start_epoch, unit="epoch", disable=not self.progress,
+            bar = tqdm(total=self.config.epochs, initial=self.start_epoch, unit="epoch", disable=not self.progress,
                        desc=f"training {len(self.training)} runs stacked")
             for epoch in range(self.start_epoch, self.last_epoch):
                 records = self._epoch(epoch, active)

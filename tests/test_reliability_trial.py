@@ -306,7 +306,7 @@ def test_a_last_checkpoint_with_the_wrong_contents_is_one_line(tmp_path, capsys,
 def test_ctrl_c_while_the_modules_load_is_one_line(monkeypatch, capsys):
     import pyro_sus.cli
 
-    def interrupted():
+    def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pyro_sus.cli, "build_parser", interrupted)
