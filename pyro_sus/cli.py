@@ -109,6 +109,15 @@ ACTIVE_HELP = "active labelling from zero labels: cluster, ask about centres, re
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
+    # Every choice comes from where the option is checked (one source).
+    from .api import BASELINES
+    from .models.base import LIKELIHOODS
+    from .models.latent_classifier import BOUNDS
+    from .nn import PRECISIONS
+    from .posteriors import FLOW_KINDS
+    from .spec import PRIOR_KINDS
+    from .train import LR_SCHEDULES, SELECTIONS
+
     d = _spec_default
     p = sub.add_parser("train", help=TRAIN_HELP, formatter_class=_DefaultsShown)
     p.add_argument("--model", default="gmdgm", help="registered model name (see `pyro-sus models`)")
@@ -141,25 +150,26 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="keep input dims with training std above this")
     s.add_argument("--keep-all-dims", action="store_true", help="skip the std filter")
     m = p.add_argument_group("model")
-    m.add_argument("--prior", choices=["sus", "uniform"], default=d("prior"), help="class prior p(y)")
+    m.add_argument("--prior", choices=[k for k in PRIOR_KINDS if k != "given"], default=d("prior"),
+                   help="class prior p(y) (your own: --class-probs)")
     m.add_argument("--known-mass", type=float, default=d("known_mass"), help="prior mass on known classes (sus prior)")
     m.add_argument("--class-probs", type=float, nargs="+", default=d("class_probs"),
                    help="your own class prior: one number per slot (known classes ascending, then extra slots)")
     m.add_argument("--posterior", default=None, help="posterior family for z: normal (default), flow, or a registered one")
     m.add_argument("--flow-layers", type=int, default=None, help="number of flow transforms (--posterior flow)")
-    m.add_argument("--flow-kind", choices=["iaf", "maf", "nsf"], default=None, help="flow layer type (--posterior flow)")
+    m.add_argument("--flow-kind", choices=FLOW_KINDS, default=None, help="flow layer type (--posterior flow)")
     m.add_argument("--latent-prior", default=None,
                    help="p(z|y) family: standard_normal, class_gaussian, mixture, or a registered one (default: the model's)")
     m.add_argument("--prior-components", type=int, default=None, help="components per slot (--latent-prior mixture)")
     _model_option(m, "--a-dim", "AuxiliaryDGMConfig", "auxiliary latent size (am2, agmdgm)", type=int)
     _model_option(m, "--labelled-weight", "LatentClassifierConfig", "lambda of the latent-classifier VAE", type=float)
     _model_option(m, "--unlabelled-bound", "LatentClassifierConfig", "latent-classifier VAE: E_p(y|z) log p(x|y,z) "
-                  "(paper) or log sum_y p(y|z)p(x|y,z) (exact)", choices=["paper", "exact"])
+                  "(paper) or log sum_y p(y|z)p(x|y,z) (exact)", choices=BOUNDS)
     _model_option(m, "--z-dim", "GenerativeConfig", "size of the latent z", type=int)
     _model_option(m, "--hidden-dims", "ModelConfig", "widths of every MLP's hidden layers", type=int, nargs="+")
     m.add_argument("--activation", default=None,
                    help="hidden-layer nonlinearity of the MLPs: relu (default) or softplus (Pyro's SS-VAE, Kingma et al.)")
-    _model_option(m, "--likelihood", "GenerativeConfig", "p(x|...)", choices=["bernoulli", "gaussian"])
+    _model_option(m, "--likelihood", "GenerativeConfig", "p(x|...)", choices=LIKELIHOODS)
     _model_option(m, "--gaussian-scale", "GenerativeConfig", "fixed sd of the Gaussian likelihood", type=float)
     m.add_argument("--alpha", type=float, default=None,
                    help=f"classifier weight on labelled data (default: {_model_default('DGMConfig', 'alpha')} for the "
@@ -173,7 +183,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--lr", type=float, default=d("lr"), help=_data_default_help("learning_rate"))
     t.add_argument("--adam-beta1", type=float, default=d("adam_beta1"),
                    help="Adam's first-moment decay (Pyro's SS-VAE run: 0.95)")
-    t.add_argument("--lr-schedule", choices=["cosine", "constant"], default=d("lr_schedule"))
+    t.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=d("lr_schedule"))
     t.add_argument("--clip-value", type=float, default=d("clip_value"), help="gradient value clipping; 0 disables")
     t.add_argument("--labelled-scale", type=_labelled_scale, default=d("labelled_scale"),
                    help="weight of each step's labelled batch against its unlabelled one: batch (1, Willetts), "
@@ -184,21 +194,21 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="one run per seed, in OUT/seed<N>, trained together as one stacked model where the model "
                         "stacks (one seed: OUT itself, as --seed)")
     t.add_argument("--no-stack", action="store_true", help="with --seeds: train the runs one after another")
-    t.add_argument("--baseline", choices=["kmeans"], default=None,
+    t.add_argument("--baseline", choices=BASELINES, default=None,
                    help="also fit this baseline on the same split (RUN/baselines/NAME) and print the model's margin "
                         "over it")
     t.add_argument("--device", default=d("device"), help="auto, cpu, cuda or cuda:N")
     t.add_argument("--checkpoint-every", type=int, default=d("checkpoint_every"), help="epochs between checkpoints")
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("--jit", action="store_true", help=JIT_HELP)
-    t.add_argument("--select", choices=["final", "best-validation"], default=d("select"),
+    t.add_argument("--select", choices=SELECTIONS, default=d("select"),
                    help="the model a run hands back: the last epoch's, or the one with the best validation "
                         "accuracy (validation split only)")
     t.add_argument("--patience", type=int, default=d("patience"),
                    help="with --select best-validation: stop after this many epochs without a better one")
     t.add_argument("--tensorboard", action="store_true",
                    help="also log each epoch's record to RUN/tensorboard (pip install 'pyro_sus[tensorboard]')")
-    t.add_argument("--precision", choices=["fp32", "bf16"], default=d("precision"),
+    t.add_argument("--precision", choices=list(PRECISIONS), default=d("precision"),
                    help="what the networks compute at in training (bf16: bfloat16 autocast; log-probabilities "
                         "and the loss stay float32)")
 
@@ -278,8 +288,20 @@ def build_parser(commands: Collection[str] | None = None) -> argparse.ArgumentPa
     c.add_argument("--csv", default=None, metavar="PATH", help="also save the table as CSV (scores as fractions)")
     c.add_argument("--overwrite", action="store_true", help="replace --csv if it exists")
     _active_parser(sub) if full("active") else sub.add_parser("active", help=ACTIVE_HELP)
-    r = sub.add_parser("reproduce", help="reproduce a paper's table: runs, aggregation, our number beside the paper's",
-                       formatter_class=_DefaultsShown)
+    _reproduce_parser(sub) if full("reproduce") else sub.add_parser("reproduce", help=REPRODUCE_HELP)
+    sub.add_parser("models", help="list registered models, posterior families and latent priors")
+    return parser
+
+
+REPRODUCE_HELP = "reproduce a paper's table: runs, aggregation, our number beside the paper's"
+
+
+def _reproduce_parser(sub: argparse._SubParsersAction) -> None:
+    from .nn import PRECISIONS
+    from .sweep import ENGINES
+    from .train import TrainConfig
+
+    r = sub.add_parser("reproduce", help=REPRODUCE_HELP, formatter_class=_DefaultsShown)
     r.add_argument("name", nargs="?", help="experiment (see --list)")
     r.add_argument("--list", action="store_true", help="list the experiments with their rows and paper numbers")
     r.add_argument("--seeds", type=int, default=None, help="runs per row (default: the paper's)")
@@ -297,24 +319,22 @@ def build_parser(commands: Collection[str] | None = None) -> argparse.ArgumentPa
                    help="train every seed in its own process (default: a row's seeds as one stacked model, where "
                         "the model stacks)")
     r.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
-    r.add_argument("--engine", choices=["local", "ray"], default="local",
+    r.add_argument("--engine", choices=ENGINES, default=ENGINES[0],
                    help="local: --jobs processes on this machine; ray: one Ray task per run, as many at once as the "
                         "cluster's CPUs allow (pip install 'pyro_sus[ray]')")
     r.add_argument("--address", default=None,
                    help="with --engine ray: the Ray cluster to join (e.g. ray://head:10001 or auto; default: start "
                         "one on this machine)")
-    r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    r.add_argument("--device", default=TrainConfig.device, help="auto, cpu, cuda or cuda:N")
     r.add_argument("--data-dir", default=None, help="folder holding mnist/, fashion-mnist/, 'UCI HAR Dataset/'")
     r.add_argument("--out", default="runs/reproduce", help="root folder; the experiment's runs go in OUT/NAME")
     r.add_argument("--smoke", action="store_true",
                    help="tiny data, 1 epoch (unless --epochs), 1 seed (unless --seeds): checks the setup, not a result")
     r.add_argument("--jit", action="store_true", help=JIT_HELP)
-    r.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+    r.add_argument("--precision", choices=list(PRECISIONS), default=TrainConfig.precision,
                    help="what the networks compute at in training (see train --precision)")
     r.add_argument("--write-results", nargs="?", const="docs/RESULTS.md", default=None, metavar="PATH",
                    help="write the generated section into this results page")
-    sub.add_parser("models", help="list registered models, posterior families and latent priors")
-    return parser
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from .data import load_dataset
 from .summary import METRIC_NAMES, aggregate, render_markdown, write_results_section
 from .sweep import (ENGINES, EXPERIMENTS, SMOKE, Experiment, Row, check_counts, get_experiment, plan_jobs,
                     register_experiment, run_job, run_jobs, run_one_job)
+from .train import TrainConfig
 
 __all__ = ["Row", "Experiment", "EXPERIMENTS", "ENGINES", "register_experiment", "get_experiment", "plan_jobs",
            "run_jobs", "run_one_job", "run_job", "aggregate", "render_markdown", "write_results_section", "reproduce",
@@ -26,9 +27,9 @@ __all__ = ["Row", "Experiment", "EXPERIMENTS", "ENGINES", "register_experiment",
 
 
 def reproduce(name: str, out: str | Path = "runs/reproduce", *, seeds: int | None = None, epochs: int | None = None,
-              rows: Sequence[str] | None = None, device: str = "auto", jobs: int = 1, data_dir: str | None = None,
+              rows: Sequence[str] | None = None, device: str = TrainConfig.device, jobs: int = 1, data_dir: str | None = None,
               smoke: bool = False, threads: int | None = None,
-              plugins: Sequence[str] = (), jit: bool = False, precision: str = "fp32", engine: str = "local",
+              plugins: Sequence[str] = (), jit: bool = False, precision: str = TrainConfig.precision, engine: str = ENGINES[0],
               address: str | None = None, stack: bool = True,
               stop_after: int | None = None) -> tuple[dict[str, Any], dict[str, int]]:
     """Plan, run (``jobs`` at a time, or on Ray: :func:`run_jobs`) and aggregate one experiment;

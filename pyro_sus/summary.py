@@ -12,6 +12,7 @@ import numpy as np
 from .fidelity import deviations
 from .io import atomic_write_json, atomic_write_text
 from .spec import RunSpec
+from .train import TrainConfig
 from .sweep import SMOKE, Row, candidate_text, get_experiment
 
 __all__ = ["aggregate", "render_markdown", "write_results_section", "METRIC_NAMES"]
@@ -97,7 +98,7 @@ def aggregate(name: str, out: str | Path) -> dict[str, Any]:
                      "smoke": any(j["smoke"] for j in mine), "metrics": metrics,
                      "wall_seconds_per_run": float(np.mean(walls)) if walls else None, "hardware": hardware,
                      "jit": any(_trained_with(j, "jit", False) for j in mine),
-                     "precision": sorted({_trained_with(j, "precision", "fp32") for j in mine}),
+                     "precision": sorted({_trained_with(j, "precision", TrainConfig.precision) for j in mine}),
                      "kmeans": _baseline_margin(results, folders, "kmeans"),
                      **({"chosen_on_validation": selection} if row.choose_on_validation else {})})
     summary = {"experiment": name, "paper": experiment.paper, "table": experiment.table,
@@ -161,7 +162,7 @@ def _commands_text(summary: dict[str, Any]) -> str:
         runs = len(r["seeds"]) + len(r["failed_seeds"])
         # The planned epochs: a row whose runs all failed has none finished, and its command still needs them.
         planned = r.get("planned_epochs") or r["epochs"]
-        precision = ",".join(p for p in r.get("precision", []) if p != "fp32")
+        precision = ",".join(p for p in r.get("precision", []) if p != TrainConfig.precision)
         stop_after = (r.get("stop_after") or [None])[-1]
         groups.setdefault((runs, planned[0] if planned else None, r.get("jit", False), precision, stop_after),
                           []).append(r["row"])

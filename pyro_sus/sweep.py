@@ -31,6 +31,7 @@ import numpy as np
 from .data import Dataset, load_dataset
 from .fidelity import Setting
 from .io import atomic_write_json
+from .train import TrainConfig
 
 __all__ = ["Row", "Experiment", "Setting", "EXPERIMENTS", "ENGINES", "SMOKE", "register_experiment",
            "get_experiment", "candidate_text", "plan_jobs", "job_fit_options", "job_finished", "job_groups",
@@ -137,9 +138,9 @@ def check_counts(**counts: int | None) -> None:
 
 
 def plan_jobs(name: str, out: str | Path, seeds: int | None = None, epochs: int | None = None,
-              rows: Sequence[str] | None = None, device: str = "auto", data_dir: str | None = None,
+              rows: Sequence[str] | None = None, device: str = TrainConfig.device, data_dir: str | None = None,
               smoke: bool = False, plugins: Sequence[str] = (), jit: bool = False,
-              precision: str = "fp32", stop_after: int | None = None) -> list[Path]:
+              precision: str = TrainConfig.precision, stop_after: int | None = None) -> list[Path]:
     """Write one job file per (row, choice of ``choose_on_validation``, seed) under ``OUT/NAME/jobs``;
     returns their paths. ``plugins`` are modules each job imports first (your own experiments, models
     or priors).
@@ -225,7 +226,7 @@ def job_fit_options(job: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         options["labels_per_class"] = min(options["labels_per_class"], SMOKE["labels_per_class"])
     options["train_options"] = {**experiment.train, **row.train, **job.get("candidate", {}), "epochs": job["epochs"],
                                 "seed": job["seed"], "device": job["device"], "jit": job.get("jit", False),
-                                "precision": job.get("precision", "fp32")}
+                                "precision": job.get("precision", TrainConfig.precision)}
     return row.model, options
 
 

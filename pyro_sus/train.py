@@ -37,6 +37,9 @@ __all__ = ["TrainConfig", "TrainStep", "TrainingData", "TrainingDiverged", "Trai
 #: Which epoch's model a run hands back (``TrainConfig.select``).
 SELECTIONS = ("final", "best-validation")
 
+#: How the learning rate moves over the epochs (``TrainConfig.lr_schedule``).
+LR_SCHEDULES = ("cosine", "constant")
+
 
 @dataclass
 class TrainConfig:
@@ -110,8 +113,8 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if not 0 <= self.adam_beta1 < 1:
             raise ValueError(f"adam_beta1 must lie in [0, 1), got {self.adam_beta1}")
-        if self.lr_schedule not in ("cosine", "constant"):
-            raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.clip_value is not None and self.clip_value <= 0:
             raise ValueError(f"clip_value must be > 0 or None, got {self.clip_value}")
         if self.labelled_scale not in ("batch", "dataset") and not (

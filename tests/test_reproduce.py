@@ -339,7 +339,8 @@ def test_a_stored_run_spec_replays_exactly_from_its_experiment(folder, tmp_path)
              for path in plan_jobs(experiment.name, tmp_path, seeds=2, epochs=20, device="cpu")}
     records = sorted((Path(__file__).parents[1] / "docs" / "results" / folder).glob("*-run.json"))
     assert records
-    defaults = {"train": {f.name: f.default for f in dataclasses.fields(TrainConfig)}, "split": {"unseen_classes": []}}
+    defaults = {"train": {f.name: f.default for f in dataclasses.fields(TrainConfig)},
+                "split": {"unseen_classes": [], "given_validation_points": 0}}
     for record in records:
         stored = json.loads(record.read_text())
         job = slugs[record.name[: -len("-run.json")]]
