@@ -653,15 +653,22 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .models import MODELS
-    from .posteriors import POSTERIORS
-    from .priors import LATENT_PRIORS
+    if args.plugin:  # plugins register parts of their own: list the registries as imported
+        from .models import MODELS
+        from .posteriors import POSTERIORS
+        from .priors import LATENT_PRIORS
 
-    for title, registry in (("models (--model)", MODELS), ("posteriors for z (--posterior)", POSTERIORS),
-                            ("latent priors (--latent-prior)", LATENT_PRIORS)):
+        listing = [(title, {name: (part.__doc__ or "").strip().splitlines()[0] for name, part in registry.items()})
+                   for title, registry in (("models (--model)", MODELS), ("posteriors for z (--posterior)", POSTERIORS),
+                                           ("latent priors (--latent-prior)", LATENT_PRIORS))]
+    else:  # the built-in ones, read from the source: no torch to load
+        from .catalogue import catalogue
+
+        listing = catalogue()
+    for title, entries in listing:
         print(title)
-        for name, part in sorted(registry.items()):
-            print(f"  {name:16s} {(part.__doc__ or '').strip().splitlines()[0]}")
+        for name, text in sorted(entries.items()):
+            print(f"  {name:16s} {text}")
     return 0
 
 
@@ -741,8 +748,7 @@ def _main(argv: Sequence[str] | None) -> int:
     args.given = _given_train_options(argv) if args.command == "train" else {}
     from .allocator import retain_freed_memory
     from .data import DataError
-    from .io import CheckpointError, RunBusyError, RunFileError
-    from .train import TrainingDiverged
+    from .errors import CheckpointError, RunBusyError, RunFileError, TrainingDiverged
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
         print(f"pyro-sus {args.command}: warning: {message}", file=sys.stderr)

@@ -21,25 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from .errors import CheckpointError, RunBusyError, RunFileError
+
 __all__ = ["atomic_write_text", "atomic_write_json", "atomic_savez", "atomic_torch_save", "atomic_savefig",
            "load_checkpoint", "read_json", "run_folder_lock", "run_folder_holder", "CheckpointError",
            "UnsafeCheckpointError", "RunFileError", "RunBusyError", "DiskFullError", "LOCK_NAME"]
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, truncated or not one of ours."""
-
-
 class UnsafeCheckpointError(CheckpointError):
     """A checkpoint holds objects other than tensors and plain data: it could run code, so it is not loaded."""
-
-
-class RunFileError(ValueError):
-    """A file of a run folder (run.json, mapping.json, ...) is malformed, e.g. after a hand edit."""
-
-
-class RunBusyError(RuntimeError):
-    """Another process holds the run folder (it is training or evaluating it)."""
 
 
 class DiskFullError(OSError):

@@ -24,6 +24,7 @@ from pyro.infer import traceenum_elbo
 
 from ._fields import check_field_types
 from .data import MAX_SEED
+from .errors import TrainingDiverged
 from .io import CheckpointError, RunFileError, atomic_write_text, load_checkpoint
 from .callbacks import (BestValidation, Callback, Checkpoint, EpochMonitor, ProgressBar, TensorBoardLog, monitor_batch,
                         validation_metrics)
@@ -194,28 +195,6 @@ class TrainingData:
         return dataclasses.replace(self, x_labelled=move(self.x_labelled), y_labelled=move(self.y_labelled),
                                    x_unlabelled=move(self.x_unlabelled), x_val=move(self.x_val),
                                    w_labelled=move(self.w_labelled))
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good parameters were saved (when there is a run folder)."""
-
-    def __init__(self, message: str, loss: float | None = None, epoch: int | None = None, step: int | None = None):
-        super().__init__(message)
-        self.loss, self.epoch, self.step = loss, epoch, step
-
-    @classmethod
-    def at(cls, loss: float, epoch: int, step: int, saved_to: Path | None) -> "TrainingDiverged":
-        """The error for a non-finite loss or gradient at 1-based ``epoch`` and ``step``."""
-        error = cls("", loss, epoch, step)
-        error.args = (error.describe(saved_to),)
-        return error
-
-    def describe(self, saved_to: Path | None) -> str:
-        """The message, saying where the parameters before the bad step went (``saved_to``), if anywhere."""
-        where = f"; parameters before this step saved to {saved_to}" if saved_to is not None else ""
-        return (f"loss or gradients became non-finite (loss {self.loss}) at epoch {self.epoch}, step {self.step}"
-                f"{where}. Try a lower learning rate, and check the data for NaN and its scale against the "
-                f"likelihood.")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -219,6 +219,22 @@ def test_top_level_help_loads_neither_torch_nor_pyro():
         assert f"    {command} " in done.stdout, command
 
 
+def test_models_lists_the_registries_from_the_source_as_imported_and_without_torch():
+    from pyro_sus.catalogue import catalogue
+    from pyro_sus.models import MODELS
+    from pyro_sus.posteriors import POSTERIORS
+    from pyro_sus.priors import LATENT_PRIORS
+
+    # (Tests may register parts of their own in this process: the built-in ones are pyro_sus's.)
+    imported = [{name: (part.__doc__ or "").strip().splitlines()[0] for name, part in registry.items()
+                 if part.__module__.startswith("pyro_sus.")} for registry in (MODELS, POSTERIORS, LATENT_PRIORS)]
+    assert [entries for _, entries in catalogue()] == imported  # the same names and lines, read without importing
+    code = ("import sys\nfrom pyro_sus.cli import main\nmain(['models'])\n"
+            "print('LOADED', sorted(m for m in ('torch', 'pyro') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "LOADED []" in done.stdout and "  gmdgm " in done.stdout and "  class_gaussian " in done.stdout
+
+
 def test_evaluate_function_on_a_loaded_run(trained_run):
     results = evaluate(load(trained_run), plot=False)
     assert set(results["test"]) >= {"accuracy", "known_accuracy", "novel_accuracy", "paper_protocol_accuracy",
