@@ -32,7 +32,7 @@ from .nn import MLP, activation_module, broadcast_cat
 from ._registry import build, registrar
 
 __all__ = ["POSTERIORS", "register_posterior", "build_posterior", "DiagonalNormalPosterior",
-           "FlowPosterior", "posterior_mean"]
+           "FlowPosterior", "Trunk", "posterior_mean"]
 
 POSTERIORS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -49,7 +49,7 @@ def build_posterior(name: str, context_dim: int, z_dim: int, hidden_dims: Sequen
     return build(POSTERIORS, "posterior", "posteriors", name, context_dim, z_dim, tuple(hidden_dims), options=options)
 
 
-class _Trunk(nn.Module):
+class Trunk(nn.Module):
     """The shared body of a conditional density: MLP layers with the activation on the last one too."""
 
     def __init__(self, context_dim: int, hidden_dims: Sequence[int], activation: str = "relu") -> None:
@@ -72,7 +72,7 @@ class DiagonalNormalPosterior(nn.Module):
 
     def __init__(self, context_dim: int, z_dim: int, hidden_dims: Sequence[int], activation: str = "relu") -> None:
         super().__init__()
-        self.trunk = _Trunk(context_dim, hidden_dims, activation)
+        self.trunk = Trunk(context_dim, hidden_dims, activation)
         self.loc = nn.Linear(self.trunk.width, z_dim)
         self.scale = nn.Linear(self.trunk.width, z_dim)
 
@@ -118,7 +118,7 @@ class FlowPosterior(nn.Module):
             raise ValueError(f"flow kind must be one of {FLOW_KINDS}, got {kind!r}")
         if transforms < 1:
             raise ValueError(f"a flow needs at least one transform, got {transforms}")
-        self.trunk = _Trunk(context_dim, hidden_dims, activation)
+        self.trunk = Trunk(context_dim, hidden_dims, activation)
         family = zuko.flows.NSF if kind == "nsf" else zuko.flows.MAF
         layers = family(z_dim, context=self.trunk.width, transforms=transforms,
                         hidden_features=tuple(flow_hidden)).transform

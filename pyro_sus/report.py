@@ -21,7 +21,7 @@ from .io import atomic_savefig, atomic_write_json, atomic_write_text
 from .metrics import majority_class
 
 __all__ = ["FOUND_PURITY", "FOUND_RECALL", "FOUND_RULE", "PRIOR_SD_NOTE", "slot_table", "class_recall",
-           "discovery_summary", "collapse_note", "write_report"]
+           "discovery_summary", "collapse_note", "report_markdown", "write_report"]
 
 #: The discovered slots mapped to a hidden class find it when at least this share of their validation points is
 #: that class ...
@@ -191,8 +191,10 @@ def collapse_note(table: Sequence[dict[str, Any]]) -> str | None:
     return note
 
 
-def _markdown(table: Sequence[dict[str, Any]], summary: dict[str, Any], mapping: np.ndarray,
-              recall: dict[str, dict[str, float | None]] | None = None, open_set: dict[str, Any] | None = None) -> str:
+def report_markdown(table: Sequence[dict[str, Any]], summary: dict[str, Any], mapping: np.ndarray,
+                    recall: dict[str, dict[str, float | None]] | None = None,
+                    open_set: dict[str, Any] | None = None) -> str:
+    """report.md's text: the found-classes line, the slot table, each class's recall, the unseen classes."""
     fmt = lambda v: "" if v is None else (f"{100 * v:.0f}%" if isinstance(v, float) else str(v))  # noqa: E731
     with_sd = all("prior_z_sd" in r for r in table)
     lines = [f"Hidden classes found: {summary['n_found']} of {summary['n_hidden']} ({summary['found']}); "
@@ -246,4 +248,4 @@ def write_report(run_dir: Path, table: list[dict[str, Any]], summary: dict[str, 
     ``report.md`` (the same as tables) in ``run_dir``."""
     atomic_write_json(run_dir / "report.json", {"summary": summary, "slots": table, "slot_to_class": mapping.tolist(),
                                                 "class_recall": recall, "open_set": open_set})
-    atomic_write_text(run_dir / "report.md", _markdown(table, summary, mapping, recall, open_set))
+    atomic_write_text(run_dir / "report.md", report_markdown(table, summary, mapping, recall, open_set))

@@ -48,8 +48,8 @@ def test_mahalanobis_uses_the_clusters_own_covariance():
     # Euclidean calls the first far, Mahalanobis calls them equal.
     along, across = members.mean(0) + [3.0, 0.0], members.mean(0) + [0.0, 0.3]
     assert np.linalg.norm(along - mahal.centres[k]) > 5 * np.linalg.norm(across - mahal.centres[k])
-    from pyro_sus.active.clustering import _mahalanobis
-    d = _mahalanobis(np.vstack([along, across]), members.mean(0), np.cov(members.T, bias=True))
+    from pyro_sus.active.clustering import mahalanobis
+    d = mahalanobis(np.vstack([along, across]), members.mean(0), np.cov(members.T, bias=True))
     assert d[0] == pytest.approx(d[1], rel=0.15)
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from pyro_sus.models import MODELS, GenerativeModel, get_model_class
 from pyro_sus.nn import MLP
-from pyro_sus.posteriors import POSTERIORS, _Trunk
+from pyro_sus.posteriors import POSTERIORS, Trunk
 from pyro_sus.priors import LATENT_PRIORS
 from pyro_sus.testing import (N_SLOTS, X_DIM, check_enumeration_shapes, check_fit_scores, check_loss_and_gradients,
                                check_loss_terms, check_model, check_save_load, check_traced_loss, tiny_batches,
@@ -192,7 +192,7 @@ def test_activation_reaches_every_hidden_layer_and_survives_save_load(name, post
     """``activation="softplus"`` replaces ReLU in every MLP and posterior trunk, keeps gradients
     flowing, changes the outputs, and comes back from disk."""
     def activations(model):
-        layers = [m for m in model.modules() if isinstance(m, (MLP, _Trunk))]
+        layers = [m for m in model.modules() if isinstance(m, (MLP, Trunk))]
         return layers, {type(a) for layer in layers for a in layer.modules() if isinstance(a, (nn.ReLU, nn.Softplus))}
 
     torch.manual_seed(0)

@@ -344,7 +344,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_file(run_copy, capsys, m
 
 
 def test_active_run_files_that_are_wrong_are_one_line(tmp_path, capsys):
-    from pyro_sus.active.loop import AnswerBook, _read_labels
+    from pyro_sus.active.loop import AnswerBook, read_round_labels
 
     out = tmp_path / "active"
     out.mkdir()
@@ -355,7 +355,7 @@ def test_active_run_files_that_are_wrong_are_one_line(tmp_path, capsys):
         assert words in error_output(capsys)
     np.savez(out / "labels.npz", weights=np.ones(3))
     with pytest.raises(RunFileError, match="lacks the array 'labels'"):
-        _read_labels(out / "labels.npz", 3)
+        read_round_labels(out / "labels.npz", 3)
     (out / "answers.json").write_text('{"answers": [{"node": "1"}]}')
     with pytest.raises(RunFileError, match="not a list of answers"):
         AnswerBook(out / "answers.json", 10)

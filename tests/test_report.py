@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import pytest
 
 from pyro_sus.cli import main
-from pyro_sus.report import (FOUND_PURITY, FOUND_RECALL, _markdown, class_recall, collapse_note, discovery_summary,
+from pyro_sus.report import (FOUND_PURITY, FOUND_RECALL, report_markdown, class_recall, collapse_note, discovery_summary,
                              slot_table)
 
 
@@ -37,7 +37,7 @@ def test_slot_table_and_found_classes_on_hand_made_predictions():
     recall = {"validation": class_recall(val_slots, val_labels, mapping, [0, 1, 5, 6, 7]),
               "test": class_recall(test_slots, test_labels, mapping, [0, 1, 5, 6, 7])}
     assert recall["test"] == {"0": None, "1": None, "5": 1.0, "6": 0.0, "7": 1.0}
-    text = _markdown(table, summary, mapping, recall, {"unseen_test_classes": [9], "auroc_unseen": 0.8123,
+    text = report_markdown(table, summary, mapping, recall, {"unseen_test_classes": [9], "auroc_unseen": 0.8123,
                                                        "score": "bound", "n_unseen_test_points": 36})
     assert "| 7 | no | 4 | 33% | 100% |" in text  # pure but a third of the class: not found, and the row says why
     assert "| 5 | 100% | 100% |" in text and "| 6 | 100% | 0% |" in text
@@ -54,13 +54,13 @@ def test_a_run_with_every_point_on_a_known_slot_is_reported_as_collapsed_with_it
     assert [r["prior_z_sd"] for r in table] == [30.0, 50.0, 4.0, 6.0]
     note = collapse_note(table)
     assert note.startswith("No validation point went to a discovered slot") and "8.0 times as wide" in note
-    text = _markdown(table, discovery_summary(table, [5, 6], val_slots, val_labels), np.array([0, 1, -1, -1]))
+    text = report_markdown(table, discovery_summary(table, [5, 6], val_slots, val_labels), np.array([0, 1, -1, -1]))
     assert note in text and "| sd of p(z|y) |" in text and "| 50.00 |" in text
     assert "The sd of p(z|y): how widely the model's prior spreads a slot's codes" in text
     # Without the spread the note is there, without the comparison; a used discovered slot: no note.
     bare = slot_table(val_slots, val_labels, None, None, n_known=2, n_slots=4)
     assert "prior_z_sd" not in bare[0] and "times as wide" not in collapse_note(bare)
-    assert "sd of p(z|y)" not in _markdown(bare, discovery_summary(bare, [5, 6], val_slots, val_labels),
+    assert "sd of p(z|y)" not in report_markdown(bare, discovery_summary(bare, [5, 6], val_slots, val_labels),
                                            np.array([0, 1, -1, -1]))
     used = slot_table(np.array([0, 0, 1, 1, 2]), val_labels, None, None, n_known=2, n_slots=4)
     assert collapse_note(used) is None

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["CONFIDENCE_FUNCTIONS", "CLUSTER_METHODS", "METRICS", "NO_LABEL", "confidence", "Clustering",
-           "cluster_latents", "propagate_labels"]
+           "cluster_latents", "propagate_labels", "mahalanobis"]
 
 CONFIDENCE_FUNCTIONS = ("exponential", "gaussian")
 CLUSTER_METHODS = ("kmeans", "gmm")
@@ -42,7 +42,8 @@ class Clustering:
     metric: str
 
 
-def _mahalanobis(z: np.ndarray, centre: np.ndarray, covariance: np.ndarray) -> np.ndarray:
+def mahalanobis(z: np.ndarray, centre: np.ndarray, covariance: np.ndarray) -> np.ndarray:
+    """Each row of ``z``'s Mahalanobis distance to ``centre`` under ``covariance`` (with a small ridge)."""
     precision = np.linalg.inv(covariance + COVARIANCE_RIDGE * np.eye(len(centre)))
     diff = z - centre
     return np.sqrt(np.maximum(np.einsum("ni,ij,nj->n", diff, precision, diff), 0.0))
@@ -81,7 +82,7 @@ def cluster_latents(z: np.ndarray, n_clusters: int, method: str = "kmeans", metr
         if metric == "euclidean":
             distances[members] = np.linalg.norm(z[members] - centres[k], axis=1)
         else:
-            distances[members] = _mahalanobis(z[members], centres[k], covariances[k])
+            distances[members] = mahalanobis(z[members], centres[k], covariances[k])
     return Clustering(centres, assignments.astype(np.int64), distances, posterior, method, metric)
 
 

@@ -44,7 +44,8 @@ from ..train import TrainConfig, TrainingData, resolve_device, seed_everything, 
 from .clustering import CLUSTER_METHODS, CONFIDENCE_FUNCTIONS, METRICS, NO_LABEL, cluster_latents, propagate_labels
 from .oracles import InteractiveOracle, Oracle, SimulatedOracle
 
-__all__ = ["ActiveConfig", "ActiveRun", "AnswerBook", "RoundLabels", "label_round", "run_active", "ORACLES", "REFINE"]
+__all__ = ["ActiveConfig", "ActiveRun", "AnswerBook", "RoundLabels", "label_round", "run_active", "read_round_labels",
+           "ORACLES", "REFINE"]
 
 ORACLES = ("simulated", "interactive")
 # What budget left after the invalid centres buys: nothing (the paper), or sub-clusters of the widest
@@ -275,7 +276,7 @@ def _read_config(path: Path) -> "ActiveConfig":
         raise RunFileError(f"{path}: {err}; restore the file or start a new run folder") from None
 
 
-def _read_labels(path: Path, n_points: int) -> tuple[np.ndarray, np.ndarray]:
+def read_round_labels(path: Path, n_points: int) -> tuple[np.ndarray, np.ndarray]:
     """A finished round's ``labels.npz`` (one label and one weight per training point)."""
     try:
         with np.load(path, allow_pickle=False) as saved:
@@ -362,7 +363,7 @@ def run_active(config: ActiveConfig | None = None, run_dir: str | Path = "runs/a
         else:
             round_dir.mkdir(parents=True, exist_ok=True)
             if (round_dir / "labels.npz").is_file():
-                labels, weights = _read_labels(round_dir / "labels.npz", len(x_raw))
+                labels, weights = read_round_labels(round_dir / "labels.npz", len(x_raw))
                 queries = read_json(round_dir / "queries.json", "questions asked in this round")
             else:
                 model.eval()
