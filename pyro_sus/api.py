@@ -41,7 +41,8 @@ from .spec import DataSpec, PreprocessSpec, PriorSpec, RunSpec, SplitSpec
 from .train import (ClosedFormFit, TrainConfig, TrainingData, TrainingDiverged, TrainingLoop, resolve_device,
                     seed_everything)
 
-__all__ = ["Run", "fit", "fit_spec", "fit_seeds", "fit_baseline", "baseline_folder", "run_accuracy", "BASELINES", "seed_folder",
+__all__ = ["Run", "fit", "fit_spec", "fit_seeds", "fit_baseline", "baseline_folder", "run_accuracy", "BASELINES",
+           "seed_folder",
            "seed_folders", "evaluate", "predict", "load", "run_spec",
            "load_parts", "build_run_model", "training_data", "hardware_info", "data_fingerprint"]
 

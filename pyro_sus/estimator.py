@@ -237,7 +237,7 @@ class SemiUnsupervisedClassifier(ClassifierMixin, TransformerMixin, BaseEstimato
         return self.run_.embed(inputs)
 
     def score_samples(self, X: Any) -> np.ndarray:
-        """How well each point fits the model, higher fitting better (its bound on log p(x), where the model has one)."""
+        """How well each point fits the model, higher fitting better (its bound on log p(x) where it has one)."""
         inputs = self._inputs(X)
         return self.run_.fit_scores(inputs)
 

@@ -137,7 +137,8 @@ CURVE_TITLES = {
     "loss_classifier_loss": "classifier loss: alpha x cross-entropy", "loss_kl_a": "KL of the auxiliary a",
     "loss_assignment": "assignment loss (categorical VAE)", "loss_feature": "feature loss (categorical VAE)",
     "val_accuracy": "validation accuracy (honest)", "val_cluster_accuracy": "validation cluster accuracy (Hungarian)",
-    "val_known_accuracy": "validation accuracy, labelled classes", "val_novel_accuracy": "validation accuracy, hidden classes",
+    "val_known_accuracy": "validation accuracy, labelled classes",
+    "val_novel_accuracy": "validation accuracy, hidden classes",
     "val_extra_slots_used": "extra slots holding validation points", "prior_z_sd_known": "sd of p(z | y), known slots",
     "prior_z_sd_extra": "sd of p(z | y), extra slots",
 }
