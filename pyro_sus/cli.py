@@ -353,11 +353,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "latent_prior_options": given({"components": args.prior_components}) or None})
     model_options.update(_parse_options(args.model_option))
     # An option not given that the data set has its own default for takes that one (data.TRAIN_DEFAULTS).
-    from .data import TRAIN_DEFAULTS
+    from .data import train_defaults
 
-    own = TRAIN_DEFAULTS.get(args.dataset or "digits", {})
+    given = {name for dest, (part, name) in SPEC_FLAGS.items() if part == "train" and dest in args.given}
+    own = train_defaults(args.dataset, given)
     train_options = {name: getattr(args, dest) for dest, (part, name) in SPEC_FLAGS.items()
-                     if part == "train" and not (name in own and dest not in args.given)}
+                     if part == "train" and name not in own}
     train_options.update(clip_value=args.clip_value or None, binarize=not args.no_binarize)  # 0 disables clipping
     if args.resume:
         # The device may change on resume (a run trained on a GPU continues on the CPU); only when given.

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .api import seed_folders
 from .io import RunFileError, atomic_write_text, read_json
 
 __all__ = ["COLUMNS", "compare_rows", "render_table", "write_csv", "run_folders"]
@@ -35,8 +36,7 @@ def run_folders(paths: Sequence[str | Path]) -> list[Path]:
         if (path / "run.json").is_file():
             folders.append(path)
             continue
-        seeds = sorted((p for p in path.glob("seed*") if (p / "run.json").is_file()),
-                       key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else -1)
+        seeds = seed_folders(path)
         if not seeds:
             what = "does not exist" if not path.exists() else "holds no run (no run.json, no seed*/run.json)"
             raise RunFileError(f"{path} {what}")

@@ -18,7 +18,7 @@ Examples
 
 from __future__ import annotations
 
-import numbers
+import dataclasses
 import shutil
 import tempfile
 import weakref
@@ -159,14 +159,12 @@ class SemiUnsupervisedClassifier(ClassifierMixin, TransformerMixin, BaseEstimato
         n_extra = self.n_extra
         if n_extra is None:
             n_extra = 2 * validation_only if validation_only else 2 * len(known) * bool((codes < 0).any())
-        if not isinstance(n_extra, numbers.Integral) or isinstance(n_extra, bool) or n_extra < 0:
-            raise ValueError(f"n_extra must be an integer >= 0 or None, got {self.n_extra!r}")
         x_all = X if X_val is None else np.concatenate([X, X_val])
         y_all = codes if val_codes is None else np.concatenate([codes, val_codes])
         likelihood = self.likelihood
         if likelihood == "auto":
             likelihood = "bernoulli" if x_all.min() >= 0 and x_all.max() <= 1 else "gaussian"
-        spec = self._spec(int(n_extra), likelihood, 0 if X_val is None else len(X_val))
+        spec = self._spec(n_extra, likelihood, 0 if X_val is None else len(X_val))
         data = Dataset("arrays", x_all, y_all)
         self._drop_run_folder()
         run_dir, self._cleanup = _new_run_folder(self.run_root)
@@ -197,8 +195,7 @@ class SemiUnsupervisedClassifier(ClassifierMixin, TransformerMixin, BaseEstimato
         from .models import get_model_class
 
         model_options = dict(self.model_options or {})
-        config_fields = {f for f in get_model_class(self.model).config_class.__dataclass_fields__}
-        if "likelihood" in config_fields:
+        if "likelihood" in {f.name for f in dataclasses.fields(get_model_class(self.model).config_class)}:
             model_options.setdefault("likelihood", likelihood)
         elif self.likelihood != "auto":
             raise ValueError(f"model {self.model!r} has no likelihood p(x|...) to set (likelihood={self.likelihood!r})")
