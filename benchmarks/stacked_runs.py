@@ -31,7 +31,8 @@ from pyro_sus.models import get_model_class
 from pyro_sus.models.base import Batch
 from pyro_sus.stacked_training import StackedTrainStep
 from pyro_sus.stacking import stack_models
-from pyro_sus.train import TrainConfig, TrainStep
+from pyro_sus.spec import TrainConfig
+from pyro_sus.train import TrainStep
 
 SHAPES = {"digits": {"x_dim": 61, "slots": 13, "hidden": (64, 64)},
           "table2": {"x_dim": 444, "slots": 45, "hidden": (500, 500)}}

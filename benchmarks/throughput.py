@@ -27,7 +27,8 @@ import torch
 from pyro_sus.api import hardware_info
 from pyro_sus.models import MODELS, get_model_class
 from pyro_sus.nn import broadcast_cat
-from pyro_sus.train import TrainConfig, TrainStep
+from pyro_sus.spec import TrainConfig
+from pyro_sus.train import TrainStep
 from step_shape import add_step_shape_arguments  # beside this script
 
 

@@ -38,8 +38,8 @@ from .models.base import check_model_size
 from .nn import initialise
 from .priors import class_prior
 from .spec import DataSpec, PreprocessSpec, PriorSpec, RunSpec, SplitSpec
-from .train import (ClosedFormFit, TrainConfig, TrainingData, TrainingDiverged, TrainingLoop, resolve_device,
-                    seed_everything)
+from .spec import TrainConfig
+from .train import ClosedFormFit, TrainingData, TrainingDiverged, TrainingLoop, resolve_device, seed_everything
 
 __all__ = ["Run", "fit", "fit_spec", "fit_seeds", "fit_baseline", "baseline_folder", "run_accuracy", "BASELINES",
            "seed_folder",
@@ -258,7 +258,7 @@ def fit(
     ``results.json``'s ``open_set`` says how well the fit score separates the unseen ones (AUROC).
     Training options not in ``train_options`` take the data set's own defaults where it has them
     (:data:`pyro_sus.data.TRAIN_DEFAULTS`: digits trains 200 epochs at 1e-3), else
-    :class:`~pyro_sus.train.TrainConfig`'s; run.json names those taken from the data set.
+    :class:`~pyro_sus.spec.TrainConfig`'s; run.json names those taken from the data set.
 
     Every option and the data are checked before anything is written; a fresh run that fails before
     its first checkpoint removes what it wrote, so the corrected call can use the same ``run_dir``.

@@ -86,7 +86,7 @@ def _model_option(group: argparse._ArgumentGroup, flag: str, config: str, text: 
 def _data_default_help(name: str) -> str:
     """Help naming a training option's default and where a data set has its own (data.TRAIN_DEFAULTS)."""
     from .data import TRAIN_DEFAULTS
-    from .train import TrainConfig
+    from .spec import TrainConfig
 
     own = [f"{dataset}: {values[name]:g}" for dataset, values in TRAIN_DEFAULTS.items() if name in values]
     default = f"{getattr(TrainConfig, name):g}"
@@ -96,7 +96,7 @@ def _data_default_help(name: str) -> str:
 def _spec_default(dest: str):
     """The default of a SPEC_FLAGS flag: its field's default in the run specification."""
     from .spec import PreprocessSpec, PriorSpec, SplitSpec
-    from .train import TrainConfig
+    from .spec import TrainConfig
 
     part, name = SPEC_FLAGS[dest]
     default = getattr({"split": SplitSpec, "preprocess": PreprocessSpec, "prior": PriorSpec,
@@ -116,7 +116,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     from .nn import PRECISIONS
     from .posteriors import FLOW_KINDS
     from .spec import PRIOR_KINDS
-    from .train import LR_SCHEDULES, SELECTIONS
+    from .spec import LR_SCHEDULES, SELECTIONS
 
     d = _spec_default
     p = sub.add_parser("train", help=TRAIN_HELP, formatter_class=_DefaultsShown)
@@ -299,7 +299,7 @@ REPRODUCE_HELP = "reproduce a paper's table: runs, aggregation, our number besid
 def _reproduce_parser(sub: argparse._SubParsersAction) -> None:
     from .nn import PRECISIONS
     from .sweep import ENGINES
-    from .train import TrainConfig
+    from .spec import TrainConfig
 
     r = sub.add_parser("reproduce", help=REPRODUCE_HELP, formatter_class=_DefaultsShown)
     r.add_argument("name", nargs="?", help="experiment (see --list)")
@@ -615,8 +615,9 @@ def _cmd_active(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import EXPERIMENTS, METRIC_NAMES, render_markdown, reproduce, write_results_section
+    from .reproduce import METRIC_NAMES, render_markdown, reproduce, write_results_section
     from .sweep import ALREADY_RUNNING
+    from .tables import EXPERIMENTS
 
     if args.list:
         for name, experiment in EXPERIMENTS.items():

@@ -33,7 +33,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .data import Dataset, PreprocessSpec, SplitSpec
 from .metrics import UNMAPPED
 from .spec import PriorSpec, RunSpec
-from .train import TrainConfig
+from .spec import TrainConfig
 
 __all__ = ["SemiUnsupervisedClassifier", "UNLABELLED"]
 
@@ -61,7 +61,7 @@ class SemiUnsupervisedClassifier(ClassifierMixin, TransformerMixin, BaseEstimato
         Extra slots for discovery. None: twice the number of classes only ``y_val`` names; without
         those, twice the number of labelled classes when some point is unlabelled, else 0.
     epochs, batch_size, learning_rate, seed
-        Training options (:class:`pyro_sus.train.TrainConfig`; the command line's defaults).
+        Training options (:class:`pyro_sus.spec.TrainConfig`; the command line's defaults).
     validation_fraction : float
         Part of each class (and of the unlabelled points) held out for validation when ``fit`` gets
         no ``X_val``.

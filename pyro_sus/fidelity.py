@@ -1,64 +1,18 @@
-"""A paper's settings beside ours, as data: each :class:`Setting` names the paper's value, ours, and
-where ours comes from (the paper, the authors' released code, or our choice), and the run option
-that holds ours, so that a test can check every row of an experiment runs what its list says
-(:func:`setting_mismatches`). An experiment's deviation list is computed from its settings
+"""A paper's settings beside ours, checked: each :class:`pyro_sus.tables.Setting` names the paper's
+value, ours, where ours comes from (the paper, the authors' released code, or our choice), and the
+run option that holds ours, so that a test can check every row of an experiment runs what its list
+says (:func:`setting_mismatches`). An experiment's deviation list is computed from its settings
 (:func:`deviations`): a list can no longer say what the code does not do.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
-if TYPE_CHECKING:
-    from .sweep import Experiment, Row
+from .tables import Experiment, Row
 
-__all__ = ["Setting", "SOURCES", "row_options", "deviations", "setting_mismatches"]
-
-Source = Literal["paper", "released code", "ours"]
-SOURCES: dict[str, str] = {"paper": "the paper's", "released code": "from the authors' released code",
-                           "ours": "our choice"}
-#: Marks a setting that no run option holds (initialisation, a layer the networks lack): declared, not checked.
-NO_OPTION = None
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One setting of a paper's experiment: the paper's value and ours, in words, and where ours comes from.
-
-    ``option`` is the run option holding ours (``"train.clip_value"``, ``"model.activation"``,
-    ``"split.validation_fraction"``, ``"preprocess.std_threshold"``, ``"prior.kind"``) and ``value``
-    its value in every row named by ``rows`` (empty: every row); None where no option holds it.
-    ``where`` says in words which rows those are. A setting is a deviation unless ours is the paper's."""
-
-    name: str
-    paper: str
-    ours: str
-    source: Source
-    option: str | None = NO_OPTION
-    value: Any = None
-    rows: tuple[str, ...] = ()
-    where: str = ""
-
-    def __post_init__(self) -> None:
-        if self.source not in SOURCES:
-            raise ValueError(f"source must be one of {sorted(SOURCES)}, got {self.source!r}")
-        if self.option is not None and self.option.split(".")[0] not in ("train", "model", "split", "preprocess",
-                                                                           "prior"):
-            raise ValueError(f"option must start with train., model., split., preprocess. or prior., "
-                             f"got {self.option!r}")
-
-    @property
-    def deviates(self) -> bool:
-        return self.source != "paper"
-
-    def text(self) -> str:
-        """The setting as a line of a deviation list."""
-        where = self.where or (", ".join(repr(r) for r in self.rows) if len(self.rows) <= 3 else
-                               f"{len(self.rows)} rows")
-        return (f"{self.name}" + (f" ({where})" if self.rows else "")
-                + f": the paper {self.paper}; ours {self.ours} ({SOURCES[self.source]}).")
+__all__ = ["row_options", "deviations", "setting_mismatches"]
 
 
 def row_options(experiment: Experiment, row: Row) -> dict[str, Any]:

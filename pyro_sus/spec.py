@@ -1,7 +1,7 @@
 """What a run does, as typed dataclasses with one JSON form: the ``run.json`` of a run folder.
 
 ``RunSpec`` gathers the data, the split, the preprocessing, the class prior, the model and its
-options, and the training options (:class:`pyro_sus.train.TrainConfig`). ``fit`` writes it,
+options, and the training options (:class:`TrainConfig`). ``fit`` writes it,
 ``evaluate``, ``predict``, ``--resume``, the plots and the reproduction runner read it, and the
 CLI takes its defaults from these fields (the split's and preprocessing's live in
 :mod:`pyro_sus.data`, beside ``make_split``), so each default lives in one place.
@@ -10,14 +10,16 @@ CLI takes its defaults from these fields (the split's and preprocessing's live i
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._fields import check_field_types
-from .data import PreprocessSpec, SplitSpec
-from .train import TrainConfig
+from .data import MAX_SEED, PreprocessSpec, SplitSpec
+from .nn import PRECISIONS
 
-__all__ = ["DataSpec", "SplitSpec", "PreprocessSpec", "PriorSpec", "RunSpec", "PRIOR_KINDS"]
+__all__ = ["DataSpec", "SplitSpec", "PreprocessSpec", "PriorSpec", "TrainConfig", "RunSpec", "PRIOR_KINDS", "SELECTIONS",
+           "LR_SCHEDULES"]
 
 PRIOR_KINDS = ("sus", "uniform", "given")
 
@@ -47,6 +49,115 @@ class PriorSpec:
             raise ValueError(f"prior kind must be one of {PRIOR_KINDS}, got {self.kind!r}")
         if (self.kind == "given") != (self.probs is not None):
             raise ValueError("a given prior needs its probs, and only a given prior has them")
+
+
+#: Which epoch's model a run hands back (``TrainConfig.select``).
+SELECTIONS = ("final", "best-validation")
+
+#: How the learning rate moves over the epochs (``TrainConfig.lr_schedule``).
+LR_SCHEDULES = ("cosine", "constant")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation options. Defaults follow Willetts et al.'s released code (Adam 3e-4,
+    gradient values clipped to [-1, 1], 100 labelled + 100 unlabelled per step).
+
+    ``labelled_scale`` weighs each step's labelled batch against its unlabelled batch (both are
+    per-point means): ``"batch"`` (1, Willetts' code) or ``"dataset"`` (labelled / unlabelled set
+    sizes, so that an epoch's gradient is that of the whole-data objective sum_L + sum_U, as in
+    Kingma et al. and Pyro's SS-VAE, which visit each label once per epoch), or a number > 0.
+    Jurasiński (Appendix D) shows that this ratio changes what M2 learns.
+
+    ``validate`` turns on Pyro's and torch's argument checks in every step: slower, and a diverging
+    run then fails inside a distribution instead of at the finite-loss check. The tests run models
+    with validation on; training leaves it off.
+
+    ``finite_check_every`` is how often (in steps) the trainer reads back whether the loss and
+    gradients stayed finite; every epoch's end is checked too. Reading a flag from the device waits
+    for the device's queue, which stalls a GPU, so ``None`` means every step on the CPU (it costs
+    nothing there) and every 50 on CUDA. Between checks the parameters before the first non-finite
+    step are kept on the device, so ``last_good.pt`` holds them whatever the interval.
+
+    ``precision`` is what the networks compute at in training: ``"fp32"``, or ``"bf16"`` (bfloat16
+    under ``torch.autocast``, on CPU and CUDA; :func:`pyro_sus.nn.network_precision`), while every
+    log-probability, KL term, enumeration sum and the loss stay float32. Evaluation and prediction
+    always run at full precision.
+
+    ``select`` is the model a run hands back: ``"final"`` (the last epoch's) or ``"best-validation"``
+    (the epoch with the best validation accuracy, honest mapping, on the validation split only, never
+    the test set; ties keep the earlier epoch). ``patience`` (with best-validation) stops a run after
+    that many epochs without a better one; the learning-rate schedule stays that of ``epochs``.
+
+    ``tensorboard`` also writes each epoch's record (loss, its terms, learning rate, validation
+    numbers) as TensorBoard scalars under ``RUN/tensorboard`` (needs ``pip install pyro_sus[tensorboard]``).
+
+    ``jit`` traces the model's loss once per batch shape (TorchScript, :mod:`pyro_sus.tracing`) and
+    replays the trace every step: the same loss and gradients with less Python work per step, for
+    models that say their loss can be traced (``traceable``). A part plugged into such a model (a
+    posterior family, a latent prior) must then have no Python branch on tensor values either.
+    """
+
+    epochs: int = 100
+    batch_size: int = 100
+    learning_rate: float = 3e-4
+    adam_beta1: float = 0.9
+    lr_schedule: str = "cosine"
+    clip_value: float | None = 1.0
+    binarize: bool = True
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 1
+    validate: bool = False
+    labelled_scale: str | float = "batch"
+    jit: bool = False
+    finite_check_every: int | None = None
+    precision: str = "fp32"
+    select: str = "final"
+    patience: int | None = None
+    tensorboard: bool = False
+
+    def __post_init__(self) -> None:
+        check_field_types(self)  # also refuses NaN and infinite numbers (--lr nan, --lr inf)
+        if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise ValueError(f"epochs, batch_size and checkpoint_every must be >= 1: {self}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must lie in 0..{MAX_SEED} (the range numpy's and torch's generators share), "
+                             f"got {self.seed}")
+        if self.finite_check_every is not None and self.finite_check_every < 1:
+            raise ValueError(f"finite_check_every must be >= 1 or None, got {self.finite_check_every}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 <= self.adam_beta1 < 1:
+            raise ValueError(f"adam_beta1 must lie in [0, 1), got {self.adam_beta1}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.clip_value is not None and self.clip_value <= 0:
+            raise ValueError(f"clip_value must be > 0 or None, got {self.clip_value}")
+        if self.labelled_scale not in ("batch", "dataset") and not (
+                isinstance(self.labelled_scale, (int, float)) and not isinstance(self.labelled_scale, bool)
+                and math.isfinite(self.labelled_scale) and self.labelled_scale > 0):
+            raise ValueError(f"labelled_scale must be 'batch', 'dataset' or a number > 0, got {self.labelled_scale!r}")
+        if self.select not in SELECTIONS:
+            raise ValueError(f"select must be one of {SELECTIONS}, got {self.select!r}")
+        if self.patience is not None and (self.patience < 1 or self.select != "best-validation"):
+            raise ValueError(f"patience must be >= 1 and needs select='best-validation', got {self.patience}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        if self.jit and self.precision != "fp32":
+            # Not yet checked against the eager loss as the contract test does for fp32: refused until it is.
+            raise ValueError("jit with a precision other than fp32 is not supported yet; use one of them")
+        if self.jit and self.validate:
+            raise ValueError("jit and validate exclude each other: a traced loss replays no Python checks")
+
+    def labelled_factor(self, n_labelled: int, n_unlabelled: int) -> float:
+        """The number ``labelled_scale`` stands for, given the two training set sizes."""
+        if self.labelled_scale == "batch" or not n_labelled or not n_unlabelled:
+            return 1.0
+        if self.labelled_scale == "dataset":
+            return n_labelled / n_unlabelled
+        return float(self.labelled_scale)
+
 
 
 # run.json keys of the data, flat at its top level (the layout runs have always been written in).

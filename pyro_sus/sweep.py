@@ -1,11 +1,11 @@
-"""Experiments as data and one runner for them: a table of a paper (or a benchmark setting) is an
-:class:`Experiment` of :class:`Row` s; :func:`plan_jobs` writes one job file per (row, choice, seed),
-:func:`run_jobs` runs them on local processes or on Ray, each job an ordinary run folder.
+"""The runner of a paper's table (:class:`pyro_sus.tables.Experiment`): :func:`plan_jobs` writes one
+job file per (row, choice, seed), :func:`run_jobs` runs them on local processes or on Ray, each job
+an ordinary run folder.
 
 Folder layout under ``OUT/NAME/``: ``jobs/ROW-seedS.json`` (what each run does), ``logs/ROW-seedS.log``,
 ``runs/ROW-seedS/`` (an ordinary run folder). Running again skips finished runs and resumes
 interrupted ones (a run stopped before its first checkpoint starts over). The paper tables live in
-:mod:`pyro_sus.experiments`; aggregation and the results page in :mod:`pyro_sus.summary`.
+:mod:`pyro_sus.experiments`; aggregation and the results page in :mod:`pyro_sus.reproduce`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
-import itertools
 import json
 import os
 import re
@@ -22,110 +21,20 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .data import Dataset, load_dataset
-from .fidelity import Setting
 from .io import atomic_write_json
-from .train import TrainConfig
+from .tables import SMOKE, candidate_text, defined_in, get_experiment
+from .spec import TrainConfig
 
-__all__ = ["Row", "Experiment", "Setting", "EXPERIMENTS", "ENGINES", "SMOKE", "register_experiment",
-           "get_experiment", "candidate_text", "plan_jobs", "job_fit_options", "job_finished", "job_groups",
-           "run_job", "run_job_group", "run_one_job", "run_one_group", "run_jobs"]
-
-# --smoke: a few batches of a small subset (the same for every seed), one epoch (unless epochs are
-# given), one seed (unless seeds are given), at most 5 labels per class (tests and a quick check of a setup).
-SMOKE = {"max_train": 400, "max_test": 200, "epochs": 1, "labels_per_class": 5}
+__all__ = ["ENGINES", "check_counts", "plan_jobs", "job_fit_options", "job_finished", "job_groups", "run_job",
+           "run_job_group", "run_one_job", "run_one_group", "run_jobs"]
 
 
-@dataclass(frozen=True)
-class Row:
-    """One line of a paper's table: a model with its options, and the paper's numbers for it.
-
-    ``fit`` holds keyword arguments of :func:`pyro_sus.fit` (split, prior, ``model_options``);
-    ``paper`` maps a test metric of :func:`pyro_sus.metrics.score` to the paper's (mean %, sd % or None),
-    or to None where no paper gives it (a benchmark setting: the metric is reported, nothing compared);
-    ``data`` may restrict classes: ``{"keep_classes": [...]}`` (everywhere) or ``{"test_classes": [...]}``;
-    ``train`` overrides the experiment's training options for this row. ``choose_on_validation`` maps
-    training options to values to try: each seed trains every combination, and the run with the best
-    validation accuracy is the one whose test numbers count (model selection as the papers do it).
-    """
-
-    label: str
-    model: str
-    fit: dict[str, Any]
-    paper: dict[str, tuple[float, float | None] | None]
-    data: dict[str, Any] = field(default_factory=dict)
-    train: dict[str, Any] = field(default_factory=dict)
-    choose_on_validation: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-
-    def candidates(self) -> list[dict[str, Any]]:
-        """Every combination of the ``choose_on_validation`` values, in the order given ([{}] if none)."""
-        names = list(self.choose_on_validation)
-        return [dict(zip(names, values)) for values in itertools.product(*self.choose_on_validation.values())]
-
-
-def candidate_text(candidate: dict[str, Any]) -> str:
-    """A choice of training options in words (``learning_rate=0.001, batch_size=4``), as run folders are named."""
-    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in candidate.items())
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """A table of a paper: its data set, training options (the paper's), rows, the paper's settings
-    beside ours (:class:`pyro_sus.fidelity.Setting`; the deviation list is computed from them), and
-    ``deviations``: notes that no single setting states."""
-
-    name: str
-    paper: str
-    table: str
-    dataset: str
-    train: dict[str, Any]
-    rows: tuple[Row, ...]
-    seeds: int
-    deviations: tuple[str, ...] = ()
-    data_note: str | None = None
-    settings: tuple[Setting, ...] = ()
-
-    @property
-    def epochs(self) -> int:
-        return int(self.train["epochs"])
-
-    def row(self, label: str) -> Row:
-        for row in self.rows:
-            if row.label == label:
-                return row
-        raise ValueError(f"{self.name} has no row {label!r}; rows: {[r.label for r in self.rows]}")
-
-
-EXPERIMENTS: dict[str, Experiment] = {}
-#: The module that registered each experiment: a job process imports it to find its experiment.
-_DEFINED_IN: dict[str, str] = {}
-
-
-def register_experiment(experiment: Experiment, replace: bool = False, module: str | None = None) -> Experiment:
-    """Add an experiment to the registry; a different one under a taken name needs ``replace=True``.
-    ``module`` (pass ``__name__``) is the module that registers it, which each job process of the
-    experiment imports; without it a job imports only the ``plugins`` it is planned with."""
-    old = EXPERIMENTS.get(experiment.name)
-    if old is not None and old != experiment and not replace:
-        raise ValueError(f"experiment {experiment.name!r} is already registered (pass replace=True)")
-    EXPERIMENTS[experiment.name] = experiment
-    _DEFINED_IN[experiment.name] = module or "__main__"
-    return experiment
-
-
-def get_experiment(name: str) -> Experiment:
-    if name not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {name!r}; known: {sorted(EXPERIMENTS)} (the built-in tables "
-                         f"register on `import pyro_sus.experiments`)")
-    return EXPERIMENTS[name]
-
-# -- planning and running ----------------------------------------------------------------------
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=]+", "-", text).strip("-").lower()
 
@@ -148,13 +57,11 @@ def plan_jobs(name: str, out: str | Path, seeds: int | None = None, epochs: int 
     ``stop_after=k`` trains each run only to epoch k of its schedule (the paper's, unless ``epochs``
     is given) and scores it there, a snapshot of the full run (``results.json``: ``snapshot``);
     planning again with a larger k, or none, continues the same run folders."""
-    from .train import TrainConfig
-
     check_counts(seeds=seeds, epochs=epochs, stop_after=stop_after)
     experiment = get_experiment(name)
     # The job process imports the module that defined the experiment (unless it is a script's own).
-    defined_in = _DEFINED_IN.get(name, "__main__")
-    plugins = list(plugins) + ([defined_in] if defined_in != "__main__" and defined_in not in plugins else [])
+    module = defined_in(name)
+    plugins = list(plugins) + ([module] if module != "__main__" and module not in plugins else [])
     chosen = [experiment.row(label) for label in rows] if rows else list(experiment.rows)
     n_seeds = (seeds or 1) if smoke else (seeds or experiment.seeds)
     epochs = epochs or (SMOKE["epochs"] if smoke else experiment.epochs)
@@ -505,8 +412,8 @@ if __name__ == "__main__":  # one job (or group of seeds) per process: python -m
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     retain_freed_memory()  # the job owns this process (see pyro_sus.allocator)
-    # Through the imported module, not this __main__ copy: the job's plugins (the built-in tables
-    # among them) register in pyro_sus.sweep.EXPERIMENTS, which is not this file's dict.
+    # Through the imported module, not this __main__ copy, so that one import of the package serves
+    # the job and the plugins it imports (which register in pyro_sus.tables.EXPERIMENTS).
     from pyro_sus.sweep import run_job as run_job_in_package, run_job_group as run_group_in_package
 
     if len(sys.argv) == 2:

@@ -22,126 +22,17 @@ import pyro
 import torch
 from pyro.infer import traceenum_elbo
 
-from ._fields import check_field_types
-from .data import MAX_SEED
 from .errors import TrainingDiverged
 from .io import CheckpointError, RunFileError, atomic_write_text, load_checkpoint
+from .spec import TrainConfig
 from .callbacks import (BestValidation, Callback, Checkpoint, EpochMonitor, ProgressBar, TensorBoardLog, monitor_batch,
                         validation_metrics)
 from .models.base import Batch, as_batch
 from .nn import PRECISIONS, network_precision
 from .tracing import TracedLoss
 
-__all__ = ["TrainConfig", "TrainStep", "TrainingData", "TrainingDiverged", "TrainingLoop", "ClosedFormFit",
-           "SELECTIONS", "resolve_device", "train", "seed_everything"]
-
-#: Which epoch's model a run hands back (``TrainConfig.select``).
-SELECTIONS = ("final", "best-validation")
-
-#: How the learning rate moves over the epochs (``TrainConfig.lr_schedule``).
-LR_SCHEDULES = ("cosine", "constant")
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation options. Defaults follow Willetts et al.'s released code (Adam 3e-4,
-    gradient values clipped to [-1, 1], 100 labelled + 100 unlabelled per step).
-
-    ``labelled_scale`` weighs each step's labelled batch against its unlabelled batch (both are
-    per-point means): ``"batch"`` (1, Willetts' code) or ``"dataset"`` (labelled / unlabelled set
-    sizes, so that an epoch's gradient is that of the whole-data objective sum_L + sum_U, as in
-    Kingma et al. and Pyro's SS-VAE, which visit each label once per epoch), or a number > 0.
-    Jurasiński (Appendix D) shows that this ratio changes what M2 learns.
-
-    ``validate`` turns on Pyro's and torch's argument checks in every step: slower, and a diverging
-    run then fails inside a distribution instead of at the finite-loss check. The tests run models
-    with validation on; training leaves it off.
-
-    ``finite_check_every`` is how often (in steps) the trainer reads back whether the loss and
-    gradients stayed finite; every epoch's end is checked too. Reading a flag from the device waits
-    for the device's queue, which stalls a GPU, so ``None`` means every step on the CPU (it costs
-    nothing there) and every 50 on CUDA. Between checks the parameters before the first non-finite
-    step are kept on the device, so ``last_good.pt`` holds them whatever the interval.
-
-    ``precision`` is what the networks compute at in training: ``"fp32"``, or ``"bf16"`` (bfloat16
-    under ``torch.autocast``, on CPU and CUDA; :func:`pyro_sus.nn.network_precision`), while every
-    log-probability, KL term, enumeration sum and the loss stay float32. Evaluation and prediction
-    always run at full precision.
-
-    ``select`` is the model a run hands back: ``"final"`` (the last epoch's) or ``"best-validation"``
-    (the epoch with the best validation accuracy, honest mapping, on the validation split only, never
-    the test set; ties keep the earlier epoch). ``patience`` (with best-validation) stops a run after
-    that many epochs without a better one; the learning-rate schedule stays that of ``epochs``.
-
-    ``tensorboard`` also writes each epoch's record (loss, its terms, learning rate, validation
-    numbers) as TensorBoard scalars under ``RUN/tensorboard`` (needs ``pip install pyro_sus[tensorboard]``).
-
-    ``jit`` traces the model's loss once per batch shape (TorchScript, :mod:`pyro_sus.tracing`) and
-    replays the trace every step: the same loss and gradients with less Python work per step, for
-    models that say their loss can be traced (``traceable``). A part plugged into such a model (a
-    posterior family, a latent prior) must then have no Python branch on tensor values either.
-    """
-
-    epochs: int = 100
-    batch_size: int = 100
-    learning_rate: float = 3e-4
-    adam_beta1: float = 0.9
-    lr_schedule: str = "cosine"
-    clip_value: float | None = 1.0
-    binarize: bool = True
-    seed: int = 0
-    device: str = "auto"
-    checkpoint_every: int = 1
-    validate: bool = False
-    labelled_scale: str | float = "batch"
-    jit: bool = False
-    finite_check_every: int | None = None
-    precision: str = "fp32"
-    select: str = "final"
-    patience: int | None = None
-    tensorboard: bool = False
-
-    def __post_init__(self) -> None:
-        check_field_types(self)  # also refuses NaN and infinite numbers (--lr nan, --lr inf)
-        if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
-            raise ValueError(f"epochs, batch_size and checkpoint_every must be >= 1: {self}")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed must lie in 0..{MAX_SEED} (the range numpy's and torch's generators share), "
-                             f"got {self.seed}")
-        if self.finite_check_every is not None and self.finite_check_every < 1:
-            raise ValueError(f"finite_check_every must be >= 1 or None, got {self.finite_check_every}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if not 0 <= self.adam_beta1 < 1:
-            raise ValueError(f"adam_beta1 must lie in [0, 1), got {self.adam_beta1}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.clip_value is not None and self.clip_value <= 0:
-            raise ValueError(f"clip_value must be > 0 or None, got {self.clip_value}")
-        if self.labelled_scale not in ("batch", "dataset") and not (
-                isinstance(self.labelled_scale, (int, float)) and not isinstance(self.labelled_scale, bool)
-                and math.isfinite(self.labelled_scale) and self.labelled_scale > 0):
-            raise ValueError(f"labelled_scale must be 'batch', 'dataset' or a number > 0, got {self.labelled_scale!r}")
-        if self.select not in SELECTIONS:
-            raise ValueError(f"select must be one of {SELECTIONS}, got {self.select!r}")
-        if self.patience is not None and (self.patience < 1 or self.select != "best-validation"):
-            raise ValueError(f"patience must be >= 1 and needs select='best-validation', got {self.patience}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
-        if self.jit and self.precision != "fp32":
-            # Not yet checked against the eager loss as the contract test does for fp32: refused until it is.
-            raise ValueError("jit with a precision other than fp32 is not supported yet; use one of them")
-        if self.jit and self.validate:
-            raise ValueError("jit and validate exclude each other: a traced loss replays no Python checks")
-
-    def labelled_factor(self, n_labelled: int, n_unlabelled: int) -> float:
-        """The number ``labelled_scale`` stands for, given the two training set sizes."""
-        if self.labelled_scale == "batch" or not n_labelled or not n_unlabelled:
-            return 1.0
-        if self.labelled_scale == "dataset":
-            return n_labelled / n_unlabelled
-        return float(self.labelled_scale)
-
+__all__ = ["TrainStep", "TrainingData", "TrainingDiverged", "TrainingLoop", "ClosedFormFit", "resolve_device", "train",
+           "seed_everything"]
 
 @dataclass
 class TrainingData:

@@ -175,7 +175,8 @@ def test_zoo_runs_on_the_sweep_runner_and_the_table_names_each_variant_by_its_op
 def test_the_zoo_experiments_replay_the_options_of_the_recorded_zoo_runs(setting):
     """Every run recorded in docs/results/zoo-SETTING/ (made with the zoo's former script) has a row
     in the experiment zoo-SETTING with the same model, model options and split."""
-    from pyro_sus.reproduce import get_experiment
+    import pyro_sus.experiments  # noqa: F401
+    from pyro_sus.tables import get_experiment
 
     experiment = get_experiment(f"zoo-{setting}")
     records = sorted((ROOT / "docs" / "results" / f"zoo-{setting}").glob("*-seed0.json"))

@@ -374,7 +374,7 @@ def test_train_flags_take_their_defaults_from_the_run_specification():
 
     from pyro_sus.cli import SPEC_FLAGS, build_parser
     from pyro_sus.spec import PreprocessSpec, PriorSpec, SplitSpec
-    from pyro_sus.train import TrainConfig
+    from pyro_sus.spec import TrainConfig
 
     parts = {"split": SplitSpec(), "preprocess": PreprocessSpec(), "prior": PriorSpec(), "train": TrainConfig()}
     args = build_parser().parse_args(["train"])

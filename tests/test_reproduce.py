@@ -12,8 +12,9 @@ import torch
 import pytest
 
 from pyro_sus.cli import main
-from pyro_sus.reproduce import (EXPERIMENTS, aggregate, get_experiment, plan_jobs, render_markdown, run_jobs,
-                                write_results_section)
+from pyro_sus.reproduce import aggregate, render_markdown, write_results_section
+from pyro_sus.sweep import plan_jobs, run_jobs
+from pyro_sus.tables import EXPERIMENTS, get_experiment
 
 
 # The first row of every experiment, plus the rows with their own data handling: the US regime
@@ -158,7 +159,7 @@ def test_each_seed_scores_the_choice_with_the_best_validation_accuracy(tmp_path)
 def test_choices_must_be_training_options_and_need_a_validation_set(tmp_path):
     import dataclasses
 
-    from pyro_sus.reproduce import Experiment, Row, register_experiment
+    from pyro_sus.tables import Experiment, register_experiment
 
     base = get_experiment("pyro-ssvae-tutorial")
     row = base.rows[0]
@@ -178,7 +179,8 @@ def plugin_table(tmp_path, monkeypatch, module, registration):
     experiment (``base``), importable here and in the job processes."""
     (tmp_path / f"{module}.py").write_text(
         "import dataclasses\n"
-        "from pyro_sus.reproduce import Row, get_experiment, register_experiment\n"
+        "import pyro_sus.experiments\n"
+        "from pyro_sus.tables import Row, get_experiment, register_experiment\n"
         "base = get_experiment('pyro-ssvae-tutorial')\n" + registration)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
@@ -332,7 +334,7 @@ def test_a_stored_run_spec_replays_exactly_from_its_experiment(folder, tmp_path)
 
     from pyro_sus.api import run_spec
     from pyro_sus.sweep import job_fit_options
-    from pyro_sus.train import TrainConfig
+    from pyro_sus.spec import TrainConfig
 
     experiment = get_experiment(RECORDED_RUNS[folder])
     slugs = {path.name[: -len(".json")]: json.loads(path.read_text())

@@ -7,7 +7,7 @@ import pytest
 
 from pyro_sus.api import run_spec
 from pyro_sus.spec import DataSpec, PriorSpec, RunSpec, SplitSpec
-from pyro_sus.train import TrainConfig
+from pyro_sus.spec import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,8 @@ from pyro_sus.models import build_model, get_model_class
 from pyro_sus.models.base import Batch
 from pyro_sus.stacked_training import StackedTrainingLoop, stacking_difference, train_stacked
 from pyro_sus.stacking import member_state, stack_models, stacking_refusal
-from pyro_sus.train import TrainConfig, TrainingData, TrainingDiverged, TrainingLoop, train
+from pyro_sus.spec import TrainConfig
+from pyro_sus.train import TrainingData, TrainingDiverged, TrainingLoop, train
 from conftest import DEVICES, TINY
 
 STACKABLE = [("m2", {}), ("gmdgm", {}), ("am2", {"a_dim": 3}), ("agmdgm", {"a_dim": 3}),

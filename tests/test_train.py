@@ -10,7 +10,8 @@ import torch
 
 from pyro_sus.io import CheckpointError, load_checkpoint
 from pyro_sus.models import build_model
-from pyro_sus.train import TrainConfig, TrainingData, TrainingDiverged, train
+from pyro_sus.spec import TrainConfig
+from pyro_sus.train import TrainingData, TrainingDiverged, train
 from conftest import DEVICES
 
 

@@ -40,7 +40,8 @@ from ..io import RunFileError, atomic_savez, atomic_write_json, load_checkpoint,
 from ..models import get_model_class
 from ..nn import initialise
 from ..spec import PreprocessSpec
-from ..train import TrainConfig, TrainingData, resolve_device, seed_everything, train
+from ..spec import TrainConfig
+from ..train import TrainingData, resolve_device, seed_everything, train
 from .clustering import CLUSTER_METHODS, CONFIDENCE_FUNCTIONS, METRICS, NO_LABEL, cluster_latents, propagate_labels
 from .oracles import InteractiveOracle, Oracle, SimulatedOracle
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ..models.catvae import RELEASED_CODE_OPTIONS
-from ..sweep import Experiment, Row, Setting, register_experiment as _register_experiment
+from ..tables import Experiment, Row, Setting, register_experiment as _register_experiment
 
 
 def register_experiment(experiment: Experiment) -> Experiment:

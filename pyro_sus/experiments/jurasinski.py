@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..sweep import Experiment, Row, Setting, register_experiment as _register_experiment
+from ..tables import Experiment, Row, Setting, register_experiment as _register_experiment
 
 
 def register_experiment(experiment: Experiment) -> Experiment:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..sweep import Experiment, Row, Setting, register_experiment as _register_experiment
+from ..tables import Experiment, Row, Setting, register_experiment as _register_experiment
 
 
 def register_experiment(experiment: Experiment) -> Experiment:

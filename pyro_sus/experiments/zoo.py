@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..models.catvae import RELEASED_CODE_OPTIONS
-from ..sweep import Experiment, Row, register_experiment as _register_experiment
+from ..tables import Experiment, Row, register_experiment as _register_experiment
 
 
 def register_experiment(experiment: Experiment) -> Experiment:
