@@ -33,9 +33,7 @@ from .evaluation import (Predictions, discovery_section, gcd_section, header, op
                          predict_parts, slot_mapping, test_section, validation_section)
 from .metrics import UNMAPPED
 from .report import plot_discovered_slots, plot_slot_counts, write_report
-from .models import get_model_class
-from .models.base import check_model_size
-from .nn import initialise
+from .models import build_model, get_model_class
 from .priors import class_prior
 from .spec import DataSpec, PreprocessSpec, PriorSpec, RunSpec, SplitSpec
 from .spec import TrainConfig
@@ -353,7 +351,7 @@ class _FreshRun:
                 _check_free(run_dir, clear_unstarted=True)  # under the lock: no other process can start here now
                 try:
                     atomic_savez(run_dir / "split.npz", **self.split.to_arrays())
-                    atomic_savez(run_dir / "preprocess.npz", keep=self.pre.keep, fill=self.pre.fill)
+                    atomic_savez(run_dir / "preprocess.npz", **self.pre.to_arrays())
                     atomic_write_json(run_dir / "run.json", self.info)  # last: a folder without it holds no run yet
                     yield
                 except Exception as err:
@@ -478,31 +476,17 @@ def _check_likelihood(model: torch.nn.Module, features: np.ndarray, what: str = 
                         f"[{features.min():.3g}, {features.max():.3g}]; {fix}")
 
 
-def _model_config(spec: RunSpec, split: Split, pre: Preprocessor):
-    """The model's config dataclass: sizes and class prior from the split, then the user's options."""
+def build_run_model(spec: RunSpec, split: Split, pre: Preprocessor, where: str = "model options") -> torch.nn.Module:
+    """The run's model (:func:`pyro_sus.models.build_model`): sizes and class prior from the split,
+    then the user's options; ``where`` names the options in an error."""
     cls = get_model_class(spec.model)
     options: dict[str, Any] = {"x_dim": pre.output_dim, "n_slots": split.n_slots}
-    if "class_prior" in {f.name for f in dataclasses.fields(cls.config_class)}:
+    if cls.has_class_prior:
         options["class_prior"] = class_prior(split.n_known, split.n_extra, spec.prior.kind, spec.prior.known_mass,
                                              spec.prior.probs).tolist()
     elif spec.prior.kind == "given":
         raise ValueError(f"model {spec.model!r} has no class prior p(y) to set (class_probs)")
-    options.update(spec.model_options)
-    try:
-        return cls.config_class(**options)
-    except TypeError as err:  # an option this model does not have
-        raise ValueError(f"bad options for model {spec.model!r}: {err}") from None
-    except ValueError as err:
-        raise ValueError(f"bad options for model {spec.model!r}: {err}") from None
-
-
-def build_run_model(spec: RunSpec, split: Split, pre: Preprocessor, where: str = "model options") -> torch.nn.Module:
-    """The run's model, freshly initialised (from the current random state), after checking that its
-    sizes fit this machine (``where`` names the options in the error)."""
-    cls = get_model_class(spec.model)
-    config = _model_config(spec, split, pre)
-    check_model_size(cls, config, where)
-    return initialise(cls(config), config.init)
+    return build_model(spec.model, where=where, **{**options, **spec.model_options})
 
 
 def load_parts(run_dir: str | Path) -> tuple[dict[str, Any], RunSpec, Split, Preprocessor]:
@@ -531,7 +515,7 @@ def load_parts(run_dir: str | Path) -> tuple[dict[str, Any], RunSpec, Split, Pre
                                f"restore it or train again") from None
     try:
         split = Split.from_arrays(arrays["split.npz"])
-        pre = Preprocessor(arrays["preprocess.npz"]["keep"].astype(bool), arrays["preprocess.npz"]["fill"])
+        pre = Preprocessor.from_arrays(arrays["preprocess.npz"])
     except (KeyError, TypeError, ValueError) as err:
         raise RunFileError(f"{run_dir}: split.npz or preprocess.npz lacks {err}; restore them or train again") from None
     # run.json and split.npz were written together: an edit of one alone would be read half-applied.

@@ -627,6 +627,15 @@ class Preprocessor:
             raise DataError(f"no input dimension has training std > {std_threshold}")
         return cls(keep, fill)
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays of ``preprocess.npz`` (what every run folder saves)."""
+        return {"keep": self.keep, "fill": self.fill}
+
+    @classmethod
+    def from_arrays(cls, arrays) -> "Preprocessor":
+        """Read back :meth:`to_arrays`' output (a KeyError names a missing array)."""
+        return cls(np.asarray(arrays["keep"]).astype(bool), np.asarray(arrays["fill"]))
+
     @property
     def input_dim(self) -> int:
         return len(self.keep)

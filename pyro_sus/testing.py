@@ -28,18 +28,14 @@ __all__ = ["N_SLOTS", "X_DIM", "tiny_model", "tiny_batches", "check_interface", 
            "check_enumeration_shapes", "check_traced_loss", "check_loss_terms", "check_fit_scores", "check_svi_step",
            "check_save_load", "check_model"]
 
-N_SLOTS, X_DIM, Z_DIM = 4, 12, 3
+N_SLOTS, X_DIM = 4, 12
 
 
 def tiny_model(cls: type[ZooModel], device: str = "cpu", **options: Any) -> ZooModel:
-    """A small instance of ``cls`` (12 inputs, 4 slots, hidden layers of 16 and 8; z of 3 and a of 2
-    where the config has them, unless the class's ``tiny_options`` say otherwise); ``options``
-    override any config field."""
-    names = {f.name for f in dataclasses.fields(cls.config_class)}
-    config: dict[str, Any] = {"x_dim": X_DIM, "n_slots": N_SLOTS, "hidden_dims": (16, 8)}
-    config.update({k: v for k, v in (("z_dim", Z_DIM), ("a_dim", 2)) if k in names})
-    config.update(cls.tiny_options)  # what the model itself says its smallest sound instance needs
-    config.update(options)
+    """A small instance of ``cls``: 12 inputs, 4 slots, hidden layers of 16 and 8, then the sizes the
+    class declares for its smallest sound instance (``tiny_options``: z of 3, a of 2, ...);
+    ``options`` override any config field."""
+    config: dict[str, Any] = {"x_dim": X_DIM, "n_slots": N_SLOTS, "hidden_dims": (16, 8), **cls.tiny_options, **options}
     return cls(cls.config_class(**config)).to(device)
 
 
@@ -61,6 +57,8 @@ def check_interface(model: ZooModel) -> None:
         f"fit_score_kind is {model.fit_score_kind!r}"
     assert model.likelihood_family in ("bernoulli", "gaussian", None), \
         f"likelihood_family is {model.likelihood_family!r}"
+    assert model.has_class_prior == ("class_prior" in {f.name for f in dataclasses.fields(model.config)}), \
+        "has_class_prior must say whether the config has a class_prior field"
     if model.has_embedding:
         assert callable(getattr(model, "embed", None)) and callable(getattr(model, "decode", None)), \
             "has_embedding is declared, but embed or decode is missing"

@@ -37,10 +37,9 @@ import torch
 from ..api import hardware_info
 from ..data import Dataset, Preprocessor, load_dataset
 from ..io import RunFileError, atomic_savez, atomic_write_json, load_checkpoint, read_json
-from ..models import get_model_class
-from ..nn import initialise
-from ..spec import PreprocessSpec
-from ..spec import TrainConfig
+from ..metrics import score
+from ..models import build_model, get_model_class
+from ..spec import PreprocessSpec, TrainConfig
 from ..train import TrainingData, resolve_device, seed_everything, train
 from .clustering import CLUSTER_METHODS, CONFIDENCE_FUNCTIONS, METRICS, NO_LABEL, cluster_latents, propagate_labels
 from .oracles import InteractiveOracle, Oracle, SimulatedOracle
@@ -84,10 +83,10 @@ class ActiveConfig:
     oracle_purity: float = 0.6
     max_train: int | None = None
     std_threshold: float | None = PreprocessSpec.std_threshold
-    batch_size: int = 100
-    learning_rate: float = 1e-3
-    seed: int = 0
-    device: str = "auto"
+    batch_size: int = TrainConfig.batch_size
+    learning_rate: float = 1e-3  # the loop's own (constant Adam), not TrainConfig's cosine-decayed 3e-4
+    seed: int = TrainConfig.seed
+    device: str = TrainConfig.device
 
     def __post_init__(self) -> None:
         if self.method not in CLUSTER_METHODS or self.metric not in METRICS:
@@ -243,15 +242,6 @@ def _check_model(name: str) -> None:
                          f"embed/decode methods (the beta-VAE 'betavae' has them)")
 
 
-def _build_model(config: ActiveConfig, x_dim: int, n_classes: int) -> torch.nn.Module:
-    cls = get_model_class(config.model)
-    try:
-        model_config = cls.config_class(x_dim=x_dim, n_slots=n_classes, **config.model_options)
-    except TypeError as err:
-        raise ValueError(f"bad options for model {config.model!r}: {err}") from None
-    return initialise(cls(model_config), model_config.init)
-
-
 def _write_summary(run_dir: Path, config: ActiveConfig, records: list[dict[str, Any]], device: torch.device) -> None:
     from ..plots import plot_active_rounds
 
@@ -320,14 +310,15 @@ def run_active(config: ActiveConfig | None = None, run_dir: str | Path = "runs/a
     n_classes = int(data.classes.max()) + 1
     pre = Preprocessor.fit(x_raw, config.std_threshold)
     seed_everything(config.seed)  # fixes the initial weights
-    model = _build_model(config, pre.output_dim, n_classes)
+    model = build_model(config.model, where="active model_options", x_dim=pre.output_dim, n_slots=n_classes,
+                        **config.model_options)
     if oracle is None:
         oracle = (SimulatedOracle(x_raw, y_true, config.oracle_confidence, config.oracle_neighbours,
                                   config.oracle_purity) if config.oracle == "simulated"
                   else InteractiveOracle(n_classes, data.image_shape, run_dir))
     if not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_savez(run_dir / "preprocess.npz", keep=pre.keep, fill=pre.fill)
+        atomic_savez(run_dir / "preprocess.npz", **pre.to_arrays())
         atomic_write_json(run_dir / "active.json", {"config": dataclasses.asdict(config),
                                                     "oracle": type(oracle).__name__, "n_train": int(len(pool)),
                                                     "n_classes": n_classes})
@@ -396,8 +387,9 @@ def run_active(config: ActiveConfig | None = None, run_dir: str | Path = "runs/a
         model.eval()
         test_accuracy = None
         if x_test is not None and round_index > 0:  # before any label the head is untrained: no score
-            predicted = model.predict_proba(x_test).argmax(-1).cpu().numpy()
-            test_accuracy = float((predicted == y_test).mean())
+            # One slot per class, each its own class: the mapping is the identity, every class known.
+            slots = model.predict_proba(x_test).argmax(-1).cpu().numpy()
+            test_accuracy = score(slots, y_test, np.arange(n_classes), range(n_classes), n_classes)["accuracy"]
         record.update(answers_total=answers_total, epochs_total=config.warmup_epochs + round_index * config.epochs_per_round,
                       test_accuracy=test_accuracy, labelling_seconds=labelling_seconds,
                       train_seconds=sum(r["seconds"] for r in history))

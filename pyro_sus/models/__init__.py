@@ -2,7 +2,7 @@
 
 from ..nn import initialise
 from .auxiliary import AGMDGM, AM2, AuxiliaryDGM, AuxiliaryDGMConfig
-from .base import GenerativeConfig, GenerativeModel, ModelConfig, ZooModel
+from .base import DecoderConfig, GenerativeConfig, GenerativeModel, ModelConfig, ZooModel, check_model_size
 from .betavae import BetaVAEClassifier, BetaVAEClassifierConfig
 from .catvae import CategoricalVAE, CategoricalVAEConfig, PaperCategoricalVAE, PaperCategoricalVAEConfig
 from .baselines import M1, ClassifierConfig, LabelledOnlyClassifier, M1Config
@@ -13,7 +13,7 @@ from .latent_classifier import LatentClassifierConfig, LatentClassifierVAE, Simp
 from .m2 import M2, M2Config
 from .registry import MODELS, get_model_class, register_model
 
-__all__ = ["ModelConfig", "GenerativeConfig", "ZooModel", "GenerativeModel", "DGMConfig", "SemiUnsupervisedDGM",
+__all__ = ["ModelConfig", "DecoderConfig", "GenerativeConfig", "ZooModel", "GenerativeModel", "DGMConfig", "SemiUnsupervisedDGM",
            "M2", "M2Config", "GMDGM", "GMDGMConfig", "AuxiliaryDGMConfig", "AuxiliaryDGM", "AM2", "AGMDGM",
            "LatentClassifierConfig", "LatentClassifierVAE", "SimplifiedLatentClassifierVAE",
            "BetaVAEClassifierConfig", "BetaVAEClassifier", "CategoricalVAEConfig", "CategoricalVAE",
@@ -22,8 +22,15 @@ __all__ = ["ModelConfig", "GenerativeConfig", "ZooModel", "GenerativeModel", "DG
            "MODELS", "get_model_class", "register_model", "build_model"]
 
 
-def build_model(name: str, **options) -> ZooModel:
-    """Instantiate the registered model ``name`` from its config options, its weights drawn as ``init`` says."""
+def build_model(name: str, *, where: str = "model options", **options) -> ZooModel:
+    """The registered model ``name`` from its config options, freshly initialised as ``init`` says (from
+    the current random state), after checking that its sizes fit this machine. Every run builds its
+    model here (``pyro-sus train``, each seed of a stack, each round of the active loop); a bad or
+    unknown option is a ValueError that names ``where``."""
     cls = get_model_class(name)
-    model = cls(cls.config_class(**options))
-    return initialise(model, model.config.init)
+    try:
+        config = cls.config_class(**options)
+    except (TypeError, ValueError) as err:  # an option this model does not have, or a bad value
+        raise ValueError(f"{where}: bad options for model {name!r}: {err}") from None
+    check_model_size(cls, config, where)
+    return initialise(cls(config), config.init)

@@ -10,7 +10,7 @@ stays a bound. As in the released code, AM2's p(a|x, y, z) sees x and AGM-DGM's 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import pyro
@@ -40,6 +40,7 @@ class AuxiliaryDGM(SemiUnsupervisedDGM):
     config_class: ClassVar[type[AuxiliaryDGMConfig]] = AuxiliaryDGMConfig
     #: Whether p(a | ...) is conditioned on x as well as on (y, z).
     aux_prior_sees_x: ClassVar[bool] = True
+    tiny_options: ClassVar[dict[str, Any]] = {"z_dim": 3, "a_dim": 2}
 
     def __init__(self, config: AuxiliaryDGMConfig) -> None:
         super().__init__(config)

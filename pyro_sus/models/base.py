@@ -30,7 +30,7 @@ from ..posteriors import POSTERIORS, build_posterior
 from ..priors import LATENT_PRIORS, build_latent_prior
 from ..terms import elbo_terms
 
-__all__ = ["Batch", "ModelConfig", "GenerativeConfig", "ZooModel", "GenerativeModel", "LIKELIHOODS",
+__all__ = ["Batch", "ModelConfig", "DecoderConfig", "GenerativeConfig", "ZooModel", "GenerativeModel", "LIKELIHOODS",
            "check_class_prior", "without_param_sites", "check_model_size", "planned_state_shapes"]
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -106,17 +106,32 @@ class ModelConfig:
 
 
 @dataclass
-class GenerativeConfig(ModelConfig):
-    """Options of models with a continuous latent z, a decoder p(x|...) and a posterior q(z|...).
+class DecoderConfig(ModelConfig):
+    """Options of models with a continuous latent z (or feature) of ``z_dim`` and a decoder p(x|...)."""
+
+    z_dim: int = 5
+    likelihood: str = "bernoulli"
+    gaussian_scale: float = 0.01
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.z_dim < 1:
+            raise ValueError(f"z_dim must be positive, got {self.z_dim}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
+        if not self.gaussian_scale > 0:
+            raise ValueError(f"gaussian_scale must be positive, got {self.gaussian_scale}")
+
+
+@dataclass
+class GenerativeConfig(DecoderConfig):
+    """Options of models whose latent z has a swappable posterior q(z|...) and prior p(z|...).
 
     ``posterior`` / ``latent_prior`` name registered families (:mod:`pyro_sus.posteriors`,
     :mod:`pyro_sus.priors`); their keyword options go in ``posterior_options`` /
     ``latent_prior_options``. ``latent_prior=None`` means the model's own default.
     """
 
-    z_dim: int = 5
-    likelihood: str = "bernoulli"
-    gaussian_scale: float = 0.01
     posterior: str = "normal"
     posterior_options: dict[str, Any] = field(default_factory=dict)
     latent_prior: str | None = None
@@ -128,12 +143,6 @@ class GenerativeConfig(ModelConfig):
         # equal to the one it was written from, and an option JSON cannot hold fails here.
         self.posterior_options = _as_json("posterior_options", self.posterior_options)
         self.latent_prior_options = _as_json("latent_prior_options", self.latent_prior_options)
-        if self.z_dim < 1:
-            raise ValueError(f"z_dim must be positive, got {self.z_dim}")
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
-        if not self.gaussian_scale > 0:
-            raise ValueError(f"gaussian_scale must be positive, got {self.gaussian_scale}")
         if self.posterior not in POSTERIORS:
             raise ValueError(f"unknown posterior {self.posterior!r}; known posteriors: {sorted(POSTERIORS)}")
         if self.latent_prior is not None and self.latent_prior not in LATENT_PRIORS:
@@ -307,6 +316,8 @@ class ZooModel(PyroModule):
     enumerates_unlabelled: ClassVar[bool] = True
     #: Whether ``loss`` accepts per-label weights (``w_labelled``), e.g. propagated-label confidences.
     takes_label_weights: ClassVar[bool] = False
+    #: Whether the config has a ``class_prior`` (p(y) over the slots) that a run sets from its prior spec.
+    has_class_prior: ClassVar[bool] = False
     #: Whether :meth:`loss` is exactly the per-point mean of ``model``/``guide``'s bounds, so that Pyro's
     #: SVI on the pair optimises the same objective (False: terms outside the pair, such as the
     #: categorical VAE's assignment and feature losses; SVI then trains the bound alone).
@@ -566,13 +577,15 @@ class ZooModel(PyroModule):
 class GenerativeModel(ZooModel):
     """A zoo model with a decoder p(x|...) and a continuous latent z with swappable parts."""
 
-    config_class: ClassVar[type[GenerativeConfig]] = GenerativeConfig
-    #: Whether the posterior family and latent prior can be swapped (False: z is not a latent with a prior).
+    config_class: ClassVar[type[DecoderConfig]] = GenerativeConfig
+    #: Whether the posterior family and latent prior can be swapped (the config is a GenerativeConfig;
+    #: False: z is not a latent with a prior, and the config a DecoderConfig).
     swappable_parts: ClassVar[bool] = True
     #: The latent prior used when the config names none.
     default_latent_prior: ClassVar[str] = "standard_normal"
+    tiny_options: ClassVar[dict[str, Any]] = {"z_dim": 3}
 
-    def __init__(self, config: GenerativeConfig) -> None:
+    def __init__(self, config: DecoderConfig) -> None:
         super().__init__(config)
         if config.likelihood == "gaussian":
             self.register_buffer("obs_scale", torch.tensor(float(config.gaussian_scale)))

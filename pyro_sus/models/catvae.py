@@ -49,7 +49,7 @@ from pyro import poutine
 from pyro.infer import TraceEnum_ELBO
 
 from ..nn import MLP, broadcast_cat
-from .base import Batch, GenerativeConfig, GenerativeModel, check_class_prior
+from .base import Batch, DecoderConfig, GenerativeModel, check_class_prior
 from .registry import register_model
 
 __all__ = ["CategoricalVAEConfig", "CategoricalVAE", "PaperCategoricalVAEConfig", "PaperCategoricalVAE",
@@ -72,7 +72,7 @@ PAPER_OPTIONS: dict[str, Any] = {
 
 
 @dataclass
-class CategoricalVAEConfig(GenerativeConfig):
+class CategoricalVAEConfig(DecoderConfig):
     """Options of the categorical VAE; the objective's defaults are the released code's
     (:data:`RELEASED_CODE_OPTIONS`), the rest the paper's Table I (f = 50, tau = 1, alpha = 0.6).
     ``z_dim`` is the feature size f.
@@ -135,9 +135,6 @@ class CategoricalVAEConfig(GenerativeConfig):
             raise ValueError("temperature must be > 0 and feature_alpha in [0, 1]")
         if self.n_slots < 2:
             raise ValueError("the categorical loss is normalised by log K: need at least two categories")
-        if self.posterior != "normal" or self.latent_prior is not None:
-            raise ValueError("the categorical VAE's feature f is deterministic: it takes no posterior family "
-                             "or latent prior")
         if self.encoder == "conv" and self.activation != "relu":
             raise ValueError("the conv networks are the paper's (ReLU); activation applies to the MLP encoder only")
 
@@ -233,6 +230,7 @@ class CategoricalVAE(GenerativeModel):
     """Categorical VAE with auxiliary tasks, the released code's objective: f = enc(x), C ~ q(C|f), x ~ p(x | z, C)."""
 
     config_class: ClassVar[type[CategoricalVAEConfig]] = CategoricalVAEConfig
+    has_class_prior = True
     swappable_parts = False
     traceable = True
     # f = ReLU(enc(x)), normalised: with 3 units, some initialisations leave it 0 on every point of a

@@ -77,6 +77,7 @@ class SemiUnsupervisedDGM(GenerativeModel):
     """
 
     config_class: ClassVar[type[DGMConfig]] = DGMConfig
+    has_class_prior = True
     decoder_sees_y: ClassVar[bool] = True
     traceable = True
     stackable = True

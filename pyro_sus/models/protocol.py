@@ -21,6 +21,7 @@ CAPABILITIES: dict[str, type] = {
     "uses_unlabelled": bool,        # unlabelled batches enter the objective
     "enumerates_unlabelled": bool,  # the unlabelled objective sums a discrete site out
     "takes_label_weights": bool,    # Batch.w_labelled is accepted
+    "has_class_prior": bool,        # the config's class_prior (p(y)) is set from the run's prior spec
     "traceable": bool,              # loss may be traced (pyro_sus.tracing)
     "has_embedding": bool,          # embed(x) and decode(z) exist (the active loop needs them)
     "fit_score_kind": str,          # "bound", "max_probability" or "negative_distance": what fit_scores measures
@@ -39,6 +40,7 @@ class SemiUnsupervisedModel(Protocol):
     uses_unlabelled: ClassVar[bool]
     enumerates_unlabelled: ClassVar[bool]
     takes_label_weights: ClassVar[bool]
+    has_class_prior: ClassVar[bool]
     traceable: ClassVar[bool]
     has_embedding: ClassVar[bool]
     fit_score_kind: ClassVar[str]
