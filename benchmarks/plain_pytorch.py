@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from pyro_sus.api import hardware_info
 from pyro_sus.models import get_model_class
+from pyro_sus.models.base import Batch
 from pyro_sus.tracing import TracedLoss
 from step_shape import add_step_shape_arguments  # beside this script
 
@@ -102,7 +103,8 @@ def main() -> None:
                                      z_dim=args.z_dim)).to(device)
         x_u, x_l, y_l = batches[0]
         traced = TracedLoss(model)
-        losses = {"pyro": model.loss, "pyro_jit": traced, "plain": lambda *b: plain_loss(model, *b)}
+        losses = {"pyro": lambda *b: model.loss(Batch(*b)), "pyro_jit": lambda *b: traced(Batch(*b)),
+                  "plain": lambda *b: plain_loss(model, *b)}
         with pyro.validation_enabled(False):  # Pyro's differentiable loss refuses to run under no_grad
             means = {key: sum(float(loss(x_u, x_l, y_l).detach()) for _ in range(args.check_draws)) / args.check_draws
                      for key, loss in losses.items()}

@@ -40,6 +40,7 @@ from pyro_sus.api import hardware_info, training_data
 from pyro_sus.data import Preprocessor, load_dataset, make_split
 from pyro_sus.models.m2 import M2, M2Config
 from pyro_sus.train import seed_everything
+from pyro_sus.models.base import Batch
 
 BATCH = 200
 
@@ -118,8 +119,8 @@ def main() -> None:
             for idx in torch.randperm(n_u, generator=generator).split(BATCH):
                 # All labels when they fit in one batch, else a fresh random batch of them.
                 labelled = torch.randperm(n_l, generator=generator)[:BATCH] if n_l > BATCH else slice(None)
-                loss = model.loss(draw(x_u_all[idx]), draw(x_l_all[labelled]), y_l_all[labelled],
-                                  labelled_scale=n_l / n_u)
+                loss = model.loss(Batch(draw(x_u_all[idx]), draw(x_l_all[labelled]), y_l_all[labelled],
+                                  labelled_scale=n_l / n_u))
                 adam_step(loss)
         else:
             unlabelled = list(torch.randperm(n_u, generator=generator).split(BATCH))
@@ -133,16 +134,16 @@ def main() -> None:
                     x, y = draw(x_l_all[idx]), y_l_all[idx]
                     if args.aux_separate:
                         model.config.alpha = 0.0  # the ELBO alone, then the auxiliary loss alone
-                        elbo = model.loss(None, x, y) * len(x)
+                        elbo = model.loss(Batch(None, x, y)) * len(x)
                         model.config.alpha = alpha
                         adam_step(elbo)
                         adam_step(alpha * F.cross_entropy(model.classifier(x), y, reduction="sum"))
                     else:
-                        adam_step(model.loss(None, x, y) * len(x), momentum=True)
+                        adam_step(model.loss(Batch(None, x, y)) * len(x), momentum=True)
                 else:
                     x = draw(x_u_all[unlabelled[next_u]])
                     next_u += 1
-                    adam_step(model.loss(x) * len(x), momentum=True)
+                    adam_step(model.loss(Batch(x)) * len(x), momentum=True)
         record(epoch + 1, time.time() - started)
 
 

@@ -29,6 +29,7 @@ from pyro_sus.models import MODELS, get_model_class
 from pyro_sus.nn import broadcast_cat
 from pyro_sus.spec import TrainConfig
 from pyro_sus.train import TrainStep
+from pyro_sus.models.base import Batch
 from step_shape import add_step_shape_arguments  # beside this script
 
 
@@ -54,7 +55,7 @@ def make_step(name: str, device: torch.device, x_dim: int, slots: int, hidden: l
     x_u = torch.rand(batch, x_dim, device=device)
     x_l = torch.rand(batch, x_dim, device=device)
     y_l = torch.randint(0, min(slots, 5), (batch,), device=device)
-    return lambda: step(0, 0, torch.bernoulli(x_u), torch.bernoulli(x_l), y_l)
+    return lambda: step(0, 0, Batch(torch.bernoulli(x_u), torch.bernoulli(x_l), y_l))
 
 
 def as_before(model: torch.nn.Module) -> None:

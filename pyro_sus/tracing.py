@@ -21,7 +21,7 @@ from typing import Any
 import pyro
 import torch
 
-from .models.base import Batch, as_batch
+from .models.base import Batch
 
 __all__ = ["TracedLoss", "check_traceable"]
 
@@ -57,9 +57,8 @@ class TracedLoss:
         self.model = model
         self._traced: dict[tuple, torch.jit.ScriptModule] = {}
 
-    def __call__(self, batch: Batch | torch.Tensor | None, *fields: Any, **named_fields: Any) -> torch.Tensor:
-        """The loss of ``batch`` (a :class:`Batch` or its fields, as ``model.loss`` takes them)."""
-        batch = as_batch(batch, *fields, **named_fields)
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        """The loss of ``batch``, as ``model.loss(batch)`` gives it."""
         given = {name: getattr(batch, name) for name in _INPUTS}
         options = {"labelled_scale": batch.labelled_scale}
         # An empty batch counts as absent, as it does in the models' loss.

@@ -27,7 +27,7 @@ from .io import CheckpointError, RunFileError, atomic_write_text, load_checkpoin
 from .spec import TrainConfig
 from .callbacks import (BestValidation, Callback, Checkpoint, EpochMonitor, ProgressBar, TensorBoardLog, monitor_batch,
                         validation_metrics)
-from .models.base import Batch, as_batch
+from .models.base import Batch
 from .nn import PRECISIONS, network_precision
 from .tracing import TracedLoss
 
@@ -183,12 +183,10 @@ class TrainStep:
         """Start a new epoch's watch (the trainer checks it at every epoch's end)."""
         self.watch = _DivergenceWatch(self.model, self.device, deferred=self.check_every > 1)
 
-    def __call__(self, step: int, global_step: int, batch: Batch | torch.Tensor | None, *fields: Any,
-                 **named_fields: Any) -> torch.Tensor:
+    def __call__(self, step: int, global_step: int, batch: Batch) -> torch.Tensor:
         """Run step ``step`` of the epoch (``global_step`` over the run) on ``batch`` (a :class:`Batch`
         or its fields); returns its loss, or zero for a non-finite step not yet checked. Raises
         _NonFinite when a check finds one."""
-        batch = as_batch(batch, *fields, **named_fields)
         watch = self.watch
         self.model.before_step(global_step)  # e.g. a temperature schedule
         try:

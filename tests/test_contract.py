@@ -18,9 +18,10 @@ from pyro_sus.nn import MLP
 from pyro_sus.posteriors import POSTERIORS, Trunk
 from pyro_sus.priors import LATENT_PRIORS
 from pyro_sus.testing import (N_SLOTS, X_DIM, check_enumeration_shapes, check_fit_scores, check_loss_and_gradients,
-                               check_loss_terms, check_model, check_save_load, check_traced_loss, tiny_batches,
-                               tiny_model)
+                              check_loss_terms, check_model, check_save_load, check_traced_loss, loss_and_gradients,
+                              tiny_batches, tiny_model)
 from pyro_sus.tracing import TracedLoss
+from pyro_sus.models.base import Batch
 from conftest import DEVICES
 
 Z_DIM = 3
@@ -56,7 +57,7 @@ def test_loss_finite_and_gradients_reach_every_parameter(name, posterior, device
         pytest.skip("no likelihood in a discriminative model")
     options = {"likelihood": likelihood} if name in GENERATIVE else {}
     model = make(name, device, posterior, **options)
-    assert_every_parameter_learns(model, model.loss(*batches(device)))
+    assert_every_parameter_learns(model, model.loss(Batch(*batches(device))))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -64,14 +65,6 @@ def test_loss_finite_and_gradients_reach_every_parameter(name, posterior, device
 def test_enumeration_shapes(name, posterior, device):
     """Unobserved y is enumerated in the dim left of the plate, and every site scores (K, B) or (B,)."""
     check_enumeration_shapes(make(name, device, posterior))
-
-def loss_and_gradients(model, loss_fn, seed, *inputs, **options):
-    torch.manual_seed(seed)
-    loss = loss_fn(*inputs, **options)
-    model.zero_grad()
-    loss.backward()
-    return loss.detach(), [p.grad.clone() for p in model.parameters()]
-
 
 TRACEABLE = [case for case in CASES if get_model_class(case[0]).traceable]
 
@@ -90,7 +83,7 @@ def test_named_loss_terms_sum_to_the_loss_at_the_same_draws(name, posterior):
     check_loss_terms(model)
     if name in ("m2", "gmdgm"):
         x_u, x_l, y_l = batches("cpu")
-        assert set(model.loss_terms(x_u.double(), x_l.double(), y_l)) == {
+        assert set(model.loss_terms(Batch(x_u.double(), x_l.double(), y_l))) == {
             "reconstruction", "kl_z", "kl_y", "nll_y", "classifier_loss"}
 
 
@@ -114,8 +107,8 @@ def test_check_model_passes_every_registered_model_and_catches_a_broken_one():
         check_model(Frozen)
 
     class Misnamed(get_model_class("m2")):  # a plugin whose terms do not add up to its loss
-        def loss_terms(self, *inputs, **options):
-            terms = super().loss_terms(*inputs, **options)
+        def loss_terms(self, batch):
+            terms = super().loss_terms(batch)
             return {**terms, "extra": torch.ones((), dtype=torch.double)}
 
     with pytest.raises(AssertionError, match="terms sum to"):
@@ -136,18 +129,19 @@ def test_relaxed_y_keeps_the_contract(name, posterior, estimator, device, tmp_pa
     model = make(name, device, posterior, y_estimator=estimator, temperature_decay=0.1, temperature_min=0.2)
     x_u, x_l, y_l = batches(device)
     model.before_step(0)
-    assert_every_parameter_learns(model, model.loss(x_u, x_l, y_l))
+    assert_every_parameter_learns(model, model.loss(Batch(x_u, x_l, y_l)))
     guide = poutine.trace(model.guide).get_trace(x_u)
     assert not any(site["infer"].get("enumerate") for site in guide.nodes.values() if site["type"] == "sample")
     assert guide.nodes["y"]["value"].shape == (len(x_u), N_SLOTS)
     if model.traceable:
         model.double()
         traced = TracedLoss(model)
-        traced(x_u.double(), x_l.double(), y_l)
+        traced(Batch(x_u.double(), x_l.double(), y_l))
         model.before_step(7)  # temperature 1 -> exp(-0.7): the traced graph must read the new value
         assert float(model.temperature) == pytest.approx(math.exp(-0.7))
-        eager_loss, eager_grads = loss_and_gradients(model, model.loss, 3, 1 - x_u.double(), x_l.double(), y_l)
-        traced_loss, traced_grads = loss_and_gradients(model, traced, 3, 1 - x_u.double(), x_l.double(), y_l)
+        new = Batch(1 - x_u.double(), x_l.double(), y_l)
+        eager_loss, eager_grads = loss_and_gradients(model, model.loss, 3, new)
+        traced_loss, traced_grads = loss_and_gradients(model, traced, 3, new)
         torch.testing.assert_close(traced_loss, eager_loss)
         for a, b in zip(traced_grads, eager_grads):
             torch.testing.assert_close(a, b)
@@ -161,7 +155,7 @@ def test_relaxed_y_keeps_the_contract(name, posterior, estimator, device, tmp_pa
 def test_every_latent_prior_takes_a_relaxed_y(name, latent_prior):
     """A relaxed y (a float vector over the slots) reaches p(z|y); a one-hot vector scores as the index does."""
     model = make(name, latent_prior=latent_prior, y_estimator="gumbel-softmax")
-    assert_every_parameter_learns(model, model.loss(*batches("cpu")))
+    assert_every_parameter_learns(model, model.loss(Batch(*batches("cpu"))))
     y = torch.tensor([0, 3, 1])
     z = torch.randn(3, Z_DIM)
     by_index = model.latent_prior(y)
@@ -199,7 +193,7 @@ def test_activation_reaches_every_hidden_layer_and_survives_save_load(name, post
     model = make(name, "cpu", posterior, activation="softplus")
     layers, kinds = activations(model)
     assert layers and kinds == {nn.Softplus}
-    assert_every_parameter_learns(model, model.loss(*batches("cpu")))
+    assert_every_parameter_learns(model, model.loss(Batch(*batches("cpu"))))
     model.save(tmp_path)
     loaded = type(model).load(tmp_path, map_location="cpu")
     assert loaded.config.activation == "softplus" and activations(loaded)[1] == {nn.Softplus}
@@ -230,12 +224,12 @@ def test_two_models_in_one_process_keep_their_own_parameters(name):
     first, second = make(name), make(name)
     x_u, x_l, y_l = batches("cpu")
     before = [p.clone() for p in second.parameters()]
-    first.loss(x_u, x_l, y_l).backward()
+    first.loss(Batch(x_u, x_l, y_l)).backward()
     for p in first.parameters():
         p.data.add_(1.0)
     for p, b in zip(second.parameters(), before):
         assert torch.equal(p, b)
-    second.loss(x_u, x_l, y_l)  # running the second must not pull in the first's parameters
+    second.loss(Batch(x_u, x_l, y_l))  # running the second must not pull in the first's parameters
     for p, b in zip(second.parameters(), before):
         assert torch.equal(p, b)
 
@@ -257,7 +251,7 @@ def test_gaussian_likelihood_has_the_configured_fixed_scale(name):
 def test_every_latent_prior_plugs_into_every_generative_model(name, latent_prior):
     model = make(name, latent_prior=latent_prior)
     assert type(model.latent_prior) is LATENT_PRIORS[latent_prior]
-    assert_every_parameter_learns(model, model.loss(*batches("cpu")))
+    assert_every_parameter_learns(model, model.loss(Batch(*batches("cpu"))))
 
 
 @pytest.mark.parametrize("name", sorted(n for n in MODELS if "class_prior" in fields(n)))

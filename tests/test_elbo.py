@@ -8,6 +8,7 @@ import pyro.poutine as poutine
 from torch.distributions import Categorical, Normal, Bernoulli
 
 from pyro_sus.models import build_model
+from pyro_sus.models.base import Batch
 
 M2_FAMILY = ["m2", "gmdgm"]  # the auxiliary and latent-classifier models have their own checks in test_zoo.py
 
@@ -88,7 +89,7 @@ def test_batch_loss_is_per_point_mean_of_both_parts():
     x_u = torch.bernoulli(torch.full((6, 4), 0.5, dtype=torch.double))
     x_l, y_l = x_u[:2], torch.tensor([1, 2])
     torch.manual_seed(5)
-    combined = model.loss(x_u, x_l, y_l)
+    combined = model.loss(Batch(x_u, x_l, y_l))
     torch.manual_seed(5)
     unlabelled = model._elbo.differentiable_loss(model.model, model.guide, x_u) / 6
     labelled = model._elbo_labelled.differentiable_loss(model.model, model.guide, x_l, y_l) / 2
@@ -139,7 +140,7 @@ def test_relaxed_loss_is_one_draw_of_the_bound_minus_the_exact_categorical_kl(na
 
 def mean_loss(model, x, draws, chunk=2000):
     """Mean and standard error over ``draws`` copies of the one point ``x`` (one draw per copy)."""
-    losses = torch.stack([model.loss(x.expand(chunk, -1)).detach() for _ in range(draws // chunk)])
+    losses = torch.stack([model.loss(Batch(x.expand(chunk, -1))).detach() for _ in range(draws // chunk)])
     return float(losses.mean()), float(losses.std() / len(losses) ** 0.5)
 
 

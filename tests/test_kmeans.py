@@ -14,6 +14,7 @@ from pyro_sus.cli import main
 from pyro_sus.data import Preprocessor, load_dataset, make_split
 from pyro_sus.metrics import honest_mapping, majority_mapping
 from pyro_sus.models import build_model
+from pyro_sus.models.base import Batch
 from conftest import TINY
 
 
@@ -93,7 +94,7 @@ def test_a_kmeans_run_is_an_ordinary_run_folder(tmp_path):
     nearest = torch.cdist(torch.tensor(embedded), run.model.centres).argmin(-1).numpy()
     np.testing.assert_array_equal(nearest, run.predict(x)["slot"])
     with pytest.raises(TypeError, match="closed form"):
-        run.model.loss(torch.zeros(2, run.model.config.x_dim))
+        run.model.loss(Batch(torch.zeros(2, run.model.config.x_dim)))
 
 
 def test_baseline_on_the_runs_own_split_and_the_printed_margin(tmp_path, capsys):

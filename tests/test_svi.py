@@ -12,6 +12,7 @@ from pyro.infer.inspect import get_model_relations
 
 from pyro_sus import load_dataset
 from pyro_sus.models import MODELS, M2, build_model
+from pyro_sus.models.base import Batch
 from pyro_sus.testing import check_svi_step, tiny_batches, tiny_model
 
 
@@ -37,7 +38,7 @@ def test_svi_evaluates_the_trainers_objective(name):
     x_u, x_l = x_u.double(), x_l.double()
     svi = _svi(model)
     torch.manual_seed(3)
-    loss = float(model.loss(x_u, x_l, y_l).detach())
+    loss = float(model.loss(Batch(x_u, x_l, y_l)).detach())
     torch.manual_seed(3)
     unlabelled = svi.evaluate_loss(x_u) / len(x_u) if model.uses_unlabelled else 0.0
     labelled = svi.evaluate_loss(x_l, y_l) / len(x_l)

@@ -12,6 +12,7 @@ from pyro_sus.io import CheckpointError, load_checkpoint
 from pyro_sus.models import build_model
 from pyro_sus.spec import TrainConfig
 from pyro_sus.train import TrainingData, TrainingDiverged, train
+from pyro_sus.models.base import Batch
 from conftest import DEVICES
 
 
@@ -257,9 +258,9 @@ def test_labelled_scale_weighs_the_labelled_batch_and_reaches_the_loss(monkeypat
     model, data = toy_model("m2"), toy_data()
     x_l, y_l = data.x_labelled, data.y_labelled
     torch.manual_seed(5)
-    full = model.loss(None, x_l, y_l)
+    full = model.loss(Batch(None, x_l, y_l))
     torch.manual_seed(5)
-    torch.testing.assert_close(model.loss(None, x_l, y_l, labelled_scale=0.25), 0.25 * full)
+    torch.testing.assert_close(model.loss(Batch(None, x_l, y_l, labelled_scale=0.25)), 0.25 * full)
 
     seen = []
     loss = model.loss
@@ -338,10 +339,10 @@ def test_bf16_networks_keep_the_loss_in_float32_close_to_fp32_and_resume_exactly
     data = toy_data().to(torch.device(device))
     x_u, x_l, y_l = data.x_unlabelled[:16], data.x_labelled[:8], data.y_labelled[:8]
     torch.manual_seed(0)
-    full = model.loss(x_u, x_l, y_l)
+    full = model.loss(Batch(x_u, x_l, y_l))
     torch.manual_seed(0)
     with network_precision(torch.bfloat16):
-        low = model.loss(x_u, x_l, y_l)
+        low = model.loss(Batch(x_u, x_l, y_l))
         trace = poutine.trace(poutine.enum(model.guide, first_available_dim=-2)).get_trace(x_u)
         trace.compute_log_prob()
     assert low.dtype == torch.float32 and torch.isfinite(low)

@@ -13,6 +13,7 @@ from pyro_sus.models import build_model
 from pyro_sus.posteriors import FlowPosterior, build_posterior
 from pyro_sus.priors import ClassGaussianPrior, ClassMixturePrior, class_prior
 from pyro_sus.tracing import TracedLoss
+from pyro_sus.models.base import Batch
 
 X_DIM, N_SLOTS, Z_DIM = 4, 3, 2
 
@@ -66,7 +67,7 @@ def test_flow_posterior_changes_the_bound_and_trains_its_layers():
     normal = build_model("lcvae", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(8,))
     flow = build_model("lcvae", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(8,), posterior="flow")
     assert isinstance(flow.posterior, FlowPosterior) and not isinstance(normal.posterior, FlowPosterior)
-    loss = flow.loss(x)
+    loss = flow.loss(Batch(x))
     loss.backward()
     layer_grads = [p.grad for p in flow.posterior.flow.transform.parameters()]
     assert layer_grads and all(g is not None and g.abs().sum() > 0 for g in layer_grads)
@@ -175,7 +176,7 @@ def test_lcvae_labelled_loss_is_lambda_times_the_papers_bound():
     model, x, y = lcvae(labelled_weight=0.3), bits(5), torch.tensor([0, 2, 1, 1, 0])
     z = guide_trace(model, x, y).nodes["z"]["value"]
     torch.manual_seed(123)
-    loss = model.loss(None, x, y)
+    loss = model.loss(Batch(None, x, y))
     onehot = F.one_hot(y, N_SLOTS).double()
     bound = (bernoulli_log_lik(model, torch.cat([z, onehot], -1), x)
              + Categorical(logits=model.latent_classifier(z)).log_prob(y)
@@ -187,7 +188,7 @@ def test_unlabelled_data_trains_the_lcvae_classifier_but_not_the_simplified_one(
     x = bits(6)
     for name, expect_signal in (("lcvae", True), ("lcvae-simple", False)):
         model = lcvae(name)
-        model.loss(x).backward()
+        model.loss(Batch(x)).backward()
         grads = [p.grad for p in model.latent_classifier.parameters()]
         has_signal = any(g is not None and g.abs().sum() > 0 for g in grads)
         assert has_signal == expect_signal, name
@@ -215,8 +216,8 @@ def test_lcvae_classifier_averages_p_y_given_z_over_posterior_draws():
 def test_labelled_only_classifier_minimises_cross_entropy_and_ignores_unlabelled_data():
     model = build_model("classifier", x_dim=X_DIM, n_slots=N_SLOTS, hidden_dims=(5,)).double()
     x, y = bits(5), torch.tensor([0, 2, 1, 1, 0])
-    torch.testing.assert_close(model.loss(None, x, y), F.cross_entropy(model.classifier(x), y))
-    assert float(model.loss(bits(7, seed=1))) == 0.0
+    torch.testing.assert_close(model.loss(Batch(None, x, y)), F.cross_entropy(model.classifier(x), y))
+    assert float(model.loss(Batch(bits(7, seed=1)))) == 0.0
 
 
 def test_m1_encoder_never_sees_a_label():
@@ -225,12 +226,12 @@ def test_m1_encoder_never_sees_a_label():
     x, y = bits(5), torch.tensor([0, 2, 1, 1, 0])
     encoder = list(model.posterior.parameters()) + list(model.decoder.parameters())
     torch.manual_seed(7)
-    with_labels = torch.autograd.grad(model.loss(None, x, y), encoder)
+    with_labels = torch.autograd.grad(model.loss(Batch(None, x, y)), encoder)
     torch.manual_seed(7)
-    without = torch.autograd.grad(model.loss(x), encoder)
+    without = torch.autograd.grad(model.loss(Batch(x)), encoder)
     for a, b in zip(with_labels, without):
         torch.testing.assert_close(a, b)
-    head_grads = torch.autograd.grad(model.loss(None, x, y), list(model.head.parameters()))
+    head_grads = torch.autograd.grad(model.loss(Batch(None, x, y)), list(model.head.parameters()))
     assert all(g.abs().sum() > 0 for g in head_grads)
 
 
@@ -369,7 +370,7 @@ def test_catvae_gumbel_mode_samples_relaxed_categories_and_trains():
     c = trace.nodes["y"]["value"]
     assert c.shape == (6, N_SLOTS) and torch.allclose(c.sum(-1), torch.ones(6, dtype=torch.double))
     assert ((c > 0) & (c < 1)).all()  # relaxed, not one-hot
-    loss = model.loss(x, bits(3, seed=1), torch.tensor([0, 1, 2]))
+    loss = model.loss(Batch(x, bits(3, seed=1), torch.tensor([0, 1, 2])))
     loss.backward()
     assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters())
 
@@ -380,7 +381,7 @@ def test_catvae_conv_networks_read_and_write_28x28_images_under_enumeration():
     assert model.feature(x).shape == (4, 50)
     trace = poutine.trace(poutine.enum(model.guide, first_available_dim=-2)).get_trace(x)
     assert model.likelihood(model.feature(x), trace.nodes["y"]["value"]).batch_shape == (3, 4)
-    loss = model.loss(x, x[:2], torch.tensor([0, 2]))
+    loss = model.loss(Batch(x, x[:2], torch.tensor([0, 2])))
     loss.backward()
     assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters())
     with pytest.raises(ValueError, match="28 x 28"):
@@ -416,9 +417,9 @@ def assert_traced_gives_eager(model, traced, x_u, x_l, y_l):
     """On batches other than the traced one, from the same seeds, the trace gives the eager loss."""
     for seed in (1, 2):
         torch.manual_seed(seed)
-        eager = model.loss(1 - x_u, 1 - x_l, y_l.flip(0))
+        eager = model.loss(Batch(1 - x_u, 1 - x_l, y_l.flip(0)))
         torch.manual_seed(seed)
-        torch.testing.assert_close(traced(1 - x_u, 1 - x_l, y_l.flip(0)), eager)
+        torch.testing.assert_close(traced(Batch(1 - x_u, 1 - x_l, y_l.flip(0))), eager)
 
 
 def test_catvae_conv_gumbel_loss_traces_to_the_eager_loss():
@@ -431,9 +432,9 @@ def test_catvae_conv_gumbel_loss_traces_to_the_eager_loss():
     twin = copy.deepcopy(model)
     traced = TracedLoss(model)
     torch.manual_seed(0)
-    traced(x_u, x_l, y_l)
+    traced(Batch(x_u, x_l, y_l))
     torch.manual_seed(0)
-    twin.loss(x_u, x_l, y_l)
+    twin.loss(Batch(x_u, x_l, y_l))
     # Tracing runs the loss once more than eager; it must not count in BatchNorm's running statistics.
     for (name, a), b in zip(model.named_buffers(), twin.buffers()):
         assert torch.equal(a, b), f"{name}: the traced call left another value than one eager call"
@@ -485,11 +486,11 @@ def test_catvae_gaussian_latent_elbo_is_weighted_reconstruction_from_z_and_both_
     torch.testing.assert_close(got, want)
     # Every parameter learns, the head of q(z|f) included, and the loss traces.
     x_l, y_l = bits(4, seed=1), torch.tensor([0, 1, 2, 1])
-    loss = model.loss(x, x_l, y_l)
+    loss = model.loss(Batch(x, x_l, y_l))
     loss.backward()
     assert torch.isfinite(loss) and all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
     traced = TracedLoss(model)
-    traced(x, x_l, y_l)
+    traced(Batch(x, x_l, y_l))
     assert_traced_gives_eager(model, traced, x, x_l, y_l)
 
 
@@ -497,7 +498,7 @@ def test_catvae_gaussian_latent_conv_decoder_reads_z():
     model = build_model("catvae", x_dim=784, n_slots=3, encoder="conv", hidden_dims=(8,), gaussian_dim=4)
     assert model.decoder.linear.in_features == 4 + 3
     x = torch.bernoulli(torch.full((2, 784), 0.3))
-    assert torch.isfinite(model.loss(x, x, torch.tensor([0, 2])))
+    assert torch.isfinite(model.loss(Batch(x, x, torch.tensor([0, 2]))))
     with pytest.raises(ValueError, match="gaussian_dim"):
         catvae(gaussian_dim=-1)
     with pytest.raises(ValueError, match="normalise_losses"):
@@ -507,7 +508,7 @@ def test_catvae_gaussian_latent_conv_decoder_reads_z():
 def test_catvae_feature_loss_choice():
     model = catvae(feature_loss="paper")
     x, x_l, y_l = bits(6), bits(3, seed=1), torch.tensor([0, 1, 2])
-    assert torch.isfinite(model.loss(x, x_l, y_l))
+    assert torch.isfinite(model.loss(Batch(x, x_l, y_l)))
     with pytest.raises(ValueError, match="feature_loss"):
         catvae(feature_loss="triplet")
 
@@ -521,7 +522,7 @@ def test_betavae_labelled_loss_is_reconstruction_beta_kl_and_weighted_cross_entr
     torch.manual_seed(123)
     z = poutine.trace(model.guide).get_trace(x, y, w).nodes["z"]["value"]
     torch.manual_seed(123)
-    loss = model.loss(None, x, y, w)
+    loss = model.loss(Batch(None, x, y, w))
     q = model.posterior(x)
     log_px = bernoulli_log_lik(model, z, x)
     kl_sample = q.log_prob(z) - Normal(0.0, 1.0).log_prob(z).sum(-1)
@@ -532,10 +533,10 @@ def test_betavae_labelled_loss_is_reconstruction_beta_kl_and_weighted_cross_entr
 def test_betavae_zero_weight_labels_do_not_train_the_head_and_other_models_refuse_weights():
     model = build_model("betavae", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(5,)).double()
     x, y = bits(4), torch.tensor([0, 1, 2, 0])
-    model.loss(None, x, y, torch.zeros(4, dtype=torch.double)).backward()
+    model.loss(Batch(None, x, y, torch.zeros(4, dtype=torch.double))).backward()
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.head.parameters())
     with pytest.raises(ValueError, match="per-label weights"):
-        build_model("m2", x_dim=X_DIM, n_slots=N_SLOTS).loss(None, x.float(), y, torch.ones(4))
+        build_model("m2", x_dim=X_DIM, n_slots=N_SLOTS).loss(Batch(None, x.float(), y, torch.ones(4)))
 
 
 def test_an_mlp_given_parts_computes_the_broadcast_concatenation_once_per_part():

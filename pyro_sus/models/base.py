@@ -62,16 +62,6 @@ class Batch:
         return self.x_labelled is not None and len(self.x_labelled) > 0
 
 
-def as_batch(batch: Batch | torch.Tensor | None, *args: Any, **kwargs: Any) -> Batch:
-    """``batch`` itself, or a :class:`Batch` of the tensors given in its field order: ``loss(x_u)``,
-    ``loss(x_u, x_l, y_l)`` and ``loss(Batch(...))`` mean the same."""
-    if isinstance(batch, Batch):
-        if args or kwargs:
-            raise TypeError("give a Batch or its fields, not both")
-        return batch
-    return Batch(batch, *args, **kwargs)
-
-
 @dataclass
 class ModelConfig:
     """Options every model has; saved as JSON beside the weights."""
@@ -410,23 +400,21 @@ class ZooModel(PyroModule):
     def _device(self) -> torch.device:
         return self.device
 
-    def loss(self, batch: Batch | torch.Tensor | None, *fields: Any, **named_fields: Any) -> torch.Tensor:
+    def loss(self, batch: Batch) -> torch.Tensor:
         """Per-point negative bound of each batch, summed: -U(x) and -w * L(x, y) (+ classifier terms).
 
         One call covers labelled, unlabelled and classifier terms, so one optimizer step does too.
-        Takes a :class:`Batch`, or its fields (``loss(x_u, x_l, y_l)``): ``w_labelled`` weights each
-        label, for models that take weights (``takes_label_weights``); ``labelled_scale`` multiplies
-        the labelled batch's terms.
+        ``batch.w_labelled`` weights each label, for models that take weights (``takes_label_weights``);
+        ``batch.labelled_scale`` multiplies the labelled batch's terms.
         """
-        return self._objective(False, as_batch(batch, *fields, **named_fields))["loss"]
+        return self._objective(False, batch)["loss"]
 
     @torch.no_grad()
-    def loss_terms(self, batch: Batch | torch.Tensor | None, *fields: Any, **named_fields: Any
-                   ) -> dict[str, torch.Tensor]:
+    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         """:meth:`loss` split into named terms (``reconstruction``, ``kl_z``, ``kl_y``, ``classifier_loss``,
         ...: :mod:`pyro_sus.terms`), weighted as in the loss: at the same random draws they sum to it.
         For logging; no gradients."""
-        return self._objective(True, as_batch(batch, *fields, **named_fields))
+        return self._objective(True, batch)
 
     def bound_parts(self, batch: Batch) -> list[tuple[float, int, TraceEnum_ELBO, tuple]]:
         """The bounds the loss sums, each as ``scale * -bound / n``: (scale, n, ELBO, arguments of

@@ -94,10 +94,10 @@ class KMeansBaseline(ZooModel):
     def unlabelled_bound(self, x: torch.Tensor, n_samples: int = 4, batch_size: int = 1024) -> float | None:
         return None
 
-    def loss(self, batch: Batch | torch.Tensor | None, *fields, **named_fields) -> torch.Tensor:
+    def loss(self, batch: Batch) -> torch.Tensor:
         raise TypeError("k-means has no gradient objective: it is fitted in closed form (fit_data)")
 
-    def loss_terms(self, batch: Batch | torch.Tensor | None, *fields, **named_fields) -> dict[str, torch.Tensor]:
+    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise TypeError("k-means has no gradient objective: it is fitted in closed form (fit_data)")
 
     @torch.no_grad()
