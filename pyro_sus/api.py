@@ -332,8 +332,9 @@ class _FreshRun:
         split = spec.split.make(data.y_train)
         train_idx = np.concatenate([split.labelled_idx, split.unlabelled_idx])
         pre = Preprocessor.fit(data.x_train[train_idx], spec.preprocess.std_threshold)
-        # Bad model options (sizes this machine cannot hold among them) fail here, before anything is written.
-        _check_likelihood(build_run_model(spec, split, pre), pre.transform(data.x_train[train_idx]))
+        # Bad model options (sizes this machine cannot hold among them) fail here, before anything is
+        # written; the run's own model is built from its seed by _run_loop, which checks the likelihood.
+        build_run_model(spec, split, pre)
         info = {"pyro_sus_version": __version__, **spec.to_json()}
         if data_defaults:  # which training options came from the data set's defaults, not TrainConfig's
             info["data_set_defaults"] = dict(data_defaults)
