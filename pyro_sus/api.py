@@ -532,7 +532,7 @@ def load_parts(run_dir: str | Path) -> tuple[dict[str, Any], RunSpec, Split, Pre
 def _run_data(spec: RunSpec, run_dir: Path, split: Split, dataset: str | Dataset | None = None,
               data_dir: str | Path | None = None) -> Dataset:
     """The data a run trained on: the saved location, or ``dataset`` / ``data_dir`` where it moved,
-    checked against the content hash in run.json (runs written before it had one: the split's size)."""
+    checked against the content hash in run.json."""
     if isinstance(dataset, Dataset):
         data, where = dataset, f"the data set {dataset.name!r} given"
     else:
@@ -549,17 +549,11 @@ def _run_data(spec: RunSpec, run_dir: Path, split: Split, dataset: str | Dataset
             else:
                 hint = f"given with --dataset / --data-dir; {run_dir} was trained on {saved}"
             raise type(err)(f"{err} [{hint}]") from None
-    expected = spec.data.sha256
-    if expected is not None and data_fingerprint(data) != expected:
+    if data_fingerprint(data) != spec.data.sha256:
         raise DataError(f"{where} is not the data the run in {run_dir} was trained on: its content hash differs "
                         f"({len(data.x_train)} training points now, {spec.data.n_train} then). Scoring or "
                         f"training on it would use the wrong points. Restore the original file, or point at it "
                         f"with --dataset / --data-dir; for new data, train a new run.")
-    largest = max((int(idx.max()) for idx in (split.labelled_idx, split.unlabelled_idx, split.validation_idx)
-                   if len(idx)), default=-1)
-    if largest >= len(data.x_train):
-        raise DataError(f"{where} has {len(data.x_train)} training points but {run_dir}/split.npz indexes point "
-                        f"{largest}: it is not the data the run in {run_dir} was trained on")
     return data
 
 

@@ -418,8 +418,7 @@ class Split:
 
     @classmethod
     def from_arrays(cls, arrays) -> "Split":
-        # Splits written before unseen classes existed have none.
-        unseen = tuple(int(c) for c in arrays["unseen_classes"]) if "unseen_classes" in arrays else ()
+        unseen = tuple(int(c) for c in arrays["unseen_classes"])
         return cls(tuple(int(c) for c in arrays["known_classes"]), tuple(int(c) for c in arrays["hidden_classes"]),
                    int(arrays["n_extra"]), np.asarray(arrays["labelled_idx"]), np.asarray(arrays["unlabelled_idx"]),
                    np.asarray(arrays["validation_idx"]), int(arrays["seed"]), unseen)

@@ -36,13 +36,6 @@ class DiskFullError(OSError):
     """No space was left for a file; the file it would have replaced is untouched."""
 
 
-# numpy's RNG state (an ndarray) in ``last.pt`` files written by pyro_sus 0.1 before its state went
-# in as a tensor. Rebuilding an ndarray calls no code of the file's choosing: the array type and
-# dtype are themselves globals that must pass this list.
-_NUMPY_CORE = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core
-_NUMPY_ARRAY_GLOBALS = [_NUMPY_CORE.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
-
-
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -187,13 +180,10 @@ def run_folder_holder(run_dir: str | Path) -> str | None:
 
 def _unsafe_globals(path: Path) -> list[str]:
     """The globals a checkpoint's pickle would import, beyond what we allow (read, never run)."""
-    allowed = {f"{g.__module__}.{g.__qualname__}" for g in _NUMPY_ARRAY_GLOBALS}
-    allowed |= {"numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct"}
     try:
-        found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
     except Exception:  # not a torch zip file: the load below says it is corrupt
         return []
-    return [name for name in found if name not in allowed]
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
@@ -211,8 +201,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"refused to load {path}: it is not a pyro_sus checkpoint (it would import {', '.join(unsafe[:5])}; a "
             f"pyro_sus checkpoint holds only tensors and plain data). Nothing in it was run.")
     try:
-        with torch.serialization.safe_globals(_NUMPY_ARRAY_GLOBALS):
-            return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         # torch words every refusal of its restricted unpickler alike; a refused global or class
         # names itself, anything else (a broken pickle) reads as a corrupt file below.

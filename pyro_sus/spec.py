@@ -196,17 +196,18 @@ class RunSpec:
 
     @classmethod
     def from_json(cls, info: dict[str, Any]) -> "RunSpec":
-        """Read run.json's form back; parts an older pyro_sus did not write take their defaults.
-        Raises ValueError naming what is wrong."""
+        """Read run.json's form back (a part's fields not written take their defaults); raises
+        ValueError naming what is wrong."""
         if not isinstance(info, dict):
             raise ValueError("run.json must hold an object")
-        missing = [key for key in ("model", "dataset", "split", "prior", "model_options", "train") if key not in info]
+        missing = [key for key in ("model", "dataset", "data_sha256", "split", "preprocess", "prior",
+                                   "model_options", "train") if key not in info]
         if missing:
             raise ValueError(f"it lacks {missing}")
         data = DataSpec(**{name: _tuple(info.get(key)) if name == "image_shape" else info.get(key)
                            for name, key in _DATA_KEYS.items()})
         return cls(info["model"], data, _part(SplitSpec, info["split"], "split"),
-                   _part(PreprocessSpec, info.get("preprocess", {}), "preprocess"),
+                   _part(PreprocessSpec, info["preprocess"], "preprocess"),
                    _part(PriorSpec, info["prior"], "prior"), dict(_object(info["model_options"], "model_options")),
                    _part(TrainConfig, info["train"], "train"))
 

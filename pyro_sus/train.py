@@ -235,9 +235,7 @@ def _set_rng_state(state: dict[str, Any], generator: torch.Generator, saved_devi
     try:
         random.setstate(_python_rng_state(state["python"]))
         name, keys, position, has_gauss, cached = state["numpy"]
-        if isinstance(keys, torch.Tensor):  # as _rng_state writes it; older checkpoints hold the ndarray itself
-            keys = keys.cpu().numpy()
-        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+        np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), position, has_gauss, cached))
         # RNG states are CPU byte tensors, whatever map_location moved the checkpoint to.
         torch.set_rng_state(state["torch"].cpu())
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
@@ -295,7 +293,7 @@ def _check_resumable(state: Any, path: Path, config: TrainConfig, run_record: di
         raise refuse(f"epoch {epoch} of a {config.epochs}-epoch run, with {len(state['history'])} epoch records")
     if run_record is not None and isinstance(state.get("run_record"), dict):
         _refuse_changes(state["run_record"], run_record, "", path)  # its "train" part is the config
-    elif isinstance(state.get("train_config"), dict):  # a caller without a run record, or an older checkpoint
+    elif isinstance(state.get("train_config"), dict):  # a caller of train() without a run record
         now = {k: v for k, v in dataclasses.asdict(config).items() if k != "device"}
         _refuse_changes({k: v for k, v in state["train_config"].items() if k != "device"}, now, "train", path)
 

@@ -65,8 +65,6 @@ def test_unseen_classes_are_withheld_from_training_and_validation_and_the_rest_i
     assert len(split.validation_idx) == 45 and np.bincount(y[split.labelled_idx]).tolist() == [9] * 7
     from pyro_sus.data import Split
     assert Split.from_arrays(split.to_arrays()).unseen_classes == (9,)
-    older = {k: v for k, v in split.to_arrays().items() if k != "unseen_classes"}  # written before the option
-    assert Split.from_arrays(older).unseen_classes == ()
 
 
 def test_semi_supervised_and_unsupervised_limits():
