@@ -39,9 +39,9 @@ from .spec import DataSpec, PreprocessSpec, PriorSpec, RunSpec, SplitSpec
 from .spec import TrainConfig
 from .train import ClosedFormFit, TrainingData, TrainingDiverged, TrainingLoop, resolve_device, seed_everything
 
-__all__ = ["Run", "fit", "fit_spec", "fit_seeds", "fit_baseline", "baseline_folder", "run_accuracy", "BASELINES",
+__all__ = ["Run", "fit", "fit_seeds", "fit_baseline", "baseline_folder", "run_accuracy", "BASELINES",
            "seed_folder",
-           "seed_folders", "evaluate", "predict", "load", "run_spec",
+           "seed_folders", "evaluate", "predict", "load", "run_spec", "spec_options",
            "load_parts", "build_run_model", "training_data", "hardware_info", "data_fingerprint"]
 
 #: What ``fit`` writes into a run folder before its first checkpoint (``last.pt``), with the
@@ -215,89 +215,101 @@ def fit(
     dataset: str | Dataset | None = None,
     run_dir: str | Path = "runs/latest",
     *,
+    spec: RunSpec | None = None,
     data_dir: str | Path | None = None,
     download: bool = False,
-    hidden_classes: Sequence[int] = (),
-    unseen_classes: Sequence[int] = (),
-    labels_per_class: int | None = None,
-    labelled_fraction: float | None = None,
-    n_extra: int | None = None,
-    validation_fraction: float = SplitSpec.validation_fraction,
-    split_seed: int | None = None,
-    std_threshold: float | None = PreprocessSpec.std_threshold,
-    prior: str = PriorSpec.kind,
-    known_mass: float = PriorSpec.known_mass,
-    class_probs: Sequence[float] | None = None,
-    model_options: dict[str, Any] | None = None,
-    train_options: dict[str, Any] | None = None,
     resume: bool = False,
     device: str | None = None,
     stop_after: int | None = None,
     snapshot: bool = False,
     progress: bool = True,
     evaluate_after: bool = True,
+    plot: bool = True,
+    **options: Any,
 ) -> Run | None:
     """Split the data, train ``model`` and (by default) evaluate it; everything lands in ``run_dir``.
 
-    ``dataset`` is a name (default ``"digits"``), a path to a ``.npz`` or a :class:`Dataset`.
-    ``resume=True`` continues an interrupted run in ``run_dir`` with the options saved there (a run
-    stopped before its first checkpoint starts over); ``dataset`` / ``data_dir`` then point at data
-    that moved, which must hash to what the run trained on, and ``device`` moves the run to another
-    device (a run trained on CUDA continues on the CPU). A run folder has one writer at a time: a
-    second process training or evaluating it is refused (:class:`pyro_sus.io.RunBusyError`).
-    ``stop_after=k`` trains only up to epoch k now (a time-limited session) and returns None: the
-    state is in ``run_dir/last.pt``, to be resumed later. With ``snapshot=True`` the run stopped
-    there is also handed back and scored as it stands (``final.pt``, ``results.json`` with
-    ``snapshot: {epoch, of}``): a snapshot of the run on its full schedule, which a resume
-    continues. ``prior`` is the class prior p(y) of models that have one: ``"sus"`` (``known_mass``
-    on the known classes), ``"uniform"``, or your own ``class_probs`` (one per slot, known classes
-    first, in ascending class order, then extra slots). ``unseen_classes`` are withheld from
-    training and validation altogether: the test scores cover the other classes, and
-    ``results.json``'s ``open_set`` says how well the fit score separates the unseen ones (AUROC).
-    Training options not in ``train_options`` take the data set's own defaults where it has them
-    (:data:`pyro_sus.data.TRAIN_DEFAULTS`: digits trains 200 epochs at 1e-3), else
-    :class:`~pyro_sus.spec.TrainConfig`'s; run.json names those taken from the data set.
+    Parameters
+    ----------
+    model
+        A registered model's name (``pyro-sus models``).
+    dataset
+        A name (default ``"digits"``), a path to a ``.npz`` or a :class:`Dataset`.
+    run_dir
+        The run folder: empty or absent for a new run, the run's own with ``resume=True``.
+    spec
+        A :class:`RunSpec` to train (its model replaces ``model``); ``options`` then override its parts
+        (``model_options`` and ``train_options`` are merged into its own).
+    **options
+        The run's options, as :func:`run_spec` names them: the split (``hidden_classes``,
+        ``unseen_classes``, ``labels_per_class`` or ``labelled_fraction``, ``n_extra``,
+        ``validation_fraction``, ``split_seed``), the preprocessing (``std_threshold``), the class
+        prior (``prior``, ``known_mass``, ``class_probs``), ``model_options`` and ``train_options``.
+        Training options not given take the data set's own defaults where it has them
+        (:data:`pyro_sus.data.TRAIN_DEFAULTS`: digits trains 200 epochs at 1e-3), else
+        :class:`~pyro_sus.spec.TrainConfig`'s; run.json names those taken from the data set.
+    resume
+        Continue an interrupted run in ``run_dir`` with the options saved there (a run stopped
+        before its first checkpoint starts over); ``dataset`` / ``data_dir`` then point at data that
+        moved, which must hash to what the run trained on, and ``device`` moves the run to another
+        device (a run trained on CUDA continues on the CPU).
+    stop_after
+        Train only up to epoch k now (a time-limited session) and return None: the state is in
+        ``run_dir/last.pt``, to be resumed later. With ``snapshot=True`` the run stopped there is
+        also handed back and scored as it stands (``final.pt``, ``results.json`` with ``snapshot:
+        {epoch, of}``): a snapshot of the run on its full schedule, which a resume continues.
+    plot
+        False draws no figure (learning curves, evaluation's plots): a fit of seconds would spend as
+        long again drawing them.
 
-    Every option and the data are checked before anything is written; a fresh run that fails before
-    its first checkpoint removes what it wrote, so the corrected call can use the same ``run_dir``.
+    A run folder has one writer at a time: a second process training or evaluating it is refused
+    (:class:`pyro_sus.io.RunBusyError`). Every option and the data are checked before anything is
+    written; a fresh run that fails before its first checkpoint removes what it wrote, so the
+    corrected call can use the same ``run_dir``.
+
+    Examples
+    --------
+    >>> run = fit("gmdgm", "digits", "runs/gmdgm", hidden_classes=[5, 6, 7, 8, 9], labelled_fraction=0.2,
+    ...           train_options={"epochs": 50})
+    >>> again = fit(dataset="digits", run_dir="runs/gmdgm-lr", spec=run.spec, train_options={"learning_rate": 3e-3})
     """
     run_dir = Path(run_dir)
     if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
         raise ValueError(f"stop_after must be an epoch number >= 1, got {stop_after!r}")
     if resume:
-        if model_options is not None or train_options is not None:
-            raise ValueError(f"resume continues {run_dir} with the options saved in its run.json; model_options and "
-                             f"train_options cannot change them (start a new run folder instead)")
+        if options or spec is not None:
+            raise ValueError(f"resume continues {run_dir} with the options saved in its run.json; "
+                             f"{sorted(options) or ['spec']} cannot change them (start a new run folder instead)")
         return _resume(run_dir, dataset, data_dir, stop_after, progress, evaluate_after, device, snapshot)
-    if device is not None:
-        train_options = {**(train_options or {}), "device": device}
-    data_defaults = train_defaults(dataset, train_options)
-    train_options = {**data_defaults, **(train_options or {})}
-    spec = run_spec(model, hidden_classes=hidden_classes, unseen_classes=unseen_classes,
-                    labels_per_class=labels_per_class, labelled_fraction=labelled_fraction, n_extra=n_extra,
-                    validation_fraction=validation_fraction, split_seed=split_seed, std_threshold=std_threshold,
-                    prior=prior, known_mass=known_mass, class_probs=class_probs, model_options=model_options,
-                    train_options=train_options)
-    return fit_spec(spec, dataset, run_dir, data_dir=data_dir, download=download, stop_after=stop_after,
-                    snapshot=snapshot, progress=progress, evaluate_after=evaluate_after, data_defaults=data_defaults)
-
-
-def fit_spec(spec: RunSpec, dataset: str | Dataset | None, run_dir: str | Path, *, data_dir: str | Path | None = None,
-             download: bool = False, stop_after: int | None = None, snapshot: bool = False, progress: bool = True,
-             evaluate_after: bool = True, plot: bool = True,
-             data_defaults: dict[str, Any] | None = None) -> Run | None:
-    """Train, into the fresh folder ``run_dir``, the run ``spec`` describes on ``dataset`` (the data's
-    part of the spec is filled in from it); the rest as :func:`fit`, which builds ``spec`` from its
-    options. ``plot=False`` draws no figure (learning curves, evaluation's plots): a fit of seconds
-    would spend as long again drawing them. ``data_defaults``: the training options the spec took from
-    the data set's defaults (:data:`pyro_sus.data.TRAIN_DEFAULTS`), recorded in run.json."""
-    run_dir = Path(run_dir)
+    spec, data_defaults = _fit_spec(model, dataset, spec, device, options)
     data, spec = _checked_data(spec, run_dir, dataset, data_dir, download)
     fresh = _FreshRun.plan(run_dir, spec, data, data_defaults)
     with fresh.started():
         return _train_run(run_dir, fresh.info, spec, fresh.split, fresh.pre, data, resume=False,
                           stop_after=stop_after, progress=progress, evaluate_after=evaluate_after,
                           snapshot=snapshot, plot=plot)
+
+
+def _fit_spec(model: str, dataset: str | Dataset | None, spec: RunSpec | None, device: str | None,
+              options: dict[str, Any]) -> tuple[RunSpec, dict[str, Any]]:
+    """The spec a fit trains, from ``spec`` and/or the run's ``options``, and the training options it
+    took from the data set's defaults (none when a spec is given: its training options are whole)."""
+    train_options = dict(options.pop("train_options", None) or {})
+    if device is not None:
+        train_options["device"] = device
+    if spec is not None:
+        base = spec_options(spec)
+        # An option given replaces the spec's, and with it what excludes it.
+        if "prior" in options and "class_probs" not in options:
+            base["class_probs"] = None
+        for one, other in (("labels_per_class", "labelled_fraction"), ("labelled_fraction", "labels_per_class")):
+            if options.get(one) is not None and other not in options:
+                base[other] = None
+        return run_spec(spec.model, **{**base, **options,
+                                       "model_options": {**base["model_options"], **(options.get("model_options") or {})},
+                                       "train_options": {**base["train_options"], **train_options}}), {}
+    data_defaults = train_defaults(dataset, train_options)
+    return run_spec(model, **options, train_options={**data_defaults, **train_options}), data_defaults
 
 
 def _checked_data(spec: RunSpec, run_dir: Path, dataset: str | Dataset | None, data_dir: str | Path | None,
@@ -411,6 +423,17 @@ def run_spec(model: str, *, hidden_classes: Sequence[int] = (), unseen_classes: 
         PriorSpec("given" if class_probs is not None else prior, known_mass,
                   _sequence(class_probs, "class_probs") if class_probs is not None else None),
         dict(model_options or {}), TrainConfig(**(train_options or {})))
+
+
+def spec_options(spec: RunSpec) -> dict[str, Any]:
+    """The keyword options of :func:`run_spec` that give ``spec`` back (its data aside)."""
+    split, prior = spec.split, spec.prior
+    return {"hidden_classes": split.hidden_classes, "unseen_classes": split.unseen_classes,
+            "labels_per_class": split.labels_per_class, "labelled_fraction": split.labelled_fraction,
+            "n_extra": split.n_extra, "validation_fraction": split.validation_fraction, "split_seed": split.seed,
+            "given_validation_points": split.given_validation_points, "std_threshold": spec.preprocess.std_threshold,
+            "prior": prior.kind, "known_mass": prior.known_mass, "class_probs": prior.probs,
+            "model_options": dict(spec.model_options), "train_options": dataclasses.asdict(spec.train)}
 
 
 def _sequence(values: Any, what: str) -> tuple:

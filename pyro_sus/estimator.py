@@ -1,7 +1,7 @@
 """A scikit-learn estimator around a run: ``fit(X, y)`` with -1 for unlabelled points, as in
 :mod:`sklearn.semi_supervised`, then ``predict``, ``predict_proba``, ``score`` and ``transform``.
 
-Each fit is an ordinary run (:func:`pyro_sus.api.fit_spec`): its folder holds ``run.json``,
+Each fit is an ordinary run (:func:`pyro_sus.fit` of a :class:`~pyro_sus.spec.RunSpec`): its folder holds ``run.json``,
 ``metrics.jsonl``, the weights, ``results.json`` and ``report.md``, so ``pyro-sus report`` and
 :func:`pyro_sus.load` read it as any other run.
 
@@ -142,7 +142,7 @@ class SemiUnsupervisedClassifier(ClassifierMixin, TransformerMixin, BaseEstimato
     def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> "SemiUnsupervisedClassifier":
         """Train on ``X`` with labels ``y`` (-1: unlabelled); ``X_val, y_val`` (labels of any class,
         -1 allowed) replace the carved-out validation part and map discovered clusters to classes."""
-        from .api import fit_spec  # torch and Pyro load on the first fit, not on import
+        from .api import fit  # torch and Pyro load on the first fit, not on import
 
         X, y = validate_data(self, X, y, dtype=np.float32)
         check_classification_targets(y)
@@ -169,7 +169,7 @@ class SemiUnsupervisedClassifier(ClassifierMixin, TransformerMixin, BaseEstimato
         self._drop_run_folder()
         run_dir, self._cleanup = _new_run_folder(self.run_root)
         try:
-            run = fit_spec(spec, data, run_dir, progress=self.verbose > 0, plot=False)
+            run = fit(dataset=data, run_dir=run_dir, spec=spec, progress=self.verbose > 0, plot=False)
         except BaseException:
             if not any(run_dir.iterdir()):  # a failed fit removed what it wrote; its folder goes too
                 run_dir.rmdir()

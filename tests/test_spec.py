@@ -1,13 +1,13 @@
 """The run specification: one JSON round trip, older run.json files still read, bad ones refused."""
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
 from pyro_sus.api import run_spec
-from pyro_sus.spec import DataSpec, PriorSpec, RunSpec, SplitSpec
-from pyro_sus.spec import TrainConfig
+from pyro_sus.spec import DataSpec, PriorSpec, RunSpec, SplitSpec, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,3 +66,24 @@ def test_split_spec_makes_the_split_make_split_makes():
     a, b = spec.make(y), make_split(y, hidden_classes=[8, 9], unseen_classes=[7], labels_per_class=3, seed=2)
     assert all(np.array_equal(x, z) for x, z in zip(a.to_arrays().values(), b.to_arrays().values()))
     assert TrainConfig().seed == RunSpec("m2").split.seed
+
+
+def test_fit_trains_a_given_spec_with_options_overriding_its_parts(tmp_path):
+    """fit(spec=...) trains that spec; an option given beside it replaces the spec's (and what excludes
+    it: labelled_fraction drops labels_per_class), model and training options merge into its own,
+    and the data set's training defaults (digits: 200 epochs) do not apply to a whole spec."""
+    from pyro_sus import fit
+
+    quiet = {"progress": False, "evaluate_after": False, "plot": False}
+    first = fit("m2", "digits", tmp_path / "first", hidden_classes=[8, 9], labels_per_class=5,
+                model_options={"hidden_dims": [8], "z_dim": 2}, train_options={"epochs": 1, "batch_size": 64}, **quiet)
+    second = fit(dataset="digits", run_dir=tmp_path / "second", spec=first.spec, labelled_fraction=0.2,
+                 model_options={"z_dim": 3}, train_options={"learning_rate": 2e-3}, **quiet)
+    a, b = first.spec, second.spec
+    assert b.split == dataclasses.replace(a.split, labels_per_class=None, labelled_fraction=0.2)
+    assert b.model_options == {"hidden_dims": [8], "z_dim": 3}
+    assert b.train == dataclasses.replace(a.train, learning_rate=2e-3) and b.train.epochs == 1
+    assert (b.model, b.prior, b.preprocess, b.data) == (a.model, a.prior, a.preprocess, a.data)
+    assert "data_set_defaults" not in json.loads((tmp_path / "second" / "run.json").read_text())
+    with pytest.raises(ValueError, match="resume continues"):
+        fit(run_dir=tmp_path / "first", spec=first.spec, resume=True)
