@@ -38,7 +38,7 @@ from torch import nn
 
 from pyro_sus.api import hardware_info, training_data
 from pyro_sus.data import Preprocessor, load_dataset, make_split
-from pyro_sus.models.m2 import M2, M2Config
+from pyro_sus.models import M2, DGMConfig
 from pyro_sus.train import seed_everything
 from pyro_sus.models.base import Batch
 
@@ -76,7 +76,7 @@ def main() -> None:
     train_data = training_data(data, split, pre)
     x_test, y_test = torch.tensor(pre.transform(data.x_test)), data.y_test
     seed_everything(args.seed)
-    model = M2(M2Config(x_dim=784, n_slots=10, z_dim=50, hidden_dims=(500,), alpha=46.0,
+    model = M2(DGMConfig(x_dim=784, n_slots=10, z_dim=50, hidden_dims=(500,), alpha=46.0,
                         activation="softplus" if args.softplus else "relu"))
     if args.softplus and args.trunk_end == "relu":  # as in the recorded runs
         model.posterior.trunk.activation = nn.ReLU()

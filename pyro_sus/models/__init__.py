@@ -6,15 +6,13 @@ from .base import DecoderConfig, GenerativeConfig, GenerativeModel, ModelConfig,
 from .betavae import BetaVAEClassifier, BetaVAEClassifierConfig
 from .catvae import CategoricalVAE, CategoricalVAEConfig, PaperCategoricalVAE, PaperCategoricalVAEConfig
 from .baselines import M1, ClassifierConfig, LabelledOnlyClassifier, M1Config
-from .dgm import DGMConfig, SemiUnsupervisedDGM
-from .gmdgm import GMDGM, GMDGMConfig
+from .dgm import GMDGM, M2, DGMConfig, SemiUnsupervisedDGM
 from .kmeans import KMeansBaseline, KMeansConfig
 from .latent_classifier import LatentClassifierConfig, LatentClassifierVAE, SimplifiedLatentClassifierVAE
-from .m2 import M2, M2Config
 from .registry import MODELS, get_model_class, register_model
 
 __all__ = ["ModelConfig", "DecoderConfig", "GenerativeConfig", "ZooModel", "GenerativeModel", "DGMConfig", "SemiUnsupervisedDGM",
-           "M2", "M2Config", "GMDGM", "GMDGMConfig", "AuxiliaryDGMConfig", "AuxiliaryDGM", "AM2", "AGMDGM",
+           "M2", "GMDGM", "AuxiliaryDGMConfig", "AuxiliaryDGM", "AM2", "AGMDGM",
            "LatentClassifierConfig", "LatentClassifierVAE", "SimplifiedLatentClassifierVAE",
            "BetaVAEClassifierConfig", "BetaVAEClassifier", "CategoricalVAEConfig", "CategoricalVAE",
            "PaperCategoricalVAEConfig", "PaperCategoricalVAE", "ClassifierConfig",

@@ -59,7 +59,7 @@ class AuxiliaryDGM(SemiUnsupervisedDGM):
         """y ~ p(y); z ~ p(z|y); x ~ p(x|z[, y]); a ~ p(a|[x,] y, z)."""
         with self.data_plate(x.shape[-2]):
             y = self.prior_y(x, y)
-            z = pyro.sample("z", self.latent_prior(y))
+            z = pyro.sample("z", self.z_prior(y))
             pyro.sample("x", self.likelihood(z, y), obs=x)
             parts = ([x] if self.aux_prior_sees_x else []) + [self.onehot(y), z]
             pyro.sample("a", self.aux_prior(tuple(parts)))  # a built-in family: it takes the parts
@@ -70,7 +70,7 @@ class AuxiliaryDGM(SemiUnsupervisedDGM):
             a = pyro.sample("a", self.aux_posterior(x))
             xa = torch.cat([x, a], dim=-1)
             y = self.sample_y(self.classifier_net(xa), y)
-            pyro.sample("z", self.posterior(self.posterior_context(xa, self.onehot(y))))
+            pyro.sample("z", self.z_posterior(xa, y))
 
     def guide_inputs(self, x: torch.Tensor) -> torch.Tensor:
         """x with the mean of q(a|x) beside it (what the classifier and q(z|...) read)."""

@@ -1,4 +1,15 @@
-"""The M2 family: p(y) p(z|y) p(x|z[,y]) with guide q(y|x) q(z|x,y).
+"""The M2 family: p(y) p(z|y) p(x|z[,y]) with guide q(y|x) q(z|x,y), and its two members.
+
+- M2 / SSVAE (Kingma et al. 2014, "Semi-Supervised Learning with Deep Generative Models"):
+  z ~ N(0, I) whatever y, and x ~ p(x | z, y).
+- GM-DGM (Willetts, Roberts & Holmes, "Semi-Unsupervised Learning: Clustering and Classifying
+  using Ultra-Sparse Labels", seed 000, Eqs. 13-15; the workshop paper, seed 001):
+  z ~ N(mu_y, diag sigma_y^2), a learned Gaussian per slot, and x ~ p(x | z).
+
+The story reads top to bottom in :class:`SemiUnsupervisedDGM`: ``model`` and ``guide``, then one
+method per site (``prior_y``, ``z_prior``, ``likelihood``; ``sample_y``, ``z_posterior``). The
+swappable parts are named by the config: p(z|y) (:mod:`pyro_sus.priors`), q(z|x, y)
+(:mod:`pyro_sus.posteriors`), p(x|...) (Bernoulli or Gaussian, ``GenerativeModel.observation``).
 
 Unobserved y is summed out exactly (enumeration, the default and what Willetts et al.'s released
 code does), or, during training, replaced by one relaxed draw per point: the Gumbel-softmax /
@@ -27,8 +38,9 @@ from torch.distributions import kl_divergence
 from ..nn import MLP
 from ..posteriors import posterior_mean
 from .base import GenerativeConfig, GenerativeModel, check_class_prior
+from .registry import register_model
 
-__all__ = ["DGMConfig", "SemiUnsupervisedDGM", "Y_ESTIMATORS"]
+__all__ = ["DGMConfig", "SemiUnsupervisedDGM", "M2", "GMDGM", "Y_ESTIMATORS"]
 
 #: How unobserved y enters the training objective: summed out, or one relaxed draw per point.
 Y_ESTIMATORS = ("enumerate", "gumbel-softmax", "gumbel-straight-through")
@@ -103,6 +115,68 @@ class SemiUnsupervisedDGM(GenerativeModel):
             return f"y_estimator {self.config.y_estimator!r} draws y for one model's batch; only 'enumerate' stacks"
         return super().stacking_refusal()
 
+    # -- the generative story: y ~ p(y); z ~ p(z|y); x ~ p(x|z[, y]) --------------------------------
+    def model(self, x: torch.Tensor | None, y: torch.Tensor | None = None) -> None:
+        """y ~ p(y); z ~ p(z|y); x ~ p(x|z, y). ``y=None`` leaves y latent; ``x=None`` (y given) draws
+        x, as ``pyro.infer.Predictive(model.model)(None, y)`` does to show what each slot generates."""
+        if x is None and y is None:
+            raise ValueError("give x, y or both: the batch size comes from them")
+        with self.data_plate(x.shape[-2] if x is not None else y.shape[-1]):
+            y = self.prior_y(x, y)
+            z = pyro.sample("z", self.z_prior(y))
+            pyro.sample("x", self.likelihood(z, y), obs=x)
+
+    # -- the guide: y ~ q(y|x); z ~ q(z|x, y) -----------------------------------------------------------
+    def guide(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        """y ~ q(y|x) (enumerated when unobserved); z ~ q(z|x, y); plus alpha * CE when observed."""
+        with self.data_plate(x.shape[-2]):
+            y = self.sample_y(self.classifier(x), y)
+            pyro.sample("z", self.z_posterior(x, y))
+
+    # -- one method per site ----------------------------------------------------------------------------
+    def prior_y(self, x: torch.Tensor | None, y: torch.Tensor | None) -> torch.Tensor:
+        """y ~ p(y), observed when given; a relaxed y (training with a relaxed estimator) is a site
+        that scores nothing, because the guide adds -KL(q(y|x) || p(y)) exactly."""
+        if y is None and self.relaxes_y:
+            relaxed = dist.RelaxedOneHotCategorical(self.temperature, probs=self.class_probs)
+            with poutine.mask(mask=False):  # (not Distribution.mask: its zeros are always float32)
+                return pyro.sample("y", relaxed.expand(x.shape[:1]))
+        return pyro.sample("y", dist.Categorical(probs=self.class_probs), obs=y)
+
+    def z_prior(self, y: torch.Tensor) -> dist.Distribution:
+        """p(z | y): M2's N(0, I) whatever y, GM-DGM's per-slot Gaussian, or the configured family."""
+        return self.latent_prior(y)
+
+    def likelihood(self, z: torch.Tensor, y: torch.Tensor) -> dist.Distribution:
+        """p(x | z, y) over the flattened input (y ignored if the decoder does not see it)."""
+        return self.observation(self.decoder((z, self.onehot(y)) if self.decoder_sees_y else z))
+
+    def sample_y(self, logits: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """y ~ q(y|...) when unobserved: enumerated, or one relaxed draw; when observed add the
+        classifier term alpha * CE."""
+        y_dist = dist.Categorical(logits=logits)
+        if y is None and self.relaxes_y:
+            family = (dist.RelaxedOneHotCategoricalStraightThrough if self.config.y_estimator ==
+                      "gumbel-straight-through" else dist.RelaxedOneHotCategorical)
+            # The draw's own density is masked out (it is not the categorical's); the exact
+            # categorical KL takes its place, so the estimate tends to the enumerated bound.
+            with poutine.mask(mask=False):
+                y = pyro.sample("y", family(self.temperature, logits=logits))
+            kl = kl_divergence(y_dist, dist.Categorical(probs=self.class_probs))
+            pyro.factor("kl_y", kl, has_rsample=True)  # a guide factor f enters the loss as +f
+            return y
+        if y is None:
+            return pyro.sample("y", y_dist, infer={"enumerate": "parallel"})
+        # A guide factor f enters the loss as +f, so -alpha*log q(y|x) adds alpha*CE.
+        # has_rsample=True: the term is a plain differentiable function of the classifier;
+        # False would add score-function gradients (tests/test_elbo.py pins this).
+        pyro.factor("classifier_loss", -self.config.alpha * y_dist.log_prob(y), has_rsample=True)
+        return y
+
+    def z_posterior(self, x: torch.Tensor, y: torch.Tensor) -> dist.Distribution:
+        """q(z | x, y) from the configured posterior family (x: what the guide reads, :meth:`guide_inputs`)."""
+        return self.posterior(self.posterior_context(x, self.onehot(y)))
+
     # -- sizes a subclass with more inputs (the auxiliary models) overrides -----------------------
     def classifier_input_dim(self) -> int:
         return self.config.x_dim
@@ -136,58 +210,6 @@ class SemiUnsupervisedDGM(GenerativeModel):
                 return None
         return variance.float().mean(-1).sqrt()
 
-    # -- the generative story -------------------------------------------------------------------
-    def likelihood(self, z: torch.Tensor, y: torch.Tensor) -> dist.Distribution:
-        """p(x | z, y) as a distribution over the flattened input (y ignored if the decoder does not see it)."""
-        return self.observation(self.decoder((z, self.onehot(y)) if self.decoder_sees_y else z))
-
-    def prior_y(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        """y ~ p(y), observed when given; a relaxed y (training with a relaxed estimator) is a site
-        that scores nothing, because the guide adds -KL(q(y|x) || p(y)) exactly."""
-        if y is None and self.relaxes_y:
-            relaxed = dist.RelaxedOneHotCategorical(self.temperature, probs=self.class_probs)
-            with poutine.mask(mask=False):  # (not Distribution.mask: its zeros are always float32)
-                return pyro.sample("y", relaxed.expand(x.shape[:1]))
-        return pyro.sample("y", dist.Categorical(probs=self.class_probs), obs=y)
-
-    def model(self, x: torch.Tensor | None, y: torch.Tensor | None = None) -> None:
-        """y ~ p(y); z ~ p(z|y); x ~ p(x|z, y). ``y=None`` leaves y latent; ``x=None`` (y given) draws
-        x, as ``pyro.infer.Predictive(model.model)(None, y)`` does to show what each slot generates."""
-        if x is None and y is None:
-            raise ValueError("give x, y or both: the batch size comes from them")
-        with self.data_plate(x.shape[-2] if x is not None else y.shape[-1]):
-            y = self.prior_y(x, y)
-            z = pyro.sample("z", self.latent_prior(y))
-            pyro.sample("x", self.likelihood(z, y), obs=x)
-
-    def guide(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
-        """y ~ q(y|x) (enumerated when unobserved); z ~ q(z|x, y); plus alpha * CE when observed."""
-        with self.data_plate(x.shape[-2]):
-            y = self.sample_y(self.classifier(x), y)
-            pyro.sample("z", self.posterior(self.posterior_context(x, self.onehot(y))))
-
-    def sample_y(self, logits: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        """y ~ q(y|...) when unobserved: enumerated, or one relaxed draw; when observed add the
-        classifier term alpha * CE."""
-        y_dist = dist.Categorical(logits=logits)
-        if y is None and self.relaxes_y:
-            family = (dist.RelaxedOneHotCategoricalStraightThrough if self.config.y_estimator ==
-                      "gumbel-straight-through" else dist.RelaxedOneHotCategorical)
-            # The draw's own density is masked out (it is not the categorical's); the exact
-            # categorical KL takes its place, so the estimate tends to the enumerated bound.
-            with poutine.mask(mask=False):
-                y = pyro.sample("y", family(self.temperature, logits=logits))
-            kl = kl_divergence(y_dist, dist.Categorical(probs=self.class_probs))
-            pyro.factor("kl_y", kl, has_rsample=True)  # a guide factor f enters the loss as +f
-            return y
-        if y is None:
-            return pyro.sample("y", y_dist, infer={"enumerate": "parallel"})
-        # A guide factor f enters the loss as +f, so -alpha*log q(y|x) adds alpha*CE.
-        # has_rsample=True: the term is a plain differentiable function of the classifier;
-        # False would add score-function gradients (tests/test_elbo.py pins this).
-        pyro.factor("classifier_loss", -self.config.alpha * y_dist.log_prob(y), has_rsample=True)
-        return y
-
     def classifier(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of q(y|x) over the ``n_slots`` slots."""
         return self.classifier_net(x)
@@ -204,3 +226,27 @@ class SemiUnsupervisedDGM(GenerativeModel):
         context = self.posterior_context(self.guide_inputs(x), self.onehot(slots))
         means = posterior_mean(self.posterior(context))  # (K, B, z)
         return torch.einsum("kbz,bk->bz", means, torch.softmax(self.classifier(x), dim=-1))
+
+
+@register_model("m2")
+class M2(SemiUnsupervisedDGM):
+    """M2: y ~ Cat(pi), z ~ N(0, I), x ~ p(x | z, y); guide q(y|x) q(z|x, y).
+
+    y and z are independent a priori, so the decoder is the only place y acts: with a
+    high-capacity decoder y tends to capture style rather than class (Willetts et al. Sec. III).
+    """
+
+    decoder_sees_y = True
+    default_latent_prior = "standard_normal"
+
+
+@register_model("gmdgm")
+class GMDGM(SemiUnsupervisedDGM):
+    """GM-DGM: y ~ Cat(pi), z ~ N(mu_y, diag sigma_y^2), x ~ p(x | z); guide q(y|x) q(z|x, y).
+
+    p(z|y) is a per-slot lookup table of mean and log-scale (``"class_gaussian"``), so y must explain
+    where z lies: the mixture in z space is what lets unlabelled classes form their own clusters.
+    """
+
+    decoder_sees_y = False
+    default_latent_prior = "class_gaussian"
