@@ -32,7 +32,7 @@ from .io import (LOCK_NAME, CheckpointError, RunBusyError, RunFileError, atomic_
 from .evaluation import (Predictions, discovery_section, gcd_section, header, open_set_section,
                          predict_parts, slot_mapping, test_section, validation_section)
 from .metrics import UNMAPPED
-from .report import plot_discovered_slots, plot_slot_counts, write_report
+from .report import write_report
 from .models import build_model, get_model_class
 from .priors import class_prior
 from .spec import DataSpec, PreprocessSpec, PriorSpec, RunSpec, SplitSpec
@@ -1039,6 +1039,8 @@ def _write_evaluation(run: Run, results: dict[str, Any], parts: Predictions, map
         record, table, recall = discovery
         write_report(folder, table, record, mapping, recall, results["open_set"])
         if plot:
+            from .plots import plot_discovered_slots, plot_slot_counts
+
             on_test = parts.test_probs is not None
             slots, labels = (parts.test_slots, parts.test_labels) if on_test else (parts.val_slots, parts.val_labels)
             plot_slot_counts(slots, labels, table, mapping, split.known_classes, split.hidden_classes,

@@ -1,5 +1,6 @@
-"""What a run discovered: per slot its size, majority class and purity, which hidden classes it found,
-the images each discovered slot holds, and the confusion counts ordered by slot.
+"""What a run discovered: per slot its size, majority class and purity, and which hidden classes it
+found, as records and ``report.md`` (the figures of them, counts by slot and the images each
+discovered slot holds, are in :mod:`pyro_sus.plots`).
 
 Purity and majority are read on the validation split (as the honest mapping is); test sizes and
 purities are shown beside them. A hidden class counts as *found* when the discovered (extra) slots
@@ -14,10 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from .io import atomic_savefig, atomic_write_json, atomic_write_text
+from .io import atomic_write_json, atomic_write_text
 from .metrics import majority_class
 
 __all__ = ["FOUND_PURITY", "FOUND_RECALL", "FOUND_RULE", "PRIOR_SD_NOTE", "slot_table", "class_recall",
@@ -99,79 +99,6 @@ def discovery_summary(table: Sequence[dict[str, Any]], hidden_classes: Sequence[
             "validation_recall": recall, "validation_purity": purity,
             "discovered_slots_in_use": sum(1 for r in table if r["kind"] == "discovered" and r["validation_size"]),
             "rule": FOUND_RULE}
-
-
-def _slot_order(table: Sequence[dict[str, Any]], mapping: np.ndarray) -> list[int]:
-    """Known slots first, then discovered slots by the class they map to, unmapped and empty ones last."""
-    known = [r["slot"] for r in table if r["kind"] == "known"]
-    discovered = [r["slot"] for r in table if r["kind"] == "discovered"]
-    return known + sorted(discovered, key=lambda s: (mapping[s] < 0, mapping[s], s))
-
-
-def plot_slot_counts(slots: np.ndarray, labels: np.ndarray, table: Sequence[dict[str, Any]], mapping: np.ndarray,
-                     known_classes: Sequence[int], hidden_classes: Sequence[int], path: str | Path,
-                     title: str = "", unseen_slots: np.ndarray | None = None,
-                     unseen_labels: np.ndarray | None = None) -> None:
-    """Counts of true class (rows: known, hidden, then the classes training never saw, given as
-    ``unseen_slots`` / ``unseen_labels``) by slot (columns: known, then discovered in mapping
-    order), with lines between those groups, the count written in every non-empty cell."""
-    slots, labels = np.asarray(slots), np.asarray(labels)
-    unseen_slots = np.zeros(0, dtype=np.int64) if unseen_slots is None else np.asarray(unseen_slots)
-    unseen_labels = np.zeros(0, dtype=np.int64) if unseen_labels is None else np.asarray(unseen_labels)
-    every_slot = np.concatenate([slots, unseen_slots])
-    order = [s for s in _slot_order(table, mapping) if (every_slot == s).any()]
-    unseen_classes = [int(c) for c in np.unique(unseen_labels)]
-    classes = list(known_classes) + list(hidden_classes)
-    counts = np.array([[int(((labels == c) & (slots == s)).sum()) for s in order] for c in classes]
-                      + [[int(((unseen_labels == c) & (unseen_slots == s)).sum()) for s in order]
-                         for c in unseen_classes])
-    row_names = [str(c) for c in classes] + [f"{c} (unseen)" for c in unseen_classes]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(order) + 2.5), 0.5 * len(row_names) + 2.2))
-    ax.imshow(np.log1p(counts), aspect="auto", cmap="viridis")
-    for i, j in zip(*np.nonzero(counts)):
-        ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=9 if len(order) <= 25 else 7,
-                color="white" if np.log1p(counts[i, j]) < np.log1p(counts.max()) / 2 else "black")
-    n_known_slots = sum(1 for s in order if s < len(known_classes))
-    ax.axhline(len(known_classes) - 0.5, color="red", lw=1.5)
-    if unseen_classes:
-        ax.axhline(len(classes) - 0.5, color="white", lw=2)
-    ax.axvline(n_known_slots - 0.5, color="red", lw=1.5)
-    ax.set_yticks(range(len(row_names)), row_names, fontsize=9)
-    ax.set_xticks(range(len(order)), [f"{s}\n→{mapping[s]}" if mapping[s] >= 0 else f"{s}\n–" for s in order],
-                  fontsize=8 if len(order) <= 25 else 6)
-    ax.set_ylabel("true class: labelled above the red line, hidden below"
-                  + (", never seen in training below the white one" if unseen_classes else ""), fontsize=9)
-    ax.set_xlabel("slot, and the class it maps to on validation (–: none); known slots left of the red line",
-                  fontsize=9)
-    ax.set_title(f"{title} (colour: log count)" if title else "counts (colour: log count)", fontsize=10)
-    atomic_savefig(fig, path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-
-
-def plot_discovered_slots(images: np.ndarray, probs: np.ndarray, table: Sequence[dict[str, Any]],
-                          image_shape: Sequence[int], path: str | Path, per_slot: int = 8) -> None:
-    """For each discovered slot in use, the ``per_slot`` images it is most sure of (highest q(y=slot|x)),
-    under a caption naming the class it maps to and that class's share of its validation points."""
-    slots = probs.argmax(-1)
-    rows = [r for r in table if r["kind"] == "discovered" and (slots == r["slot"]).any()]
-    if not rows:
-        return
-    fig, axes = plt.subplots(len(rows), per_slot, figsize=(1.0 * per_slot, 1.45 * len(rows)), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for i, row in enumerate(rows):
-        members = np.flatnonzero(slots == row["slot"])
-        best = members[np.argsort(-probs[members, row["slot"]])[:per_slot]]
-        for j, index in enumerate(best):
-            axes[i, j].imshow(images[index].reshape(image_shape), cmap="gray")
-        label = ": no validation point" if row["validation_majority"] is None else (
-            f" → class {row['validation_majority']} (validation purity {100 * row['validation_purity']:.0f}%, "
-            f"{row['validation_size']} point{'' if row['validation_size'] == 1 else 's'})")
-        axes[i, 0].set_title(f"slot {row['slot']}{label}", fontsize=8, loc="left", pad=4)
-    fig.suptitle("Discovered slots: the test images each is surest of", fontsize=10)
-    fig.subplots_adjust(hspace=0.55, top=1 - 0.45 / (1.45 * len(rows)))
-    atomic_savefig(fig, path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
 
 
 def collapse_note(table: Sequence[dict[str, Any]]) -> str | None:
