@@ -35,8 +35,7 @@ from .metrics import UNMAPPED
 from .report import write_report
 from .models import build_model, get_model_class
 from .priors import class_prior
-from .spec import DataSpec, PreprocessSpec, PriorSpec, RunSpec, SplitSpec
-from .spec import TrainConfig
+from .spec import DataSpec, PreprocessSpec, PriorSpec, RunRecord, RunSpec, SplitSpec, TrainConfig
 from .train import ClosedFormFit, TrainingData, TrainingDiverged, TrainingLoop, resolve_device, seed_everything
 
 __all__ = ["Run", "fit", "fit_seeds", "fit_baseline", "baseline_folder", "run_accuracy", "BASELINES",
@@ -89,18 +88,15 @@ class Run:
     """A trained model with everything needed to classify new data the way it was trained."""
 
     run_dir: Path
-    info: dict[str, Any]
+    #: What the run does and what happened to it: run.json, read as its two typed parts.
+    spec: RunSpec
+    record: RunRecord
     model: torch.nn.Module
     preprocessor: Preprocessor
     split: Split
     mapping: np.ndarray | None = None
-    spec: RunSpec | None = None
     #: The run's scores (``results.json``, what ``evaluate`` wrote), or None before it is evaluated.
     results: dict[str, Any] | None = None
-
-    def __post_init__(self) -> None:
-        if self.spec is None:  # info is run.json as written; spec is its typed form
-            self.spec = RunSpec.from_json(self.info)
 
     def features(self, x: np.ndarray) -> torch.Tensor:
         """Raw inputs ``x`` as the model's input tensor, checked as training checks its data: real
@@ -891,7 +887,7 @@ def _finish_run(run_dir: Path, info: dict[str, Any], spec: RunSpec, split: Split
         # (Its own state, last.pt, is saved already: the model is not trained further in this session.)
         model.load_state_dict(load_checkpoint(run_dir / "best.pt", map_location=resolve_device(config.device)))
     model.save(run_dir, "final")
-    run = Run(run_dir, info, model, pre, split, spec=spec)
+    run = Run(run_dir, spec, RunRecord.from_json(info), model, pre, split)
     if evaluate_after:
         run.results = evaluate(run, dataset=data, plot=plot)
     return run
@@ -982,7 +978,8 @@ def load(run_dir: str | Path, device: str = "cpu", *, read_mapping: bool = True)
                if read_mapping and (run_dir / "mapping.json").is_file() else None)
     results = read_json(run_dir / "results.json", "scores written by `pyro-sus evaluate`") if (
         read_mapping and (run_dir / "results.json").is_file()) else None
-    return Run(run_dir, info, model, pre, split, mapping, spec, results if isinstance(results, dict) else None)
+    return Run(run_dir, spec, RunRecord.from_json(info), model, pre, split, mapping,
+               results if isinstance(results, dict) else None)
 
 
 def evaluate(run: Run | str | Path, dataset: str | Dataset | None = None, plot: bool = True, *,
@@ -1007,7 +1004,7 @@ def _evaluate(run: Run, dataset: str | Dataset | None, plot: bool, data_dir: str
     parts = predict_parts(run, data)
     mapping = slot_mapping(parts)
     run.mapping = mapping
-    results = header(run.spec, run.split, run.info)
+    results = header(run.spec, run.split, run.record)
     sections = {"validation": validation_section(parts, mapping), "gcd": gcd_section(parts),
                 "test": test_section(parts, mapping)}
     results.update({name: record for name, record in sections.items() if record is not None})

@@ -417,7 +417,7 @@ def _report_train(run, args: argparse.Namespace) -> int:
               f"{shlex.quote(args.out)}")
         return 0
     _print_results(json.loads((run.run_dir / "results.json").read_text()), run.run_dir)
-    own = run.info.get("data_set_defaults")
+    own = run.record.data_set_defaults
     if own:  # options not given that took the data set's own default, not TrainConfig's
         print(f"  defaults of {run.spec.data.dataset} (pyro_sus.data.TRAIN_DEFAULTS): "
               + ", ".join(f"{key} {value:g}" for key, value in own.items()))

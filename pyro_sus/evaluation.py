@@ -17,7 +17,7 @@ from sklearn.metrics import roc_auc_score
 from .data import Dataset, Split
 from .metrics import UNMAPPED, gcd_accuracy, gcd_assignment, honest_mapping, score
 from .report import class_recall, discovery_summary, slot_table
-from .spec import RunSpec
+from .spec import RunRecord, RunSpec
 
 __all__ = ["OPEN_SET_GRID", "Predictions", "predict_parts", "slot_mapping", "header", "validation_section",
            "gcd_section", "test_section", "open_set_section", "discovery_section"]
@@ -99,7 +99,7 @@ def slot_mapping(p: Predictions) -> np.ndarray:
     return honest_mapping(p.split.known_classes, p.split.n_slots, p.val_slots, p.val_labels)
 
 
-def header(spec: RunSpec, split: Split, info: dict[str, Any]) -> dict[str, Any]:
+def header(spec: RunSpec, split: Split, run: RunRecord) -> dict[str, Any]:
     """What was scored: the model, data, split sizes, budget and the epoch the scored model is from."""
     record: dict[str, Any] = {
         "model": spec.model, "model_options": spec.model_options, "dataset": spec.data.dataset,
@@ -107,11 +107,12 @@ def header(spec: RunSpec, split: Split, info: dict[str, Any]) -> dict[str, Any]:
         "hidden_classes": list(split.hidden_classes), "unseen_classes": list(split.unseen_classes),
         "n_slots": split.n_slots, "n_labelled": int(len(split.labelled_idx)),
         "n_unlabelled": int(len(split.unlabelled_idx)), "epochs": spec.train.epochs,
-        "seed": spec.train.seed, "train_wall_seconds": info.get("train_wall_seconds"),
-        "select": spec.train.select, "hardware": info.get("hardware"),
+        "seed": spec.train.seed, "train_wall_seconds": run.train_wall_seconds,
+        "select": spec.train.select, "hardware": run.hardware,
     }
-    snapshot = info.get("snapshot")  # stopped at this epoch of its schedule, to be continued
-    record["selected_epoch"] = info.get("selected_epoch", snapshot["epoch"] if snapshot else spec.train.epochs)
+    snapshot = run.snapshot  # stopped at this epoch of its schedule, to be continued
+    record["selected_epoch"] = (run.selected_epoch if run.selected_epoch is not None
+                                else snapshot["epoch"] if snapshot else spec.train.epochs)
     if snapshot:
         record["snapshot"] = snapshot
     return record

@@ -18,7 +18,7 @@ from ._fields import check_field_types
 from .data import MAX_SEED, PreprocessSpec, SplitSpec
 from .nn import PRECISIONS
 
-__all__ = ["DataSpec", "SplitSpec", "PreprocessSpec", "PriorSpec", "TrainConfig", "RunSpec", "PRIOR_KINDS", "SELECTIONS",
+__all__ = ["DataSpec", "SplitSpec", "PreprocessSpec", "PriorSpec", "TrainConfig", "RunSpec", "RunRecord", "PRIOR_KINDS", "SELECTIONS",
            "LR_SCHEDULES"]
 
 PRIOR_KINDS = ("sus", "uniform", "given")
@@ -233,3 +233,31 @@ def _part(cls: type, values: Any, what: str) -> Any:
         return cls(**{k: _tuple(v) if cls is not TrainConfig else v for k, v in values.items()})
     except (TypeError, ValueError) as err:
         raise ValueError(f"{what}: {err}") from None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What happened to a run, beside what it does (:class:`RunSpec`): the keys ``fit`` adds to
+    run.json's top level as the run trains (wall times, hardware, the epoch handed back, ...)."""
+
+    pyro_sus_version: str | None = None
+    #: Training options not given that took the data set's defaults (:data:`pyro_sus.data.TRAIN_DEFAULTS`).
+    data_set_defaults: dict[str, Any] | None = None
+    train_wall_seconds: float | None = None
+    last_session_seconds: float | None = None
+    hardware: dict[str, Any] | None = None
+    #: The seeds of the runs it trained beside as one stack (its wall time is the stack's).
+    stacked_with_seeds: tuple[int, ...] | None = None
+    #: With ``select="best-validation"``: the epoch handed back, and why.
+    selected_epoch: int | None = None
+    selection_note: str | None = None
+    #: A run stopped by ``stop_after`` and scored as it stands: ``{"epoch": k, "of": epochs}``.
+    snapshot: dict[str, int] | None = None
+
+    @classmethod
+    def from_json(cls, info: dict[str, Any]) -> "RunRecord":
+        """The record's keys of run.json (the spec's are :meth:`RunSpec.from_json`'s)."""
+        values = {f.name: info[f.name] for f in dataclasses.fields(cls) if f.name in info}
+        if values.get("stacked_with_seeds") is not None:
+            values["stacked_with_seeds"] = tuple(values["stacked_with_seeds"])
+        return cls(**values)
