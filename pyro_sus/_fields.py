@@ -29,6 +29,8 @@ def _coerce(value: Any, hint: Any) -> Any:
             if coerced is not _MISMATCH:
                 return coerced
         return _MISMATCH
+    if origin is typing.Literal:  # one of the listed choices (strings: exactly, no coercion)
+        return value if any(value == c and type(value) is type(c) for c in typing.get_args(hint)) else _MISMATCH
     if hint is type(None):
         return value if value is None else _MISMATCH
     if hint is bool:
@@ -59,6 +61,8 @@ def _describe(hint: Any) -> str:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_describe(h) for h in typing.get_args(hint))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(c) for c in typing.get_args(hint))
     if origin in (tuple, list):
         args = [a for a in typing.get_args(hint) if a is not Ellipsis]
         return f"a list of {_describe(args[0]).split(' ', 1)[-1]}s" if args else "a list"

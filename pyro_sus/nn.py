@@ -6,16 +6,19 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "INITS", "PRECISIONS", "MLP", "StackedLinear", "activation_module", "initialise",
+__all__ = ["ACTIVATIONS", "INITS", "Precision", "PRECISIONS", "MLP", "StackedLinear", "activation_module", "initialise",
            "broadcast_cat",
            "network_precision"]
 
 #: Precisions the networks may compute at (``TrainConfig.precision``): the autocast dtype, or None.
-PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
+#: What the networks compute at in training (``TrainConfig.precision``), and its dtype under autocast.
+Precision = Literal["fp32", "bf16"]
+PRECISIONS: dict[str, torch.dtype | None] = dict(zip(get_args(Precision), (None, torch.bfloat16)))
 
 _NETWORK_DTYPE: ContextVar[torch.dtype | None] = ContextVar("network_dtype", default=None)
 

@@ -46,7 +46,7 @@ def test_every_recorded_run_json_reads_as_a_spec_and_writes_back_what_it_said(re
     (lambda info: info.pop("train"), "lacks \\['train'\\]"),
     (lambda info: info["split"].update(hidden=[1]), "split has unknown options \\['hidden'\\]"),
     (lambda info: info["train"].update(epochs="many"), "train:"),
-    (lambda info: info["prior"].update(kind="flat"), "prior: prior kind must be one of"),
+    (lambda info: info["prior"].update(kind="flat"), "prior: option kind=.flat. of PriorSpec: kind must be one of"),
     (lambda info: info.update(model_options=[1, 2]), "model_options must be an object"),
 ])
 def test_a_broken_run_json_is_refused_naming_what_is_wrong(change, message):
@@ -87,3 +87,24 @@ def test_fit_trains_a_given_spec_with_options_overriding_its_parts(tmp_path):
     assert "data_set_defaults" not in json.loads((tmp_path / "second" / "run.json").read_text())
     with pytest.raises(ValueError, match="resume continues"):
         fit(run_dir=tmp_path / "first", spec=first.spec, resume=True)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"select": "best"}, "select must be one of 'final', 'best-validation'"),
+    ({"lr_schedule": "Cosine"}, "lr_schedule must be one of 'cosine', 'constant'"),
+    ({"precision": "fp16"}, "precision must be one of 'fp32', 'bf16'"),
+    ({"precision": 32}, "precision must be one of"),
+])
+def test_a_choice_is_a_literal_type_and_anything_else_is_refused_naming_the_choices(options, message):
+    """The choices live in the spec's Literal types (LR_SCHEDULES, SELECTIONS, PRECISIONS are read from
+    them), and the field check refuses any other value, naming the option and its choices."""
+    import typing
+
+    from pyro_sus.nn import PRECISIONS
+    from pyro_sus.spec import LR_SCHEDULES, SELECTIONS
+
+    hints = typing.get_type_hints(TrainConfig)
+    assert (typing.get_args(hints["select"]), typing.get_args(hints["lr_schedule"]),
+            typing.get_args(hints["precision"])) == (SELECTIONS, LR_SCHEDULES, tuple(PRECISIONS))
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**options)
