@@ -76,7 +76,7 @@ def main() -> None:
     import torch
 
     from paired_step import matmul_rate, write_report
-    from pyro_sus.api import hardware_info
+    from pyro_sus.run import hardware_info
 
     threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
     torch.set_num_threads(threads)

@@ -24,7 +24,7 @@ import statistics
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from pyro_sus.api import hardware_info
+from pyro_sus.run import hardware_info
 from throughput import make_step, time_once
 
 

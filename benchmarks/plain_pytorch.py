@@ -23,7 +23,7 @@ import pyro
 import torch
 import torch.nn.functional as F
 
-from pyro_sus.api import hardware_info
+from pyro_sus.run import hardware_info
 from pyro_sus.models import get_model_class
 from pyro_sus.models.base import Batch
 from pyro_sus.tracing import TracedLoss

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyro_sus.api import hardware_info, training_data
+from pyro_sus.run import hardware_info, training_data
 from pyro_sus.data import Preprocessor, load_dataset, make_split
 from pyro_sus.models import M2, DGMConfig
 from pyro_sus.train import seed_everything

@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from pyro_sus.api import fit, fit_seeds, hardware_info
+from pyro_sus.api import fit, fit_seeds
+from pyro_sus.run import hardware_info
 from pyro_sus.models import get_model_class
 from pyro_sus.models.base import Batch
 from pyro_sus.stacked_training import StackedTrainStep

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import pyro.distributions as dist
 import torch
 
-from pyro_sus.api import hardware_info
+from pyro_sus.run import hardware_info
 from pyro_sus.models import MODELS, get_model_class
 from pyro_sus.nn import broadcast_cat
 from pyro_sus.spec import TrainConfig

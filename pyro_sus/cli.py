@@ -338,7 +338,8 @@ def _reproduce_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .api import fit, fit_seeds, seed_folders
+    from .api import fit, fit_seeds
+    from .run import seed_folders
 
     def given(options: dict) -> dict:
         return {key: value for key, value in options.items() if value is not None}
@@ -399,7 +400,7 @@ def _report_seeds(runs: list, args: argparse.Namespace) -> int:
         print(f"stopped after epoch {args.stop_after}; continue with: pyro-sus train --resume --out "
               f"{shlex.quote(args.out)}")
         return 0
-    from .api import run_accuracy
+    from .run import run_accuracy
 
     for run in runs:
         _print_results(run.results, run.run_dir)
@@ -429,7 +430,8 @@ def _print_baseline(run, args: argparse.Namespace) -> None:
     """With ``--baseline``: the baseline fitted on the run's split, and the model's margin over it."""
     if not getattr(args, "baseline", None):
         return
-    from .api import fit_baseline, run_accuracy
+    from .api import fit_baseline
+    from .run import run_accuracy
 
     baseline = fit_baseline(run, args.baseline)
     ours, theirs = run_accuracy(run), run_accuracy(baseline)
@@ -525,7 +527,7 @@ def _prediction_target(source: Path, output: str | None, overwrite: bool, run_di
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .api import load
+    from .run import load
     from .io import atomic_savez, atomic_write_text
 
     source = Path(args.input)
@@ -555,14 +557,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .api import evaluate
+    from .run import evaluate
 
     _print_results(evaluate(args.run_dir, dataset=args.dataset, data_dir=args.data_dir), Path(args.run_dir))
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .api import evaluate
+    from .run import evaluate
 
     results = evaluate(args.run_dir, dataset=args.dataset, data_dir=args.data_dir)
     if "discovery" not in results:

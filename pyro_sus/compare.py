@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .api import seed_folders
+from .run import seed_folders
 from .io import RunFileError, atomic_write_text, read_json
 
 __all__ = ["COLUMNS", "compare_rows", "render_table", "write_csv", "run_folders"]

@@ -96,7 +96,7 @@ class SemiUnsupervisedClassifier(ClassifierMixin, TransformerMixin, BaseEstimato
         Slots of the model: labelled classes plus ``n_extra``.
     history_ : list of dict
         One record per epoch (loss and its terms, learning rate, validation numbers).
-    run_ : pyro_sus.api.Run
+    run_ : pyro_sus.run.Run
         The trained run (model, preprocessing, split, results).
     run_dir_ : pathlib.Path
         The fit's run folder.
@@ -191,7 +191,7 @@ class SemiUnsupervisedClassifier(ClassifierMixin, TransformerMixin, BaseEstimato
 
     def _spec(self, n_extra: int, likelihood: str, given_validation_points: int) -> RunSpec:
         """The run's spec from the constructor's options."""
-        from .api import run_spec
+        from .run import run_spec
         from .models import get_model_class
 
         model_options = dict(self.model_options or {})
@@ -229,7 +229,7 @@ class SemiUnsupervisedClassifier(ClassifierMixin, TransformerMixin, BaseEstimato
         return float(np.average(correct, weights=sample_weight))
 
     def transform(self, X: Any) -> np.ndarray:
-        """Each point's latent representation (E[z|x] under the guide; :meth:`pyro_sus.api.Run.embed`)."""
+        """Each point's latent representation (E[z|x] under the guide; :meth:`pyro_sus.run.Run.embed`)."""
         inputs = self._inputs(X)
         return self.run_.embed(inputs)
 

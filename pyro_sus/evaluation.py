@@ -3,7 +3,7 @@ once (:func:`predict_parts`), and each section turns it into a plain record of `
 
 Extra slots are mapped on the validation split only (:func:`pyro_sus.metrics.honest_mapping`); the
 test set is scored once with that mapping, and the paper-protocol number (mapping on the test set
-itself) sits beside it. :func:`pyro_sus.api.evaluate` calls the sections and writes their records.
+itself) sits beside it. :func:`pyro_sus.run.evaluate` calls the sections and writes their records.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class Predictions:
 
 
 def predict_parts(run: Any, data: Dataset) -> Predictions:
-    """Run ``run`` (a :class:`pyro_sus.api.Run`) over its data's validation, unlabelled and test points."""
+    """Run ``run`` (a :class:`pyro_sus.run.Run`) over its data's validation, unlabelled and test points."""
     split = run.split
     val_x, val_y = data.x_train[split.validation_idx], data.y_train[split.validation_idx]
     labelled = val_y >= 0

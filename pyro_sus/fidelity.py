@@ -18,7 +18,7 @@ __all__ = ["row_options", "deviations", "setting_mismatches"]
 def row_options(experiment: Experiment, row: Row) -> dict[str, Any]:
     """Every option a row's runs train with, defaults filled in, flattened: ``train.*`` (TrainConfig),
     ``model.*`` (the model's config class), ``split.*``, ``preprocess.*``, ``prior.*``."""
-    from .api import run_spec
+    from .run import run_spec
     from .models import get_model_class
 
     fit = {key: value for key, value in row.fit.items() if key != "model_options"}

@@ -9,7 +9,8 @@ import torch
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
-from pyro_sus.api import baseline_folder, fit_baseline, load, run_accuracy
+from pyro_sus.api import baseline_folder, fit_baseline
+from pyro_sus.run import load, run_accuracy
 from pyro_sus.cli import main
 from pyro_sus.data import Preprocessor, load_dataset, make_split
 from pyro_sus.metrics import honest_mapping, majority_mapping

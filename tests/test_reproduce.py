@@ -332,7 +332,7 @@ def test_a_stored_run_spec_replays_exactly_from_its_experiment(folder, tmp_path)
     since are at their defaults)."""
     import dataclasses
 
-    from pyro_sus.api import run_spec
+    from pyro_sus.run import run_spec
     from pyro_sus.sweep import job_fit_options
     from pyro_sus.spec import TrainConfig
 

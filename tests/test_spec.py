@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pyro_sus.api import run_spec
+from pyro_sus.run import run_spec
 from pyro_sus.spec import DataSpec, PriorSpec, RunSpec, SplitSpec, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]

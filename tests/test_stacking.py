@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.distributions.normal as torch_normal
 
-from pyro_sus.api import evaluate, fit_seeds, load, seed_folders
+from pyro_sus.api import fit_seeds
+from pyro_sus.run import evaluate, load, seed_folders
 from pyro_sus.cli import main
 from pyro_sus.io import load_checkpoint
 from pyro_sus.models import build_model, get_model_class

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..api import hardware_info
+from ..run import hardware_info
 from ..data import Dataset, Preprocessor, load_dataset
 from ..io import RunFileError, atomic_savez, atomic_write_json, load_checkpoint, read_json
 from ..metrics import score

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import torch
 
-from pyro_sus.api import load, training_data
+from pyro_sus.run import load, training_data
 from pyro_sus.data import load_dataset
 from pyro_sus.models.catvae import assignment_loss, lifted_structure_loss, nearest_labels
 

@@ -21,7 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from pyro_sus import fit
-from pyro_sus.api import data_fingerprint, hardware_info
+from pyro_sus.run import data_fingerprint, hardware_info
 from pyro_sus.data import load_dataset
 from pyro_sus.spec import RunSpec
 

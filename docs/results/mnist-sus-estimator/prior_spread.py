@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from pyro_sus.api import load
+from pyro_sus.run import load
 
 HERE = Path(__file__).parent
 

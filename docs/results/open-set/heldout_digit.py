@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 import pyro_sus
-from pyro_sus.api import hardware_info
+from pyro_sus.run import hardware_info
 from pyro_sus.data import load_dataset
 
 parser = argparse.ArgumentParser()

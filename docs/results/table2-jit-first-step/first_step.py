@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from pyro_sus.api import build_run_model, hardware_info, load_parts, training_data
+from pyro_sus.run import build_run_model, hardware_info, load_parts, training_data
 from pyro_sus.data import load_dataset
 from pyro_sus.tracing import TracedLoss
 from pyro_sus.train import seed_everything
