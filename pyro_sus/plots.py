@@ -61,7 +61,6 @@ def plot_confusion(scored: dict[str, Any], path: str | Path | None = None, title
     return fig
 
 
-@torch.no_grad()
 def slot_order(table: Sequence[dict[str, Any]], mapping: np.ndarray) -> list[int]:
     """Known slots first, then discovered slots by the class they map to, unmapped and empty ones last."""
     known = [r["slot"] for r in table if r["kind"] == "known"]
@@ -135,6 +134,7 @@ def plot_discovered_slots(images: np.ndarray, probs: np.ndarray, table: Sequence
     plt.close(fig)
 
 
+@torch.no_grad()
 def plot_class_samples(run, slots: list[int] | None = None, n_samples: int = 6, seed: int = 0,
                        path: str | Path | None = None) -> plt.Figure:
     """Mean of p(x|z, y) for ``n_samples`` draws z ~ p(z|y) (rows) and each slot y (columns)."""

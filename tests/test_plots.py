@@ -56,3 +56,17 @@ def test_the_confusion_matrix_writes_its_counts_and_a_row_per_unseen_class():
     # Colour is the share of the row: the unseen row's 3 of 4 points (one in an unmapped slot).
     assert ax.images[0].get_array()[2, 0] == pytest.approx(0.75)
     plt.close(fig)
+
+
+def test_class_samples_draw_the_decoder_mean_of_every_slot_from_a_trained_run(trained_run, tmp_path):
+    """One column per slot, n_samples rows of images in the data's shape, drawn without gradients."""
+    from pyro_sus.plots import plot_class_samples
+    from pyro_sus.run import load
+
+    run = load(trained_run)
+    fig = plot_class_samples(run, n_samples=3, path=tmp_path / "samples.png")
+    images = [ax.images[0].get_array() for ax in fig.axes if ax.images]
+    assert len(images) == 3 * run.split.n_slots
+    assert all(image.shape == tuple(run.spec.data.image_shape) for image in images)
+    assert (tmp_path / "samples.png").stat().st_size > 0
+    plt.close(fig)
