@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
 import pyro
@@ -33,7 +33,8 @@ from ..terms import elbo_terms
 __all__ = ["Batch", "ModelConfig", "DecoderConfig", "GenerativeConfig", "ZooModel", "GenerativeModel", "LIKELIHOODS",
            "check_class_prior", "without_param_sites", "check_model_size", "planned_state_shapes"]
 
-LIKELIHOODS = ("bernoulli", "gaussian")
+Likelihood = Literal["bernoulli", "gaussian"]
+LIKELIHOODS: tuple[str, ...] = get_args(Likelihood)
 
 
 @dataclass(frozen=True)
@@ -100,15 +101,13 @@ class DecoderConfig(ModelConfig):
     """Options of models with a continuous latent z (or feature) of ``z_dim`` and a decoder p(x|...)."""
 
     z_dim: int = 5
-    likelihood: str = "bernoulli"
+    likelihood: Likelihood = "bernoulli"
     gaussian_scale: float = 0.01
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.z_dim < 1:
             raise ValueError(f"z_dim must be positive, got {self.z_dim}")
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
         if not self.gaussian_scale > 0:
             raise ValueError(f"gaussian_scale must be positive, got {self.gaussian_scale}")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal, get_args
 
 import torch
 from torch.nn.functional import one_hot
@@ -30,7 +30,8 @@ from .registry import register_model
 
 __all__ = ["LatentClassifierConfig", "LatentClassifierVAE", "SimplifiedLatentClassifierVAE"]
 
-BOUNDS = ("paper", "exact")
+Bound = Literal["paper", "exact"]
+BOUNDS: tuple[str, ...] = get_args(Bound)
 
 
 @dataclass
@@ -44,15 +45,13 @@ class LatentClassifierConfig(GenerativeConfig):
     """
 
     labelled_weight: float = 0.5
-    unlabelled_bound: str = "paper"
+    unlabelled_bound: Bound = "paper"
     prediction_samples: int = 16
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.labelled_weight < 0:
             raise ValueError(f"labelled_weight (lambda) must be >= 0, got {self.labelled_weight}")
-        if self.unlabelled_bound not in BOUNDS:
-            raise ValueError(f"unlabelled_bound must be one of {BOUNDS}, got {self.unlabelled_bound!r}")
         if self.prediction_samples < 1:
             raise ValueError(f"prediction_samples must be >= 1, got {self.prediction_samples}")
 
