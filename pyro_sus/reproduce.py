@@ -231,7 +231,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
     for r in rows:
         for metric, m in r["metrics"].items():
             diff = "n/a" if m["difference"] is None else f"{m['difference']:+.1f}"
-            failed = f" ({len(r['failed_seeds'])} failed)" if r["failed_seeds"] else ""
+            # A run without results.json failed or has not finished yet (another process may be training it).
+            failed = f" ({len(r['failed_seeds'])} not finished)" if r["failed_seeds"] else ""
             seconds = r["wall_seconds_per_run"]
             wall = "n/a" if seconds is None else f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.2g}"
             lines.append(f"| {r['row']} | {METRIC_NAMES.get(metric, metric)} | {_fmt(m['ours_mean'], m['ours_sd'])} | "

@@ -87,7 +87,7 @@ def test_aggregation_gives_mean_sd_and_difference_and_lists_failed_seeds(tmp_pat
     assert gmdgm["seeds"] == [0, 2] and gmdgm["failed_seeds"] == [1]
     assert m2["wall_seconds_per_run"] == pytest.approx(101.0)
     text = render_markdown(summary)
-    assert "REDUCED" in text and "72.0 ± 2.0" in text and "-2.3" in text and "(1 failed)" in text
+    assert "REDUCED" in text and "72.0 ± 2.0" in text and "-2.3" in text and "(1 not finished)" in text
     assert json.loads((tmp_path / "willetts-workshop-table1" / "summary.json").read_text()) == summary
     assert (tmp_path / "willetts-workshop-table1" / "summary.md").read_text() == text
 
@@ -125,7 +125,7 @@ def test_a_row_whose_runs_all_failed_keeps_its_epochs_in_the_command(tmp_path):
     fabricate(tmp_path, "willetts-workshop-table1", {"M2": [0.70], "GM-DGM": [None]}, 20)
     text = render_markdown(aggregate("willetts-workshop-table1", tmp_path))
     assert "Command: `pyro-sus reproduce willetts-workshop-table1 --epochs 20 --seeds 1 --write-results`" in text
-    assert "| GM-DGM | accuracy (paper protocol) | n/a | 90.7 ± 2.0 | n/a | 0 (1 failed) |" in text
+    assert "| GM-DGM | accuracy (paper protocol) | n/a | 90.7 ± 2.0 | n/a | 0 (1 not finished) |" in text
 
 
 def test_each_seed_scores_the_choice_with_the_best_validation_accuracy(tmp_path):
