@@ -318,9 +318,8 @@ def test_bad_part_choices_are_one_line_errors(tmp_path, capsys):
     assert "11 probabilities" in capsys.readouterr().err
     assert main(["train", "--model", "lcvae", "--class-probs"] + ["1"] * 11 + ["--out", str(tmp_path / "e")] + TINY) == 2
     assert "no class prior" in capsys.readouterr().err
-    with pytest.raises(SystemExit):  # argparse's own usage error
-        main(["train", "--labelled-scale", "0", "--out", str(tmp_path / "f")] + TINY)
-    assert "must be > 0" in capsys.readouterr().err
+    assert main(["train", "--labelled-scale", "0", "--out", str(tmp_path / "f")] + TINY) == 2
+    assert "labelled_scale must be 'batch', 'dataset' or a number > 0, got 0.0" in capsys.readouterr().err
     assert main(["--plugin", "no_such_module_xyz", "models"]) == 2
     assert "no_such_module_xyz" in capsys.readouterr().err
     assert not any((tmp_path / name).exists() for name in "abcdef")
