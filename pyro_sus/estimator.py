@@ -18,7 +18,6 @@ Examples
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import tempfile
 import weakref
@@ -191,11 +190,11 @@ class SemiUnsupervisedClassifier(ClassifierMixin, TransformerMixin, BaseEstimato
 
     def _spec(self, n_extra: int, likelihood: str, given_validation_points: int) -> RunSpec:
         """The run's spec from the constructor's options."""
+        from .models import DecoderConfig, get_model_class
         from .run import run_spec
-        from .models import get_model_class
 
         model_options = dict(self.model_options or {})
-        if "likelihood" in {f.name for f in dataclasses.fields(get_model_class(self.model).config_class)}:
+        if issubclass(get_model_class(self.model).config_class, DecoderConfig):  # it has a p(x|...) to set
             model_options.setdefault("likelihood", likelihood)
         elif self.likelihood != "auto":
             raise ValueError(f"model {self.model!r} has no likelihood p(x|...) to set (likelihood={self.likelihood!r})")
