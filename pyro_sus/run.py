@@ -101,12 +101,8 @@ class Run:
         code for models with an embedding, the principal components for k-means."""
         features = self.features(x)
         self.model.eval()
-        embed = getattr(self.model, "latent_mean", None) or (self.model.embed if self.model.has_embedding else None)
-        if embed is None:
-            raise ValueError(f"model {self.spec.model!r} gives no latent representation (it has neither "
-                             f"latent_mean nor an embedding)")
         with torch.no_grad():
-            return torch.cat([embed(chunk) for chunk in features.split(2048)]).cpu().numpy()
+            return torch.cat([self.model.latent_mean(chunk) for chunk in features.split(2048)]).cpu().numpy()
 
     def history(self, as_frame: bool = False) -> Any:
         """The training history: one record per epoch (``metrics.jsonl``: loss, its terms, learning

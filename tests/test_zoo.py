@@ -559,3 +559,15 @@ def test_an_mlp_given_parts_computes_the_broadcast_concatenation_once_per_part()
     assert by_copies.get_total_flops() - by_parts.get_total_flops() == first_layer_copies - first_layer_parts
     with pytest.raises(ValueError, match="do not make the first layer"):
         mlp((x, x))
+
+
+def test_the_latent_representation_is_declared_by_each_model_family():
+    """latent_mean: E[z|x] for the M2 family, the code for a model with an embedding, and a ValueError
+    for a model with neither (Run.embed calls it without probing the model)."""
+    x = bits(5)
+    betavae = build_model("betavae", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(5,)).double().eval()
+    torch.testing.assert_close(betavae.latent_mean(x), betavae.embed(x))
+    assert build_model("gmdgm", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(5,)).double().latent_mean(
+        x).shape == (5, Z_DIM)
+    with pytest.raises(ValueError, match="no latent representation"):
+        build_model("classifier", x_dim=X_DIM, n_slots=N_SLOTS, hidden_dims=(5,)).double().latent_mean(x)

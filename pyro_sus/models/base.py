@@ -384,6 +384,14 @@ class ZooModel(PyroModule):
     #: as the active-labelling loop needs.
     has_embedding: ClassVar[bool] = False
 
+    def latent_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """Each point's latent representation: the code of a model with an embedding; a model with a
+        guide over z overrides it with E[z | x]. A ValueError for a model with neither."""
+        if self.has_embedding:
+            return self.embed(x)
+        raise ValueError(f"model {type(self).__name__} gives no latent representation (it has neither an "
+                         f"embedding nor latent_mean)")
+
     @property
     def likelihood_family(self) -> str | None:
         """The family of p(x|...) ("bernoulli", "gaussian"), or None for a model without one."""
