@@ -403,11 +403,10 @@ def fit_seeds(
     train_options = dict(options.pop("train_options", None) or {})
     if "seed" in train_options:
         raise ValueError("give the runs' seeds as seeds=[...], not as train_options['seed']")
-    if device is not None:
-        train_options["device"] = device
-    data_defaults = train_defaults(dataset, train_options)
-    train_options = {**data_defaults, **train_options}
-    specs = [run_spec(model, **options, train_options={**train_options, "seed": seed}) for seed in seeds]
+    # One spec per seed, built as fit builds its one (the data set's defaults recorded in each run).
+    built = [_fit_spec(model, dataset, None, device, {**options, "train_options": {**train_options, "seed": seed}})
+             for seed in seeds]
+    specs, data_defaults = [spec for spec, _ in built], built[0][1]
     if folders is not None and len(folders) != len(seeds):
         raise ValueError(f"give one folder per seed: {len(folders)} folders for {len(seeds)} seeds")
     folders = [seed_folder(root, seed) for seed in seeds] if folders is None else [Path(f) for f in folders]
