@@ -27,7 +27,7 @@ from .sweep import ENGINES, check_counts, plan_jobs, run_jobs
 from .tables import SMOKE, Row, candidate_text, get_experiment
 from .spec import TrainConfig
 
-__all__ = ["reproduce", "aggregate", "render_markdown", "write_results_section", "METRIC_NAMES"]
+__all__ = ["reproduce", "aggregate", "baseline_margin", "render_markdown", "write_results_section", "METRIC_NAMES"]
 
 
 def reproduce(name: str, out: str | Path = "runs/reproduce", *, seeds: int | None = None, epochs: int | None = None,
@@ -154,20 +154,30 @@ def _epochs_text(row: dict[str, Any]) -> str:
 
 
 def _baseline_margin(results: list[dict[str, Any]], folders: list[Path], baseline: str) -> dict[str, Any] | None:
-    """The baseline fitted on each seed's own split (``RUN/baselines/NAME``, written by the jobs): its
-    honest test accuracy over the seeds that have it, and the row's mean margin over it on those seeds."""
+    """The baseline fitted on each seed's own split (``RUN/baselines/NAME``, written by the jobs) beside
+    each seed's result: :func:`baseline_margin` of the seeds that have it."""
     pairs = []
     for result, folder in zip(results, folders):
         path = folder / "baselines" / baseline / "results.json"
+        pairs.append((result, json.loads(path.read_text()) if path.is_file() else None))
+    return baseline_margin(pairs)
+
+
+def baseline_margin(pairs: Sequence[tuple[dict[str, Any], dict[str, Any] | None]]) -> dict[str, Any] | None:
+    """(a run's results, its baseline's results on the same split) per seed, to the baseline's honest
+    test accuracy over the seeds that have both and the row's mean margin over it on those seeds (in
+    points); None if no seed has both."""
+    scores = []
+    for result, baseline in pairs:
         ours = result.get("test", {}).get("accuracy")
-        theirs = json.loads(path.read_text()).get("test", {}).get("accuracy") if path.is_file() else None
+        theirs = None if baseline is None else baseline.get("test", {}).get("accuracy")
         if ours is not None and theirs is not None:
-            pairs.append((100 * ours, 100 * theirs))
-    if not pairs:
+            scores.append((100 * ours, 100 * theirs))
+    if not scores:
         return None
-    mean, sd = _mean_sd([t for _, t in pairs])
-    return {"accuracy_mean": mean, "accuracy_sd": sd, "margin": float(np.mean([o - t for o, t in pairs])),
-            "n": len(pairs)}
+    mean, sd = _mean_sd([t for _, t in scores])
+    return {"accuracy_mean": mean, "accuracy_sd": sd, "margin": float(np.mean([o - t for o, t in scores])),
+            "n": len(scores)}
 
 
 def _fmt(mean: float | None, sd: float | None) -> str:

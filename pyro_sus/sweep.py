@@ -31,7 +31,7 @@ from .io import atomic_write_json
 from .tables import SMOKE, candidate_text, defined_in, get_experiment
 from .spec import TrainConfig
 
-__all__ = ["ENGINES", "check_counts", "plan_jobs", "job_fit_options", "job_finished", "job_groups", "run_job",
+__all__ = ["ENGINES", "check_counts", "plan_jobs", "job_fit_options", "job_data", "job_finished", "job_groups", "run_job",
            "run_job_group", "run_one_job", "run_one_group", "run_jobs"]
 
 
@@ -145,7 +145,7 @@ def run_job(job_path: str | Path) -> None:
     for module in job.get("plugins", []):
         importlib.import_module(module)
     run_dir = Path(job["run_dir"])
-    data = _job_data(job)
+    data = job_data(job)
     stop = {"stop_after": job.get("stop_after"), "snapshot": True}
     if (run_dir / "last.pt").is_file():
         fit(run_dir=run_dir, resume=True, dataset=data, progress=False, **stop)
@@ -158,7 +158,7 @@ def run_job(job_path: str | Path) -> None:
         _fit_baselines([run_dir], data)
 
 
-def _job_data(job: dict[str, Any]) -> Dataset:
+def job_data(job: dict[str, Any]) -> Dataset:
     """The data a job trains on: its experiment's data set, restricted as its row says, a subset for smoke."""
     experiment = get_experiment(job["experiment"])
     row = experiment.row(job["row"])
@@ -232,7 +232,7 @@ def run_job_group(job_paths: Sequence[str | Path]) -> None:
     if len(pending) == 1:
         run_job(pending[0][0])
         return
-    data = _job_data(job)
+    data = job_data(job)
     folders = [Path(j["run_dir"]) for _, j in pending]
     started = [(f / "last.pt").is_file() for f in folders]
     for folder in folders:

@@ -171,6 +171,40 @@ def test_zoo_runs_on_the_sweep_runner_and_the_table_names_each_variant_by_its_op
     assert any("normalise_losses=False" in row and "gaussian_dim=150" in row for row in rows), rows
 
 
+
+def test_kmeans_beside_a_recorded_summary_fits_the_runs_own_split(tmp_path):
+    """benchmarks/kmeans_baselines.py --summary: for runs kept only as records (results.json per row and
+    seed, and the summary), the baseline it fits from the row's plan is the one the reproduce job fitted
+    on the run's split.npz (same accuracy), and the summary's margin is the one aggregate computed."""
+    from pyro_sus.reproduce import reproduce
+
+    summary, statuses = reproduce("zoo-digits-sus", tmp_path / "out", rows=["classifier"], epochs=1, device="cpu",
+                                  threads=1)
+    assert set(statuses.values()) == {0}
+    run_dir = tmp_path / "out" / "zoo-digits-sus" / "runs" / "classifier-seed0"
+    records = tmp_path / "records"
+    records.mkdir()
+    for name in ("results.json", "run.json"):
+        shutil.copy(run_dir / name, records / f"classifier-seed0-{name}")
+    expected = summary["rows"][0]["kmeans"]
+    summary["rows"][0]["kmeans"] = None
+    (records / "summary.json").write_text(json.dumps(summary))
+
+    module = _benchmark_module("kmeans_baselines")
+    again = module.baselines_beside_summary(records / "summary.json", str(tmp_path))
+    fitted = json.loads((records / "classifier-seed0-kmeans-results.json").read_text())
+    reference = json.loads((run_dir / "baselines" / "kmeans" / "results.json").read_text())
+    assert fitted["test"]["accuracy"] == reference["test"]["accuracy"]
+    assert again["rows"][0]["kmeans"] == pytest.approx(expected)
+    assert json.loads((records / "summary.json").read_text())["rows"][0]["kmeans"] == pytest.approx(expected)
+    # A recorded run.json whose split the row no longer makes is refused, not silently replaced.
+    (records / "classifier-seed0-kmeans-results.json").unlink()
+    spec = json.loads((records / "classifier-seed0-run.json").read_text())
+    spec["split"]["seed"] = 7
+    (records / "classifier-seed0-run.json").write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match="split, preprocessing or seed differ"):
+        module.baselines_beside_summary(records / "summary.json", str(tmp_path))
+
 @pytest.mark.parametrize("setting", ["digits-sus", "mnist-100"])
 def test_the_zoo_experiments_replay_the_options_of_the_recorded_zoo_runs(setting):
     """Every run recorded in docs/results/zoo-SETTING/ (made with the zoo's former script) has a row
