@@ -243,6 +243,10 @@ def _active_parser(sub: argparse._SubParsersAction) -> None:
                    help="simulated: true label of the nearest training image; interactive: you answer in the terminal")
     p.add_argument("--oracle-confidence", type=float, default=d.oracle_confidence, help="p_c of the simulated oracle")
     p.add_argument("--max-train", type=int, default=None, help="use a random subset of this many training points")
+    p.add_argument("--std-threshold", type=float, default=d.std_threshold,
+                   help="drop input dimensions whose sd over the training images is at most this")
+    p.add_argument("--keep-all-dims", action="store_true",
+                   help="skip the std filter (the conv networks, --model-option networks=conv, read every pixel)")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.learning_rate)
     p.add_argument("--seed", type=int, default=d.seed)
@@ -594,8 +598,8 @@ def _cmd_active(args: argparse.Namespace) -> int:
             max_depth=args.depth, budget_per_round=args.budget, method=args.method, metric=args.metric,
             refine=args.refine,
             confidence=args.confidence, rate=args.rate, oracle=args.oracle, oracle_confidence=args.oracle_confidence,
-            max_train=args.max_train, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
-            device=args.device)
+            max_train=args.max_train, std_threshold=None if args.keep_all_dims else args.std_threshold,
+            batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed, device=args.device)
     try:
         run = run_active(config, args.out, resume=args.resume, progress=not args.no_progress)
     except OracleStopped as stop:

@@ -1,16 +1,16 @@
 """Swappable posterior families q(z | context) for the continuous latent.
 
-A posterior family is a module ``family(context_dim, z_dim, hidden_dims, **options)`` whose
+A posterior family is a :class:`PosteriorFamily`: built as ``family(context_dim, z_dim, hidden_dims,
+activation=..., **options)`` (``activation`` is the model's hidden-layer activation), its
 ``forward(context)`` returns a Pyro ``Distribution`` with batch shape ``context.shape[:-1]`` and
 event shape ``(z_dim,)``. Families live in :data:`POSTERIORS`; a model's config names one
-(``posterior="flow"``) so the choice survives save/load and is available from the CLI. A family
-that takes an ``activation`` keyword gets the model's hidden-layer activation when it is not ReLU
-(both built-in families do). Add your own with :func:`register_posterior`.
+(``posterior="flow"``) so the choice survives save/load and is available from the CLI. Add your own
+with :func:`register_posterior`.
 
 Under parallel enumeration of y the context carries an extra leading dimension (``(K, B, D)``),
 so every family must broadcast over leading dimensions; the contract tests check this.
 
-A family that sets ``takes_context_parts = True`` is handed the context as its parts, e.g.
+A family that declares ``takes_context_parts = True`` is handed the context as its parts, e.g.
 ``(x, onehot(y))``, standing for their concatenation after broadcasting (see :class:`MLP`): its
 first layer then maps x once rather than once per enumerated value of y. Both built-in families do;
 any other gets the concatenated tensor.
@@ -31,7 +31,7 @@ from pyro.contrib.zuko import ZukoToPyro
 from .nn import MLP, activation_module, broadcast_cat
 from ._registry import build, registrar
 
-__all__ = ["POSTERIORS", "register_posterior", "build_posterior", "DiagonalNormalPosterior",
+__all__ = ["POSTERIORS", "PosteriorFamily", "register_posterior", "build_posterior", "DiagonalNormalPosterior",
            "FlowPosterior", "Trunk", "posterior_mean"]
 
 POSTERIORS: dict[str, Callable[..., nn.Module]] = {}
@@ -43,10 +43,25 @@ register_posterior = registrar(POSTERIORS, "posterior")
 register_posterior.__doc__ = "Decorator adding a posterior family (class or factory) to :data:`POSTERIORS` as ``name``."
 
 
+class PosteriorFamily(nn.Module):
+    """The base of every posterior family q(z | context): what a model may rely on is declared here."""
+
+    #: ``forward`` takes the context as its parts (see the module doc), not their concatenation.
+    takes_context_parts: ClassVar[bool] = False
+
+    def forward(self, context: torch.Tensor | Sequence[torch.Tensor]) -> dist.Distribution:
+        raise NotImplementedError
+
+
 def build_posterior(name: str, context_dim: int, z_dim: int, hidden_dims: Sequence[int],
-                    options: dict[str, Any] | None = None) -> nn.Module:
-    """Instantiate the registered family ``name``; unknown names or options raise ValueError."""
-    return build(POSTERIORS, "posterior", "posteriors", name, context_dim, z_dim, tuple(hidden_dims), options=options)
+                    options: dict[str, Any] | None = None) -> PosteriorFamily:
+    """Instantiate the registered family ``name``; unknown names or options raise ValueError, a
+    family that does not build a :class:`PosteriorFamily` TypeError."""
+    family = build(POSTERIORS, "posterior", "posteriors", name, context_dim, z_dim, tuple(hidden_dims), options=options)
+    if not isinstance(family, PosteriorFamily):
+        raise TypeError(f"posterior family {name!r} built a {type(family).__name__}, not a "
+                        f"pyro_sus.posteriors.PosteriorFamily: subclass it (it declares what a model hands the family)")
+    return family
 
 
 class Trunk(nn.Module):
@@ -65,7 +80,7 @@ class Trunk(nn.Module):
 
 
 @register_posterior("normal")
-class DiagonalNormalPosterior(nn.Module):
+class DiagonalNormalPosterior(PosteriorFamily):
     """q(z|c) = N(mu(c), diag sigma(c)^2), mean and scale sharing every layer but their own output."""
 
     takes_context_parts: ClassVar[bool] = True
@@ -99,7 +114,7 @@ FLOW_KINDS = ("iaf", "maf", "nsf")
 
 
 @register_posterior("flow")
-class FlowPosterior(nn.Module):
+class FlowPosterior(PosteriorFamily):
     """q(z|c): a conditional diagonal Normal pushed through ``transforms`` zuko autoregressive layers.
 
     Every layer is conditioned on the same trunk features h(c) as the base. ``kind="iaf"`` (default)

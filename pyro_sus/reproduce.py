@@ -27,7 +27,7 @@ from .sweep import ENGINES, check_counts, plan_jobs, run_jobs
 from .tables import SMOKE, Row, candidate_text, get_experiment
 from .spec import TrainConfig
 
-__all__ = ["reproduce", "aggregate", "baseline_margin", "render_markdown", "write_results_section", "METRIC_NAMES"]
+__all__ = ["reproduce", "aggregate", "baseline_margin", "merge_summaries", "render_markdown", "write_results_section", "METRIC_NAMES"]
 
 
 def reproduce(name: str, out: str | Path = "runs/reproduce", *, seeds: int | None = None, epochs: int | None = None,
@@ -139,6 +139,28 @@ def aggregate(name: str, out: str | Path) -> dict[str, Any]:
     atomic_write_json(root / "summary.json", summary)
     atomic_write_text(root / "summary.md", render_markdown(summary))
     return summary
+
+
+def merge_summaries(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One summary of an experiment from several (rows run into different ``--out`` folders, or kept
+    only as records): its rows in the experiment's order, a row in several summaries taken from the
+    one where it has the most seeds (the first of equals), the deviation list as the experiment
+    states it now."""
+    names = {s["experiment"] for s in summaries}
+    if len(names) != 1:
+        raise ValueError(f"summaries of one experiment only, got {sorted(names)}")
+    experiment = get_experiment(names.pop())
+    best: dict[str, dict[str, Any]] = {}
+    for summary in summaries:
+        for row in summary["rows"]:
+            if row["row"] not in best or len(row["seeds"]) > len(best[row["row"]]["seeds"]):
+                best[row["row"]] = row
+    unknown = sorted(set(best) - {r.label for r in experiment.rows})
+    if unknown:
+        raise ValueError(f"rows {unknown} are not rows of {experiment.name!r}")
+    rows = [best[r.label] for r in experiment.rows if r.label in best]
+    return {**summaries[0], "rows": rows, "deviations": deviations(experiment),
+            "all_rows": len(rows) == len(experiment.rows)}
 
 
 def _epochs_trained(result: dict[str, Any]) -> int:

@@ -365,6 +365,14 @@ def test_active_command_runs_rounds_resumes_and_rejects_bad_models(tmp_path, cap
     assert main(["active", "--resume", "--out", str(out), "--no-progress"]) == 0  # finished: nothing to do
     assert main(["active", "--model", "m2", "--out", str(tmp_path / "m2")]) == 2
     assert "cannot run the active loop" in capsys.readouterr().err
+    # --keep-all-dims reaches the model: digits keeps all 64 pixels (the std filter drops some), which
+    # the conv networks (28 x 28 images) refuse by that size.
+    from pyro_sus.spec import PreprocessSpec
+
+    assert saved["std_threshold"] == PreprocessSpec.std_threshold
+    assert main(["active", "--dataset", "digits", "--keep-all-dims", "--model-option", "networks=conv",
+                 "--device", "cpu", "--no-progress", "--out", str(tmp_path / "conv")]) == 2
+    assert "(x_dim 784), got x_dim 64" in capsys.readouterr().err
 
 
 def test_train_flags_take_their_defaults_from_the_run_specification():

@@ -495,3 +495,25 @@ def test_a_reduced_row_is_a_snapshot_of_the_full_schedule_that_continues_to_it(t
 
 def base_rate():
     return get_experiment("pyro-ssvae-tutorial").train["learning_rate"]
+
+
+def test_merge_summaries_keeps_the_experiments_row_order_and_the_row_with_most_seeds():
+    """Rows run into different --out folders (or kept only as records) make one section."""
+    from pyro_sus.fidelity import deviations
+    from pyro_sus.reproduce import merge_summaries
+    from pyro_sus.tables import get_experiment
+
+    def summary(*rows):
+        return {"experiment": "jurasinski-table1", "deviations": ["old"], "all_rows": True,
+                "rows": [{"row": label, "seeds": seeds} for label, seeds in rows]}
+
+    merged = merge_summaries([summary(("LCVAE lambda=0.5", [0]), ("M2 alpha=0", [0, 1])),
+                              summary(("LCVAE lambda=0.5", [0, 1]), ("baseline (labelled-only classifier)", [0]),
+                                      ("M2 alpha=0", [1]))])
+    assert [(r["row"], r["seeds"]) for r in merged["rows"]] == [
+        ("baseline (labelled-only classifier)", [0]), ("M2 alpha=0", [0, 1]), ("LCVAE lambda=0.5", [0, 1])]
+    assert merged["deviations"] == deviations(get_experiment("jurasinski-table1")) and not merged["all_rows"]
+    with pytest.raises(ValueError, match="not rows of 'jurasinski-table1'"):
+        merge_summaries([summary(("M2 alpha=7", [0]))])
+    with pytest.raises(ValueError, match="one experiment only"):
+        merge_summaries([summary(), {**summary(), "experiment": "willetts-table2-mnist"}])

@@ -241,21 +241,43 @@ def test_posterior_families_are_built_by_name_with_options():
     assert math.isclose(float(flow(torch.zeros(2, 6)).log_prob(torch.zeros(2, 3)).shape.numel()), 2)
 
 
-def test_a_posterior_family_without_an_activation_option_builds_with_relu_and_refuses_softplus(monkeypatch):
-    from pyro_sus.posteriors import DiagonalNormalPosterior, POSTERIORS
+def test_a_posterior_family_is_declared_a_posterior_family_and_gets_the_models_activation(monkeypatch):
+    """What a model hands its posterior is declared by PosteriorFamily, never probed: the activation
+    always (ReLU included), the context as parts only where ``takes_context_parts`` says so; a family
+    that does not build a PosteriorFamily is refused by name."""
+    from torch import nn
 
-    class Plain(DiagonalNormalPosterior):
-        """A plugin family written before the option existed."""
+    from pyro_sus.posteriors import POSTERIORS, DiagonalNormalPosterior, PosteriorFamily
 
-        def __init__(self, context_dim, z_dim, hidden_dims):
-            super().__init__(context_dim, z_dim, hidden_dims)
+    seen = []
+
+    class Recording(PosteriorFamily):
+        """A plugin family taking the concatenated context (the base's declaration)."""
+
+        def __init__(self, context_dim, z_dim, hidden_dims, activation):
+            super().__init__()
+            seen.append(activation)
+            self.inner = DiagonalNormalPosterior(context_dim, z_dim, hidden_dims, activation)
+
+        def forward(self, context):
+            assert isinstance(context, torch.Tensor)  # not the parts
+            return self.inner(context)
+
+    monkeypatch.setitem(POSTERIORS, "test_recording", Recording)
+    for activation in ("relu", "softplus"):
+        model = build_model("m2", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(5,),
+                            posterior="test_recording", activation=activation).double()
+        assert torch.isfinite(model.loss(Batch(bits(4), bits(3), torch.tensor([0, 1, 2])))).all()
+    assert list(dict.fromkeys(seen)) == ["relu", "softplus"]  # (the size check builds a model too)
+    assert model.posterior_context(bits(2), torch.ones(2, N_SLOTS)).shape == (2, X_DIM + N_SLOTS)
+
+    class Plain(nn.Module):
+        def __init__(self, context_dim, z_dim, hidden_dims, activation):
+            super().__init__()
 
     monkeypatch.setitem(POSTERIORS, "test_plain", Plain)
-    model = build_model("m2", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(5,), posterior="test_plain")
-    assert isinstance(model.posterior, Plain)
-    with pytest.raises(ValueError, match="activation"):
-        build_model("m2", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(5,), posterior="test_plain",
-                    activation="softplus")
+    with pytest.raises(TypeError, match="'test_plain' built a Plain, not a pyro_sus.posteriors.PosteriorFamily"):
+        build_model("m2", x_dim=X_DIM, n_slots=N_SLOTS, z_dim=Z_DIM, hidden_dims=(5,), posterior="test_plain")
 
 
 def test_unlabelled_bound_is_the_negative_mean_loss_and_none_without_an_unlabelled_objective():
@@ -537,6 +559,39 @@ def test_betavae_zero_weight_labels_do_not_train_the_head_and_other_models_refus
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.head.parameters())
     with pytest.raises(ValueError, match="per-label weights"):
         build_model("m2", x_dim=X_DIM, n_slots=N_SLOTS).loss(Batch(None, x.float(), y, torch.ones(4)))
+
+
+def test_betavae_conv_networks_are_the_papers_shape_and_train_every_layer():
+    """networks="conv" (Vengalil & Sinha, Sec. 3.2): one stride-2 convolution then the dense layers
+    in the encoder, the dense layers then one stride-2 transposed convolution in the decoder, on
+    28 x 28 images; the loss is the same story (the labelled one equals the hand sum), gradients reach
+    both convolutions, and other inputs are refused."""
+    from torch import nn
+
+    model = build_model("betavae", x_dim=784, n_slots=10, z_dim=3, hidden_dims=(16,), networks="conv",
+                        conv_channels=4, beta=2.0, gamma=5.0).double()
+    convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    assert [(type(m).__name__, m.stride, m.in_channels, m.out_channels) for m in convs] == [
+        ("Conv2d", (2, 2), 1, 4), ("ConvTranspose2d", (2, 2), 4, 1)]
+    torch.manual_seed(0)
+    x, y = torch.bernoulli(torch.full((3, 784), 0.3, dtype=torch.double)), torch.tensor([0, 7, 9])
+    w = torch.tensor([1.0, 0.5, 0.0], dtype=torch.double)
+    assert model.embed(x).shape == (3, 3) and model.decode(torch.zeros(2, 3, dtype=torch.double)).shape == (2, 784)
+    torch.manual_seed(1)
+    z = poutine.trace(model.guide).get_trace(x, y, w).nodes["z"]["value"]
+    torch.manual_seed(1)
+    loss = model.loss(Batch(None, x, y, w))
+    q = model.posterior(model.features(x))
+    log_px = Bernoulli(logits=model.decoder(z)).log_prob(x).sum(-1)
+    kl_sample = q.log_prob(z) - Normal(0.0, 1.0).log_prob(z).sum(-1)
+    ce = -Categorical(logits=model.head(z)).log_prob(y)
+    torch.testing.assert_close(loss, (-log_px + 2.0 * kl_sample + 5.0 * w * ce).mean())
+    loss.backward()
+    assert all(m.weight.grad is not None and m.weight.grad.abs().sum() > 0 for m in convs)
+    with pytest.raises(ValueError, match="read 28 x 28 images"):
+        build_model("betavae", x_dim=700, n_slots=10, networks="conv")
+    with pytest.raises(ValueError, match="networks must be one of"):
+        build_model("betavae", x_dim=784, n_slots=10, networks="resnet")
 
 
 def test_an_mlp_given_parts_computes_the_broadcast_concatenation_once_per_part():

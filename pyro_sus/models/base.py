@@ -26,7 +26,7 @@ from pyro.params.param_store import param_with_module_name
 from .._fields import check_field_types
 from ..distributions import BernoulliLogits
 from ..nn import ACTIVATIONS, INITS, broadcast_cat
-from ..posteriors import POSTERIORS, build_posterior
+from ..posteriors import POSTERIORS, PosteriorFamily, build_posterior
 from ..priors import LATENT_PRIORS, build_latent_prior
 from ..terms import elbo_terms
 
@@ -589,17 +589,16 @@ class GenerativeModel(ZooModel):
     def likelihood_family(self) -> str:
         return self.config.likelihood
 
-    def build_posterior(self, context_dim: int) -> torch.nn.Module:
+    def build_posterior(self, context_dim: int) -> PosteriorFamily:
         """q(z | context) from the configured family."""
         c = self.config
-        # Passed only when not the default, so a plugin family that predates the option still builds.
-        options = {"activation": c.activation} if c.activation != "relu" else {}
-        return build_posterior(c.posterior, context_dim, c.z_dim, c.hidden_dims, {**options, **c.posterior_options})
+        return build_posterior(c.posterior, context_dim, c.z_dim, c.hidden_dims,
+                               {"activation": c.activation, **c.posterior_options})
 
     def posterior_context(self, *parts: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """The context of q(z|...) from its parts: the parts themselves for a family that takes them
         (no copy of x per enumerated y), else their broadcast concatenation."""
-        return parts if getattr(self.posterior, "takes_context_parts", False) else broadcast_cat(*parts)
+        return parts if self.posterior.takes_context_parts else broadcast_cat(*parts)
 
     def build_latent_prior(self, n_slots: int) -> torch.nn.Module:
         """p(z | y) over ``n_slots`` values of y from the configured (or default) family."""
