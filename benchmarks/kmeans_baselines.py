@@ -104,14 +104,15 @@ def baselines_beside_summary(summary_path: Path, data_dir: str, elsewhere: Seque
             continue
         chosen = {s["seed"]: s["chosen"] for s in row.get("chosen_on_validation", [])}
         with tempfile.TemporaryDirectory() as plan:
-            paths = plan_jobs(name, plan, seeds=max(row["seeds"]) + 1, epochs=max(row.get("schedule_epochs", row["epochs"])),
-                              rows=[row["row"]], data_dir=data_dir, smoke=row["smoke"])
+            paths = plan_jobs(name, plan, seeds=max(row["seeds"]) + 1, rows=[row["row"]], data_dir=data_dir,
+                              epochs=max(row.get("schedule_epochs", row["epochs"])), smoke=row["smoke"])
             jobs = [json.loads(p.read_text()) for p in paths]
         pairs = []
         for seed in row["seeds"]:
             job = next(j for j in jobs if j["seed"] == seed and j["candidate"] == chosen.get(seed, j["candidate"]))
             base = Path(job["run_dir"]).name
-            folder = next((f for f in (summary_path.parent, *elsewhere) if (f / f"{base}-results.json").is_file()), None)
+            folder = next((f for f in (summary_path.parent, *elsewhere) if (f / f"{base}-results.json").is_file()),
+                          None)
             if folder is None:
                 raise FileNotFoundError(f"{base}-results.json, the record of {row['row']!r} seed {seed} (named as "
                                         f"reproduce names its run), is in none of {[summary_path.parent, *elsewhere]}")
