@@ -248,14 +248,15 @@ def render_markdown(summary: dict[str, Any]) -> str:
     """The summary as a section of docs/RESULTS.md: ours beside the paper's, REDUCED where it is."""
     rows = summary["rows"]
     epochs = sorted({e for r in rows for e in r["epochs"]})
-    schedule = sorted({e for r in rows for e in r.get("schedule_epochs", r["epochs"])})
+    # Each row's own "N" or "N of M" (rows squeezed into N epochs beside snapshots of an M-epoch schedule).
+    epochs_text = "; ".join(dict.fromkeys(_epochs_text(r) for r in rows if r["epochs"])) or "n/a"
     seeds = max((len(r["seeds"]) for r in rows), default=0)
     reduced = (any(e < summary["paper_epochs"] for e in epochs) or seeds < summary["paper_seeds"]
                or any(r["smoke"] for r in rows))
     title = f"### `{summary['experiment']}`: {summary['table']}" + (" — REDUCED" if reduced else "")
     lines = [title, "", f"Paper: {summary['paper']}. ",
              f"Paper's budget: {summary['paper_epochs']} epochs, {summary['paper_seeds']} run(s). "
-             f"Ours: {_epochs_text({'epochs': epochs, 'schedule_epochs': schedule})} epochs, up to {seeds} seed(s)"
+             f"Ours: {epochs_text} epochs, up to {seeds} seed(s)"
              + (" (**smoke run: tiny data, not a result**)" if any(r["smoke"] for r in rows) else "") + ".",
              _commands_text(summary), "",
              "| row | metric | ours | paper | ours − paper | seeds | epochs | wall s / run | hardware |",

@@ -517,3 +517,25 @@ def test_merge_summaries_keeps_the_experiments_row_order_and_the_row_with_most_s
         merge_summaries([summary(("M2 alpha=7", [0]))])
     with pytest.raises(ValueError, match="one experiment only"):
         merge_summaries([summary(), {**summary(), "experiment": "willetts-table2-mnist"}])
+
+
+def test_a_section_of_squeezed_rows_and_snapshot_rows_names_each_rows_epochs():
+    """A merged section whose rows ran 5 squeezed epochs beside snapshots at 10 of 100 says so per
+    row ("5; 10 of 100"), never a cross product ("5, 10 of 5, 100")."""
+    from pyro_sus.reproduce import merge_summaries, render_markdown
+
+    def row(label, epochs, schedule, stop_after):
+        return {"row": label, "model": "catvae", "seeds": [0, 1], "failed_seeds": [], "epochs": [epochs],
+                "schedule_epochs": [schedule], "planned_epochs": [schedule], "stop_after": stop_after,
+                "smoke": False, "wall_seconds_per_run": 12.0, "hardware": None, "jit": False, "precision": ["fp32"],
+                "metrics": {"accuracy": {"ours_mean": 90.0, "ours_sd": 1.0, "paper_mean": 98.3, "paper_sd": 0.2,
+                                         "difference": -8.3, "n": 2}}}
+
+    base = {"experiment": "arias-figueroa-tables2-3", "paper": "p", "table": "t", "paper_epochs": 100,
+            "paper_seeds": 5, "deviations": [], "all_rows": False}
+    merged = merge_summaries([
+        {**base, "rows": [row("categorical VAE (conv)", 5, 5, [])]},
+        {**base, "rows": [row("categorical VAE (conv), losses of the released code, all labels", 10, 100, [10])]}])
+    text = render_markdown(merged)
+    assert "Ours: 5; 10 of 100 epochs, up to 2 seed(s)." in text
+    assert "--epochs 5 --seeds 2" in text and "--stop-after 10 --seeds 2" in text
