@@ -27,7 +27,8 @@ from .sweep import ENGINES, check_counts, plan_jobs, run_jobs
 from .tables import SMOKE, Row, candidate_text, get_experiment
 from .spec import TrainConfig
 
-__all__ = ["reproduce", "aggregate", "baseline_margin", "merge_summaries", "render_markdown", "write_results_section", "METRIC_NAMES"]
+__all__ = ["reproduce", "aggregate", "baseline_margin", "merge_summaries", "render_markdown", "write_results_section",
+           "METRIC_NAMES"]
 
 
 def reproduce(name: str, out: str | Path = "runs/reproduce", *, seeds: int | None = None, epochs: int | None = None,

@@ -31,8 +31,8 @@ from .io import atomic_write_json
 from .tables import SMOKE, candidate_text, defined_in, get_experiment
 from .spec import TrainConfig
 
-__all__ = ["ENGINES", "check_counts", "plan_jobs", "job_fit_options", "job_data", "job_finished", "job_groups", "run_job",
-           "run_job_group", "run_one_job", "run_one_group", "run_jobs"]
+__all__ = ["ENGINES", "check_counts", "plan_jobs", "job_fit_options", "job_data", "job_finished", "job_groups",
+           "run_job", "run_job_group", "run_one_job", "run_one_group", "run_jobs"]
 
 
 def _slug(text: str) -> str:
