@@ -48,9 +48,14 @@ HERE = RESULTS / "kmeans-baselines"
 
 
 def baseline_for(record: Path, data_dir: str, cache: dict) -> dict:
-    spec = RunSpec.from_json(json.loads(record.read_text()))
     results_path = record.with_name(record.name.replace("run.json", "results.json"))
     ours = json.loads(results_path.read_text()).get("test", {}).get("accuracy")
+    try:
+        spec = RunSpec.from_json(json.loads(record.read_text()))
+    except ValueError as err:  # a record older than a field run.json now requires (--summary reads it)
+        return {"record": str(record.relative_to(RESULTS)), "ours": ours,
+                "model": json.loads(record.read_text())["model"],
+                "skipped": f"its run.json is not a run specification now ({err})"}
     entry = {"record": str(record.relative_to(RESULTS)), "model": spec.model, "seed": spec.train.seed,
              "epochs": spec.train.epochs, "ours": ours}
     name = spec.data.dataset
