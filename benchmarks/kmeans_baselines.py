@@ -33,12 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from pyro_sus import fit
+from pyro_sus.api import baseline_spec
 from pyro_sus.data import load_dataset
 from pyro_sus.fidelity import deviations
 from pyro_sus.io import atomic_write_json
 from pyro_sus.reproduce import baseline_margin, render_markdown, write_results_section
 from pyro_sus.run import data_fingerprint, hardware_info, run_spec
-from pyro_sus.spec import PriorSpec, RunSpec
+from pyro_sus.spec import RunSpec
 from pyro_sus.sweep import job_data, job_fit_options, plan_jobs
 from pyro_sus.tables import get_experiment
 
@@ -73,9 +74,9 @@ def baseline_for(record: Path, data_dir: str, cache: dict) -> dict:
 
 
 def _fit_kmeans(spec: RunSpec, data) -> dict[str, Any]:
-    """k-means on ``spec``'s split, preprocessing and seed (its model, options and class prior aside, as
-    ``pyro_sus.fit_baseline`` does for a run folder): its results.json."""
-    spec = dataclasses.replace(spec, model="kmeans", model_options={}, prior=PriorSpec())
+    """k-means on ``spec``'s split, preprocessing and seed (as ``pyro_sus.fit_baseline`` fits it for a run
+    folder): its results.json."""
+    spec = baseline_spec(spec, "kmeans")
     with tempfile.TemporaryDirectory() as folder:
         run = fit("kmeans", data, Path(folder) / "kmeans", spec=spec, device="cpu", progress=False)
         return json.loads((run.run_dir / "results.json").read_text())

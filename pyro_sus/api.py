@@ -31,7 +31,8 @@ from .run import (Run, build_run_model, check_likelihood, data_fingerprint, data
 from .spec import DataSpec, PriorSpec, RunRecord, RunSpec
 from .train import ClosedFormFit, TrainingDiverged, TrainingLoop, resolve_device, seed_everything
 
-__all__ = ["fit", "fit_seeds", "fit_baseline", "baseline_folder", "BASELINES", "written_before_first_checkpoint"]
+__all__ = ["fit", "fit_seeds", "fit_baseline", "baseline_spec", "baseline_folder", "BASELINES",
+           "written_before_first_checkpoint"]
 
 #: What ``fit`` writes into a run folder before its first checkpoint (``last.pt``), with the
 #: temp files of atomic writes: all a fresh run removes again when it fails before that point.
@@ -588,6 +589,12 @@ def baseline_folder(run_dir: str | Path, baseline: str) -> Path:
     return Path(run_dir) / "baselines" / baseline
 
 
+def baseline_spec(spec: RunSpec, baseline: str) -> RunSpec:
+    """``baseline`` on ``spec``'s split, preprocessing and seed: the model's options and its class prior
+    p(y) are the model's, which a baseline has not."""
+    return dataclasses.replace(spec, model=baseline, model_options={}, prior=PriorSpec())
+
+
 def fit_baseline(run: Run | str | Path, baseline: str = "kmeans", *, dataset: str | Dataset | None = None,
                  data_dir: str | Path | None = None, progress: bool = False) -> Run:
     """Fit ``baseline`` (a registered model, default the k-means baseline) on the run's own split,
@@ -606,8 +613,7 @@ def fit_baseline(run: Run | str | Path, baseline: str = "kmeans", *, dataset: st
     folder = baseline_folder(run.run_dir, baseline)
     if (folder / "results.json").is_file():
         return load(folder)
-    # The run's split, preprocessing and seed; its class prior p(y) is the model's, which k-means has not.
-    spec = dataclasses.replace(run.spec, model=baseline, model_options={}, prior=PriorSpec())
+    spec = baseline_spec(run.spec, baseline)
     data = run_data(run.spec, run.run_dir, run.split, dataset, data_dir)
     fresh = _FreshRun.plan(folder, spec, data)
     same = fresh.split.to_arrays()

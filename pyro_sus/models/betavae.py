@@ -16,7 +16,7 @@ are a 4 x 4 kernel at stride 2 (28 -> 14) with ``conv_channels`` channels, and t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal, get_args
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -51,8 +51,6 @@ class BetaVAEClassifierConfig(GenerativeConfig):
         super().__post_init__()
         if self.beta <= 0 or self.gamma < 0:
             raise ValueError(f"beta must be > 0 and gamma >= 0, got beta={self.beta}, gamma={self.gamma}")
-        if self.networks not in get_args(Networks):
-            raise ValueError(f"networks must be one of {get_args(Networks)}, got {self.networks!r}")
         if self.networks == "conv" and self.x_dim != IMAGE_SIDE ** 2:
             raise ValueError(f"the conv networks read {IMAGE_SIDE} x {IMAGE_SIDE} images (x_dim {IMAGE_SIDE ** 2}), "
                              f"got x_dim {self.x_dim}; keep every pixel (std_threshold None) on MNIST-shaped data")
