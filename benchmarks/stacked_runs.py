@@ -39,7 +39,7 @@ SHAPES = {"digits": {"x_dim": 61, "slots": 13, "hidden": (64, 64)},
           "table2": {"x_dim": 444, "slots": 45, "hidden": (500, 500)}}
 
 #: The README's digits job (docs/RESULTS.md), as fit's options.
-DIGITS_JOB = dict(hidden_classes=[5, 6, 7, 8], unseen_classes=[9], labelled_fraction=0.2, n_extra=8)
+DIGITS_JOB = dict(hidden_classes=[5, 6, 7, 8], unseen_classes=[9], labelled_fraction=0.2, extra_slots=8)
 
 
 def matmul_rate(device: torch.device, size: int = 2048, repeats: int = 10) -> float:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .data import Dataset, Preprocessor, Split, load_dataset, resolve_data_dir, train_defaults
+from .data import DataError, Dataset, Preprocessor, Split, SplitSpec, load_dataset, resolve_data_dir, train_defaults
 from .io import LOCK_NAME, RunBusyError, RunFileError, atomic_savez, atomic_write_json, load_checkpoint, \
     run_folder_holder, run_folder_lock
 from .models import get_model_class
@@ -55,6 +55,7 @@ def fit(
     run_dir: str | Path = "runs/latest",
     *,
     spec: RunSpec | None = None,
+    split: Split | None = None,
     data_dir: str | Path | None = None,
     download: bool = False,
     resume: bool = False,
@@ -79,11 +80,17 @@ def fit(
     spec
         A :class:`RunSpec` to train (its model replaces ``model``); ``options`` then override its parts
         (``model_options`` and ``train_options`` are merged into its own).
+    split
+        A :class:`~pyro_sus.data.Split` to train on as given, instead of one drawn from the options:
+        which points are labelled, unlabelled and validation, and (``Split.labels``,
+        ``Split.label_weights``) labels and weights other than the data's, e.g. an oracle's answers
+        (the active loop's rounds). run.json then says ``split.given`` and split.npz holds it.
     **options
         The run's options, as :func:`run_spec` names them: the split (``hidden_classes``,
-        ``unseen_classes``, ``labels_per_class`` or ``labelled_fraction``, ``n_extra``,
+        ``unseen_classes``, ``labels_per_class`` or ``labelled_fraction``, ``extra_slots``,
         ``validation_fraction``, ``split_seed``), the preprocessing (``std_threshold``), the class
-        prior (``prior``, ``known_mass``, ``class_probs``), ``model_options`` and ``train_options``.
+        prior (``prior``, ``known_mass``, ``class_probs``), ``model_options``, ``train_options`` and
+        ``init_from`` (another run's ``final.pt`` to start from instead of the seed's weights).
         Training options not given take the data set's own defaults where it has them
         (:data:`pyro_sus.data.TRAIN_DEFAULTS`: digits trains 200 epochs at 1e-3), else
         :class:`~pyro_sus.spec.TrainConfig`'s; run.json names those taken from the data set.
@@ -121,8 +128,10 @@ def fit(
                              f"{sorted(options) or ['spec']} cannot change them (start a new run folder instead)")
         return _resume(run_dir, dataset, data_dir, stop_after, progress, evaluate_after, device, snapshot)
     spec, data_defaults = _fit_spec(model, dataset, spec, device, options)
+    if split is not None:
+        spec = dataclasses.replace(spec, split=SplitSpec.describing(split))
     data, spec = _checked_data(spec, run_dir, dataset, data_dir, download)
-    fresh = _FreshRun.plan(run_dir, spec, data, data_defaults)
+    fresh = _FreshRun.plan(run_dir, spec, data, data_defaults, split)
     with fresh.started():
         return _train_run(run_dir, fresh.info, spec, fresh.split, fresh.pre, data, resume=False,
                           stop_after=stop_after, progress=progress, evaluate_after=evaluate_after,
@@ -178,14 +187,15 @@ class _FreshRun:
     pre: Preprocessor
 
     @classmethod
-    def plan(cls, run_dir: Path, spec: RunSpec, data: Dataset,
-             data_defaults: dict[str, Any] | None = None) -> "_FreshRun":
-        split = spec.split.make(data.y_train)
+    def plan(cls, run_dir: Path, spec: RunSpec, data: Dataset, data_defaults: dict[str, Any] | None = None,
+             split: Split | None = None) -> "_FreshRun":
+        split = spec.split.make(data.y_train) if split is None else _checked_split(split, data, spec.model)
         train_idx = np.concatenate([split.labelled_idx, split.unlabelled_idx])
         pre = Preprocessor.fit(data.x_train[train_idx], spec.preprocess.std_threshold)
-        # Bad model options (sizes this machine cannot hold among them) fail here, before anything is
-        # written; the run's own model is built from its seed by _run_loop, which checks the likelihood.
-        build_run_model(spec, split, pre)
+        # Bad model options (sizes this machine cannot hold among them) and start weights that do not
+        # fit the model fail here, before anything is written; the run's own model is built from its
+        # seed by _run_loop, which checks the likelihood.
+        start_from(build_run_model(spec, split, pre), spec)
         info = {"pyro_sus_version": __version__, **spec.to_json()}
         if data_defaults:  # which training options came from the data set's defaults, not TrainConfig's
             info["data_set_defaults"] = dict(data_defaults)
@@ -220,6 +230,44 @@ class _FreshRun:
         except BaseException:
             _remove_made(made)  # the folders this call created, where they are empty again
             raise
+
+
+def _checked_split(split: Split, data: Dataset, model: str) -> Split:
+    """A split given to ``fit``, checked against the data: its points exist and are used once, its known
+    classes are the data's, its given labels fit (DataError naming what is wrong)."""
+    parts = [np.asarray(split.labelled_idx), np.asarray(split.unlabelled_idx), np.asarray(split.validation_idx)]
+    points = np.concatenate(parts)
+    if points.dtype.kind not in "iu" or (len(points) and (points.min() < 0 or points.max() >= len(data.x_train))):
+        raise DataError(f"the split's indices must be integers in 0..{len(data.x_train) - 1}")
+    if len(np.unique(points)) != len(points):
+        raise DataError("the split uses a point twice (labelled, unlabelled and validation points must be disjoint)")
+    if not len(parts[0]) + len(parts[1]):
+        raise DataError("the split has no training point")
+    unknown = np.setdiff1d(split.known_classes, data.classes)
+    if len(unknown):
+        raise DataError(f"the split's known classes {unknown.tolist()} are not classes of the data {data.classes.tolist()}")
+    split.check_given_labels()
+    if split.label_weights is not None and not get_model_class(model).takes_label_weights:
+        raise DataError(f"model {model!r} takes no per-label weights: give the split without label_weights, or a "
+                        f"model that takes them (betavae)")
+    if split.labels is None and (data.y_train[parts[0]] < 0).any():
+        raise DataError("the split labels points the data gives no label; give their labels with the split (labels=)")
+    return split
+
+
+def start_from(model: torch.nn.Module, spec: RunSpec) -> torch.nn.Module:
+    """Load ``spec.init_from``'s weights into ``model`` (freshly built from the run's seed), if it names any."""
+    if spec.init_from is None:
+        return model
+    path = Path(spec.init_from)
+    if not path.is_file():
+        raise FileNotFoundError(f"init_from: {path} does not exist (another run's final.pt is expected)")
+    try:
+        model.load_state_dict(load_checkpoint(path, map_location="cpu"))
+    except RuntimeError as err:  # missing, unexpected or differently shaped weights
+        first = str(err).strip().splitlines()[-1].strip()
+        raise ValueError(f"init_from: {path} holds weights of another model than this run's ({first})") from None
+    return model
 
 
 def _make_run_folder(run_dir: Path) -> list[Path]:
@@ -458,8 +506,8 @@ def _train_members(members: list[_Resumed], stacked: bool, stop_after: int | Non
     from .callbacks import ProgressBar
     from .stacked_training import StackedTrainingLoop, stacking_difference
 
-    loops = [_run_loop(m.run_dir, m.spec, m.split, m.pre, m.data, stop_after, progress and not stacked)
-             for m in members]
+    loops = [_run_loop(m.run_dir, m.spec, m.split, m.pre, m.data, stop_after, progress and not stacked,
+                       m.checkpointed) for m in members]
     started = time.perf_counter()
     for member, loop in zip(members, loops):
         if member.checkpointed:
@@ -510,12 +558,15 @@ def _run_record(spec: RunSpec) -> dict[str, Any]:
 
 
 def _run_loop(run_dir: Path, spec: RunSpec, split: Split, pre: Preprocessor, data: Dataset, stop_after: int | None,
-              progress: bool) -> TrainingLoop:
-    """The run's training loop, its model initialised from the run's seed (not yet resumed)."""
+              progress: bool, resuming: bool = False) -> TrainingLoop:
+    """The run's training loop, its model initialised from the run's seed and, for a fresh run, from
+    ``init_from`` (a resumed run takes every weight from its ``last.pt``); not yet resumed."""
     config = spec.train
     seed_everything(config.seed)  # the seed fixes the initial weights too
     try:
         model = build_run_model(spec, split, pre, where=f"{run_dir / 'run.json'} (model_options)")
+        if not resuming:
+            start_from(model, spec)
     except ValueError as err:  # the options were checked when the run started: run.json was edited since
         raise RunFileError(str(err)) from None
     tensors = training_data(data, split, pre)
@@ -528,7 +579,7 @@ def _train_run(run_dir: Path, info: dict[str, Any], spec: RunSpec, split: Split,
                resume: bool, stop_after: int | None, progress: bool, evaluate_after: bool,
                snapshot: bool = False, plot: bool = True) -> Run | None:
     """Train (or resume) the run; ``info`` is run.json as written, gaining the run's records."""
-    loop = _run_loop(run_dir, spec, split, pre, data, stop_after, progress)
+    loop = _run_loop(run_dir, spec, split, pre, data, stop_after, progress, resume)
     started = time.perf_counter()
     if resume:
         loop.resume()

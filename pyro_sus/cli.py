@@ -29,7 +29,7 @@ JIT_HELP = ("trace the loss once and replay the trace every step (TorchScript): 
 SPEC_FLAGS: dict[str, tuple[str, str]] = {
     "hidden_classes": ("split", "hidden_classes"), "unseen_classes": ("split", "unseen_classes"),
     "labels_per_class": ("split", "labels_per_class"), "labelled_fraction": ("split", "labelled_fraction"),
-    "extra_slots": ("split", "n_extra"), "validation_fraction": ("split", "validation_fraction"),
+    "extra_slots": ("split", "extra_slots"), "validation_fraction": ("split", "validation_fraction"),
     "split_seed": ("split", "seed"), "std_threshold": ("preprocess", "std_threshold"),
     "prior": ("prior", "kind"), "known_mass": ("prior", "known_mass"), "class_probs": ("prior", "probs"),
     "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "learning_rate"),
@@ -377,7 +377,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return _report_train(run, args)
     options = dict(hidden_classes=args.hidden_classes, unseen_classes=args.unseen_classes,
                    labels_per_class=args.labels_per_class, labelled_fraction=args.labelled_fraction,
-                   n_extra=args.extra_slots, validation_fraction=args.validation_fraction, split_seed=args.split_seed,
+                   extra_slots=args.extra_slots, validation_fraction=args.validation_fraction, split_seed=args.split_seed,
                    std_threshold=None if args.keep_all_dims else args.std_threshold, prior=args.prior,
                    known_mass=args.known_mass, class_probs=args.class_probs, model_options=model_options)
     if args.seeds is not None:
@@ -611,6 +611,7 @@ def _cmd_active(args: argparse.Namespace) -> int:
         print(f"{r['round']:5d}  {r['answers_total']:7d}  {r['invalid_answers']:7d}  {r['coverage']:8.1%}  "
               f"{fmt(r['label_accuracy'])}    {fmt(r['test_accuracy'])}")
     print(f"  per-round records: {run.run_dir / 'rounds.json'}; centres: {run.run_dir}/round_*/centres.png")
+    print(f"  the last round's run (evaluate, report, predict read it): {run.run.run_dir}")
     return 0
 
 

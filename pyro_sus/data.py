@@ -375,7 +375,7 @@ class Split:
 
     known_classes: tuple[int, ...]
     hidden_classes: tuple[int, ...]
-    n_extra: int
+    extra_slots: int
     labelled_idx: np.ndarray
     unlabelled_idx: np.ndarray
     validation_idx: np.ndarray
@@ -383,6 +383,11 @@ class Split:
     #: Classes withheld from training altogether (no point labelled, unlabelled or in validation);
     #: they remain in the test set, where they measure how well a model flags what it never saw.
     unseen_classes: tuple[int, ...] = ()
+    #: A split given with its labels (``SplitSpec.given``), e.g. an oracle's answers propagated by the
+    #: active loop: the class of each ``labelled_idx`` point (-1: none, with weight 0) instead of the
+    #: data's own, and each label's weight in [0, 1] (None: 1 each; for models that take weights).
+    labels: np.ndarray | None = None
+    label_weights: np.ndarray | None = None
 
     @property
     def n_known(self) -> int:
@@ -390,7 +395,7 @@ class Split:
 
     @property
     def n_slots(self) -> int:
-        return self.n_known + self.n_extra
+        return self.n_known + self.extra_slots
 
     @property
     def regime(self) -> str:
@@ -399,7 +404,37 @@ class Split:
         classes this is Willetts' "accidental" SUS)."""
         if self.n_known == 0:
             return "unsupervised"
-        return "semi-unsupervised" if self.n_extra else "semi-supervised"
+        return "semi-unsupervised" if self.extra_slots else "semi-supervised"
+
+    def labelled_slots(self, y_train: np.ndarray) -> np.ndarray:
+        """The slot of each labelled point: its given label's, else its class's in ``y_train`` (a given
+        label of -1, which carries weight 0, takes slot 0)."""
+        if self.labels is None:
+            return self.class_to_slot(y_train[self.labelled_idx])
+        slots = np.zeros(len(self.labels), dtype=np.int64)
+        answered = self.labels >= 0
+        slots[answered] = self.class_to_slot(self.labels[answered])
+        return slots
+
+    def check_given_labels(self) -> None:
+        """Refuse given labels that do not fit the labelled points (DataError naming what is wrong)."""
+        if self.labels is None:
+            if self.label_weights is not None:
+                raise DataError("a split's label weights need the labels they weigh (labels=)")
+            return
+        n, weights = len(self.labelled_idx), self.label_weights
+        if self.labels.shape != (n,) or (weights is not None and weights.shape != (n,)):
+            raise DataError(f"the split gives {self.labels.shape} labels and "
+                            f"{None if weights is None else weights.shape} weights for {n} labelled points; need one "
+                            f"of each per point")
+        if weights is not None and (not np.isfinite(weights).all() or ((weights < 0) | (weights > 1)).any()):
+            raise DataError("a split's label weights must lie in [0, 1]")
+        if (self.labels < 0).any() and (weights is None or (weights[self.labels < 0] > 0).any()):
+            raise DataError("a point given no label (-1) must have weight 0 (label_weights=)")
+        unknown = np.setdiff1d(self.labels[self.labels >= 0], self.known_classes)
+        if len(unknown):
+            raise DataError(f"the split gives labels {unknown.tolist()}, which are not its known classes "
+                            f"{list(self.known_classes)}")
 
     def class_to_slot(self, labels: np.ndarray) -> np.ndarray:
         """Map known class ids to their slots (raises DataError for any other label)."""
@@ -413,15 +448,19 @@ class Split:
         return {"labelled_idx": self.labelled_idx, "unlabelled_idx": self.unlabelled_idx,
                 "validation_idx": self.validation_idx, "known_classes": np.array(self.known_classes, dtype=np.int64),
                 "hidden_classes": np.array(self.hidden_classes, dtype=np.int64),
-                "n_extra": np.array(self.n_extra), "seed": np.array(self.seed),
-                "unseen_classes": np.array(self.unseen_classes, dtype=np.int64)}
+                "extra_slots": np.array(self.extra_slots), "seed": np.array(self.seed),
+                "unseen_classes": np.array(self.unseen_classes, dtype=np.int64),
+                **{key: value for key, value in (("labels", self.labels), ("label_weights", self.label_weights))
+                   if value is not None}}
 
     @classmethod
     def from_arrays(cls, arrays) -> "Split":
         unseen = tuple(int(c) for c in arrays["unseen_classes"])
+        given = [np.asarray(arrays[key], dtype=dtype) if key in arrays else None
+                 for key, dtype in (("labels", np.int64), ("label_weights", np.float64))]
         return cls(tuple(int(c) for c in arrays["known_classes"]), tuple(int(c) for c in arrays["hidden_classes"]),
-                   int(arrays["n_extra"]), np.asarray(arrays["labelled_idx"]), np.asarray(arrays["unlabelled_idx"]),
-                   np.asarray(arrays["validation_idx"]), int(arrays["seed"]), unseen)
+                   int(arrays["extra_slots"]), np.asarray(arrays["labelled_idx"]), np.asarray(arrays["unlabelled_idx"]),
+                   np.asarray(arrays["validation_idx"]), int(arrays["seed"]), unseen, *given)
 
 
 @dataclass(frozen=True)
@@ -432,17 +471,21 @@ class SplitSpec:
     unseen_classes: tuple[int, ...] = ()
     labels_per_class: int | None = None
     labelled_fraction: float | None = None
-    n_extra: int | None = None
+    extra_slots: int | None = None
     validation_fraction: float = 0.1
     seed: int | None = None
     #: > 0: the last this many training points are a validation set given with the data (their labels
     #: may name classes no training point is labelled with), used instead of a carved-out fraction.
     given_validation_points: int = 0
+    #: True: the split was handed to ``fit`` whole (``fit(..., split=...)``; the active loop's rounds,
+    #: whose labels an oracle gave) and lives in the run's split.npz, which the other fields describe;
+    #: it cannot be drawn again from them.
+    given: bool = False
 
     def __post_init__(self) -> None:
         check_field_types(self)  # 7.9 as a class, 2.7 extra slots or "0.2" as a fraction fail here, named
-        if self.n_extra is not None and self.n_extra < 0:
-            raise ValueError(f"n_extra (extra slots) must be >= 0, got {self.n_extra}")
+        if self.extra_slots is not None and self.extra_slots < 0:
+            raise ValueError(f"extra_slots must be >= 0, got {self.extra_slots}")
         if self.labels_per_class is not None and self.labels_per_class < 1:
             raise ValueError(f"labels_per_class must be >= 1, got {self.labels_per_class}")
         if self.labelled_fraction is not None and not 0 < self.labelled_fraction <= 1:
@@ -461,7 +504,15 @@ class SplitSpec:
         """The split of training labels ``y`` (``seed`` must be set)."""
         if self.seed is None:
             raise ValueError("the split's seed is not set (RunSpec sets it to the training seed)")
-        return make_split(y, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        if self.given:
+            raise ValueError("this split was given whole (split.npz holds it): it cannot be drawn from its options")
+        return make_split(y, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "given"})
+
+    @classmethod
+    def describing(cls, split: "Split") -> "SplitSpec":
+        """The options that describe a split given whole (``given=True``)."""
+        return cls(hidden_classes=split.hidden_classes, unseen_classes=split.unseen_classes,
+                   extra_slots=split.extra_slots, validation_fraction=0.0, seed=split.seed, given=True)
 
 
 @dataclass(frozen=True)
@@ -481,7 +532,7 @@ def make_split(
     hidden_classes: Sequence[int] = (),
     labels_per_class: int | None = None,
     labelled_fraction: float | None = None,
-    n_extra: int | None = None,
+    extra_slots: int | None = None,
     validation_fraction: float = SplitSpec.validation_fraction,
     seed: int = 0,
     unseen_classes: Sequence[int] = (),
@@ -491,7 +542,7 @@ def make_split(
 
     ``hidden_classes`` keep no labels at all. Each other class keeps ``labels_per_class`` labels,
     or ``labelled_fraction`` of its training points, or (neither given) every label it has.
-    ``n_extra`` extra slots (default: twice the number of hidden classes) are left for discovery.
+    ``extra_slots`` extra slots (default: twice the number of hidden classes) are left for discovery.
     The validation points (``validation_fraction`` of each class, drawn first) are disjoint from
     training and keep their true labels for the honest mapping of extra slots.
     ``unseen_classes`` are withheld from training and validation altogether (an open-set check:
@@ -502,7 +553,7 @@ def make_split(
     labels name (no training point is labelled with them) count as hidden classes.
     """
     y = check_labels(y, len(np.asarray(y)), "labels")
-    for name, value in (("labels_per_class", labels_per_class), ("n_extra", n_extra), ("seed", seed),
+    for name, value in (("labels_per_class", labels_per_class), ("extra_slots", extra_slots), ("seed", seed),
                         ("given_validation_points", given_validation_points)):
         if value is not None and not _is_integer(value):
             raise DataError(f"{name} must be an integer, got {value!r}")
@@ -543,14 +594,14 @@ def make_split(
     if not 0 <= validation_fraction < 1:
         raise DataError(f"validation_fraction must lie in [0, 1), got {validation_fraction}")
     known = tuple(int(c) for c in present if c not in hidden)
-    n_extra = 2 * len(hidden) if n_extra is None else int(n_extra)
-    if n_extra < 0:
-        raise DataError(f"n_extra must be >= 0, got {n_extra}")
-    if not known and n_extra == 0:
+    extra_slots = 2 * len(hidden) if extra_slots is None else int(extra_slots)
+    if extra_slots < 0:
+        raise DataError(f"extra_slots must be >= 0, got {extra_slots}")
+    if not known and extra_slots == 0:
         raise DataError("every class is hidden and there are no extra slots: nothing left to learn. "
-                        "Unhide a class for (semi-)supervised learning or set n_extra > 0 to cluster.")
-    if len(known) + n_extra < 2:
-        raise DataError(f"{len(known)} known class and {n_extra} extra slots make one slot: every point would get "
+                        "Unhide a class for (semi-)supervised learning or set extra_slots > 0 to cluster.")
+    if len(known) + extra_slots < 2:
+        raise DataError(f"{len(known)} known class and {extra_slots} extra slots make one slot: every point would get "
                         f"it and accuracy would be 1.0 by construction. Label a second class, or add extra slots "
                         f"(--extra-slots) to discover the unlabelled classes.")
 
@@ -582,7 +633,7 @@ def make_split(
         labelled.append(members[:count])
     labelled_idx = np.sort(np.concatenate(labelled)) if labelled else np.zeros(0, dtype=np.int64)
     unlabelled_idx = np.setdiff1d(train_idx, labelled_idx)
-    return Split(known, hidden, n_extra, labelled_idx, unlabelled_idx, validation_idx, seed, unseen)
+    return Split(known, hidden, extra_slots, labelled_idx, unlabelled_idx, validation_idx, seed, unseen)
 
 
 def _is_integer(value: object) -> bool:

@@ -44,7 +44,7 @@ class SemiUnsupervisedClassifier(ClassifierMixin, TransformerMixin, BaseEstimato
     """Classify the labelled classes and discover the unlabelled ones as clusters (scikit-learn API).
 
     ``fit(X, y)`` takes ``y`` with -1 for every unlabelled point; the classes with labels keep them,
-    and ``n_extra`` extra slots are left for the classes no point is labelled with. ``predict``
+    and ``extra_slots`` extra slots are left for the classes no point is labelled with. ``predict``
     returns a known class, or for a point in a discovered cluster that cluster's id: a new integer
     above every label seen in ``fit`` (``discovered_`` lists them). A cluster id names a cluster, not
     a class: only ``score`` maps clusters to classes, each to the majority true class of the
@@ -56,7 +56,7 @@ class SemiUnsupervisedClassifier(ClassifierMixin, TransformerMixin, BaseEstimato
     ----------
     model : str
         A registered model (``pyro-sus models``): ``"gmdgm"`` (Willetts et al.'s GM-DGM), ``"m2"``, ...
-    n_extra : int or None
+    extra_slots : int or None
         Extra slots for discovery. None: twice the number of classes only ``y_val`` names; without
         those, twice the number of labelled classes when some point is unlabelled, else 0.
     epochs, batch_size, learning_rate, seed
@@ -92,7 +92,7 @@ class SemiUnsupervisedClassifier(ClassifierMixin, TransformerMixin, BaseEstimato
         Discovered cluster id -> the class the validation points it receives mostly belong to
         (None where it received none with a label).
     n_slots_ : int
-        Slots of the model: labelled classes plus ``n_extra``.
+        Slots of the model: labelled classes plus ``extra_slots``.
     history_ : list of dict
         One record per epoch (loss and its terms, learning rate, validation numbers).
     run_ : pyro_sus.run.Run
@@ -104,7 +104,7 @@ class SemiUnsupervisedClassifier(ClassifierMixin, TransformerMixin, BaseEstimato
     def __init__(
         self,
         model: str = "gmdgm",
-        n_extra: int | None = None,
+        extra_slots: int | None = None,
         *,
         epochs: int = TrainConfig.epochs,
         batch_size: int = TrainConfig.batch_size,
@@ -122,7 +122,7 @@ class SemiUnsupervisedClassifier(ClassifierMixin, TransformerMixin, BaseEstimato
         verbose: int = 1,
     ) -> None:
         self.model = model
-        self.n_extra = n_extra
+        self.extra_slots = extra_slots
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -151,19 +151,19 @@ class SemiUnsupervisedClassifier(ClassifierMixin, TransformerMixin, BaseEstimato
             X_val, y_val = validate_data(self, X_val, y_val, dtype=np.float32, reset=False)
         labels, codes, val_codes = _encode(y, y_val)
         known = np.unique(codes[codes >= 0])
-        if len(known) == 0 and self.n_extra is None:
+        if len(known) == 0 and self.extra_slots is None:
             raise ValueError("y has no labelled point (every label is -1): to cluster without labels, "
-                             "give n_extra, the number of clusters")
+                             "give extra_slots, the number of clusters")
         validation_only = 0 if val_codes is None else len(np.setdiff1d(val_codes[val_codes >= 0], known))
-        n_extra = self.n_extra
-        if n_extra is None:
-            n_extra = 2 * validation_only if validation_only else 2 * len(known) * bool((codes < 0).any())
+        extra_slots = self.extra_slots
+        if extra_slots is None:
+            extra_slots = 2 * validation_only if validation_only else 2 * len(known) * bool((codes < 0).any())
         x_all = X if X_val is None else np.concatenate([X, X_val])
         y_all = codes if val_codes is None else np.concatenate([codes, val_codes])
         likelihood = self.likelihood
         if likelihood == "auto":
             likelihood = "bernoulli" if x_all.min() >= 0 and x_all.max() <= 1 else "gaussian"
-        spec = self._spec(n_extra, likelihood, 0 if X_val is None else len(X_val))
+        spec = self._spec(extra_slots, likelihood, 0 if X_val is None else len(X_val))
         data = Dataset("arrays", x_all, y_all)
         self._drop_run_folder()
         run_dir, self._cleanup = _new_run_folder(self.run_root)
@@ -177,9 +177,9 @@ class SemiUnsupervisedClassifier(ClassifierMixin, TransformerMixin, BaseEstimato
         self.n_slots_ = run.split.n_slots
         # Discovered clusters are numbered after every label fit saw, so an id is never a class of fit's.
         first_id = (int(np.max(labels)) + 1) if np.issubdtype(labels.dtype, np.number) and len(labels) else 0
-        cluster_ids = np.array([first_id + j for j in range(run.split.n_extra)], dtype=np.int64)
+        cluster_ids = np.array([first_id + j for j in range(run.split.extra_slots)], dtype=np.int64)
         if not np.issubdtype(labels.dtype, np.number):
-            cluster_ids = np.array([f"cluster-{j}" for j in range(run.split.n_extra)], dtype=object)
+            cluster_ids = np.array([f"cluster-{j}" for j in range(run.split.extra_slots)], dtype=object)
         known_labels = labels[np.asarray(run.split.known_classes, dtype=np.int64)]
         self.classes_ = np.concatenate([known_labels, cluster_ids]) if len(cluster_ids) else known_labels
         # Slot -> original label of the class its validation points mostly hold (None: no such point).
@@ -188,7 +188,7 @@ class SemiUnsupervisedClassifier(ClassifierMixin, TransformerMixin, BaseEstimato
         self.history_ = run.history()
         return self
 
-    def _spec(self, n_extra: int, likelihood: str, given_validation_points: int) -> RunSpec:
+    def _spec(self, extra_slots: int, likelihood: str, given_validation_points: int) -> RunSpec:
         """The run's spec from the constructor's options."""
         from .models import DecoderConfig, get_model_class
         from .run import run_spec
@@ -203,7 +203,7 @@ class SemiUnsupervisedClassifier(ClassifierMixin, TransformerMixin, BaseEstimato
         train_options = {"epochs": self.epochs, "batch_size": self.batch_size, "learning_rate": self.learning_rate,
                          "seed": self.seed, "device": self.device, "checkpoint_every": self.epochs,
                          **(self.train_options or {})}
-        return run_spec(self.model, n_extra=n_extra, split_seed=None, std_threshold=self.std_threshold,
+        return run_spec(self.model, extra_slots=extra_slots, split_seed=None, std_threshold=self.std_threshold,
                         validation_fraction=0.0 if given_validation_points else self.validation_fraction,
                         prior=self.prior, known_mass=self.known_mass, model_options=model_options,
                         train_options=train_options, given_validation_points=given_validation_points)

@@ -29,18 +29,18 @@ __all__ = ["class_prior", "LATENT_PRIORS", "register_latent_prior", "build_laten
 LATENT_PRIORS: dict[str, Callable[..., nn.Module]] = {}
 
 
-def class_prior(n_known: int, n_extra: int, kind: str = "sus", known_mass: float = 0.5,
+def class_prior(n_known: int, extra_slots: int, kind: str = "sus", known_mass: float = 0.5,
                 probs: Sequence[float] | None = None) -> torch.Tensor:
-    """Probabilities over the ``n_known + n_extra`` slots of y.
+    """Probabilities over the ``n_known + extra_slots`` slots of y.
 
     ``"sus"`` is Willetts et al.'s prior: ``known_mass`` split evenly over the known (labelled)
     classes, the rest split evenly over the extra slots. With no extra slots (semi-supervised) or
     no known classes (clustering) it reduces to uniform. ``"uniform"`` is uniform over all slots.
     ``"given"`` uses ``probs`` (one non-negative number per slot; normalised here).
     """
-    if n_known < 0 or n_extra < 0 or n_known + n_extra == 0:
-        raise ValueError(f"need at least one slot, got n_known={n_known}, n_extra={n_extra}")
-    n_slots = n_known + n_extra
+    if n_known < 0 or extra_slots < 0 or n_known + extra_slots == 0:
+        raise ValueError(f"need at least one slot, got n_known={n_known}, extra_slots={extra_slots}")
+    n_slots = n_known + extra_slots
     if kind == "given":
         if probs is None or len(probs) != n_slots:
             raise ValueError(f"a given class prior needs {n_slots} probabilities (known slots first, "
@@ -49,14 +49,14 @@ def class_prior(n_known: int, n_extra: int, kind: str = "sus", known_mass: float
         if not torch.isfinite(given).all() or (given < 0).any() or given.sum() <= 0:
             raise ValueError(f"class prior probabilities must be non-negative and not all zero: {list(probs)}")
         return given / given.sum()
-    if kind == "uniform" or n_known == 0 or n_extra == 0:
+    if kind == "uniform" or n_known == 0 or extra_slots == 0:
         return torch.full((n_slots,), 1.0 / n_slots)
     if kind != "sus":
         raise ValueError(f"unknown class prior {kind!r}; choose 'sus', 'uniform' or 'given'")
     if not 0.0 < known_mass < 1.0:
         raise ValueError(f"known_mass must lie in (0, 1), got {known_mass}")
     return torch.cat([torch.full((n_known,), known_mass / n_known),
-                      torch.full((n_extra,), (1.0 - known_mass) / n_extra)])
+                      torch.full((extra_slots,), (1.0 - known_mass) / extra_slots)])
 
 
 register_latent_prior = registrar(LATENT_PRIORS, "latent prior")

@@ -180,31 +180,34 @@ def training_data(dataset: Dataset, split: Split, pre: Preprocessor) -> Training
     def features(idx: np.ndarray) -> torch.Tensor:
         return torch.tensor(pre.transform(dataset.x_train[idx]) if len(idx) else np.zeros((0, pre.output_dim), np.float32))
 
-    return TrainingData(features(split.labelled_idx),
-                        torch.tensor(split.class_to_slot(dataset.y_train[split.labelled_idx])),
+    weights = None if split.label_weights is None else torch.tensor(split.label_weights, dtype=torch.float32)
+    return TrainingData(features(split.labelled_idx), torch.tensor(split.labelled_slots(dataset.y_train)),
                         features(split.unlabelled_idx), features(split.validation_idx),
-                        dataset.y_train[split.validation_idx], known_classes=split.known_classes)
+                        dataset.y_train[split.validation_idx], weights, known_classes=split.known_classes)
 
 
 def run_spec(model: str, *, hidden_classes: Sequence[int] = (), unseen_classes: Sequence[int] = (),
-             labels_per_class: int | None = None, labelled_fraction: float | None = None, n_extra: int | None = None,
+             labels_per_class: int | None = None, labelled_fraction: float | None = None, extra_slots: int | None = None,
              validation_fraction: float = SplitSpec.validation_fraction, split_seed: int | None = None,
              std_threshold: float | None = PreprocessSpec.std_threshold, prior: str = PriorSpec.kind,
              known_mass: float = PriorSpec.known_mass, class_probs: Sequence[float] | None = None,
              model_options: dict[str, Any] | None = None, train_options: dict[str, Any] | None = None,
-             data: DataSpec | None = None, given_validation_points: int = SplitSpec.given_validation_points) -> RunSpec:
+             data: DataSpec | None = None, given_validation_points: int = SplitSpec.given_validation_points,
+             init_from: str | Path | None = None) -> RunSpec:
     """What a run with :func:`fit`'s options does (the data aside unless given), as run.json records it;
-    training options and the prior are checked here. ``given_validation_points``: see :class:`SplitSpec`."""
+    training options and the prior are checked here. ``given_validation_points``: see :class:`SplitSpec`;
+    ``init_from``: weights to start from (another run's ``final.pt``), stored as a resolved path."""
     return RunSpec(
         model, data or DataSpec(),
         # Handed over as given: the specs check every type, so 7.9 is no class id and "0.2" no fraction.
         SplitSpec(_sequence(hidden_classes, "hidden_classes"), _sequence(unseen_classes, "unseen_classes"),
-                  labels_per_class, labelled_fraction, n_extra, validation_fraction, split_seed,
+                  labels_per_class, labelled_fraction, extra_slots, validation_fraction, split_seed,
                   given_validation_points),
         PreprocessSpec(std_threshold),
         PriorSpec("given" if class_probs is not None else prior, known_mass,
                   _sequence(class_probs, "class_probs") if class_probs is not None else None),
-        dict(model_options or {}), TrainConfig(**(train_options or {})))
+        dict(model_options or {}), TrainConfig(**(train_options or {})),
+        None if init_from is None else str(Path(init_from).expanduser().resolve()))
 
 
 def spec_options(spec: RunSpec) -> dict[str, Any]:
@@ -212,10 +215,11 @@ def spec_options(spec: RunSpec) -> dict[str, Any]:
     split, prior = spec.split, spec.prior
     return {"hidden_classes": split.hidden_classes, "unseen_classes": split.unseen_classes,
             "labels_per_class": split.labels_per_class, "labelled_fraction": split.labelled_fraction,
-            "n_extra": split.n_extra, "validation_fraction": split.validation_fraction, "split_seed": split.seed,
+            "extra_slots": split.extra_slots, "validation_fraction": split.validation_fraction, "split_seed": split.seed,
             "given_validation_points": split.given_validation_points, "std_threshold": spec.preprocess.std_threshold,
             "prior": prior.kind, "known_mass": prior.known_mass, "class_probs": prior.probs,
-            "model_options": dict(spec.model_options), "train_options": dataclasses.asdict(spec.train)}
+            "model_options": dict(spec.model_options), "train_options": dataclasses.asdict(spec.train),
+            "init_from": spec.init_from}
 
 
 def _sequence(values: Any, what: str) -> tuple:
@@ -245,7 +249,7 @@ def build_run_model(spec: RunSpec, split: Split, pre: Preprocessor, where: str =
     cls = get_model_class(spec.model)
     options: dict[str, Any] = {"x_dim": pre.output_dim, "n_slots": split.n_slots}
     if cls.has_class_prior:
-        options["class_prior"] = class_prior(split.n_known, split.n_extra, spec.prior.kind, spec.prior.known_mass,
+        options["class_prior"] = class_prior(split.n_known, split.extra_slots, spec.prior.kind, spec.prior.known_mass,
                                              spec.prior.probs).tolist()
     elif spec.prior.kind == "given":
         raise ValueError(f"model {spec.model!r} has no class prior p(y) to set (class_probs)")
@@ -278,12 +282,15 @@ def load_parts(run_dir: str | Path) -> tuple[dict[str, Any], RunSpec, Split, Pre
                                f"restore it or train again") from None
     try:
         split = Split.from_arrays(arrays["split.npz"])
+        split.check_given_labels()
         pre = Preprocessor.from_arrays(arrays["preprocess.npz"])
+    except DataError as err:
+        raise RunFileError(f"{run_dir / 'split.npz'}: {err}; restore it or train again") from None
     except (KeyError, TypeError, ValueError) as err:
         raise RunFileError(f"{run_dir}: split.npz or preprocess.npz lacks {err}; restore them or train again") from None
     # run.json and split.npz were written together: an edit of one alone would be read half-applied.
     saved = {"hidden_classes": split.hidden_classes, "unseen_classes": split.unseen_classes, "seed": split.seed,
-             **({"n_extra": split.n_extra} if spec.split.n_extra is not None else {})}
+             **({"extra_slots": split.extra_slots} if spec.split.extra_slots is not None else {})}
     for name, value in saved.items():
         if tuple(np.atleast_1d(getattr(spec.split, name))) != tuple(np.atleast_1d(value)):
             raise RunFileError(f"{path} says split.{name} = {getattr(spec.split, name)!r}, but the run's split.npz "

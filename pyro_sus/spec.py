@@ -171,8 +171,13 @@ class RunSpec:
     prior: PriorSpec = field(default_factory=PriorSpec)
     model_options: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
+    #: Weights to start from instead of the seed's initialisation: another run's ``final.pt`` (a
+    #: resolved path; the active loop's rounds start from the round before).
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
+        if self.init_from is not None and not isinstance(self.init_from, str):
+            raise ValueError(f"init_from must be a path (a string) or None, got {self.init_from!r}")
         if self.split.seed is None:  # the split follows the training seed unless given its own
             object.__setattr__(self, "split", dataclasses.replace(self.split, seed=self.train.seed))
 
@@ -187,6 +192,7 @@ class RunSpec:
                          for k, v in dataclasses.asdict(getattr(self, part)).items()}
         out["model_options"] = dict(self.model_options)
         out["train"] = dataclasses.asdict(self.train)
+        out["init_from"] = self.init_from
         return out
 
     @classmethod
@@ -204,7 +210,7 @@ class RunSpec:
         return cls(info["model"], data, _part(SplitSpec, info["split"], "split"),
                    _part(PreprocessSpec, info["preprocess"], "preprocess"),
                    _part(PriorSpec, info["prior"], "prior"), dict(_object(info["model_options"], "model_options")),
-                   _part(TrainConfig, info["train"], "train"))
+                   _part(TrainConfig, info["train"], "train"), info.get("init_from"))
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:

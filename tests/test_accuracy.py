@@ -42,7 +42,7 @@ def test_gmdgm_discovers_hidden_digits_in_seconds(tmp_path):
     of the 5 hidden digits found under the report's first rule (seed 0: 4 under issue 40's, 8 missed at
     29% validation recall); chance over five hidden classes is 0.2."""
     run = fit("gmdgm", "digits", tmp_path / "gm", hidden_classes=[5, 6, 7, 8, 9], labelled_fraction=0.2,
-              n_extra=10, model_options={"hidden_dims": [256], "z_dim": 5},
+              extra_slots=10, model_options={"hidden_dims": [256], "z_dim": 5},
               train_options={"epochs": 60, "learning_rate": 3e-3, "device": "cpu", "seed": 0}, progress=False)
     results = json.loads((run.run_dir / "results.json").read_text())
     assert results["test"]["known_accuracy"] > 0.9
@@ -54,7 +54,7 @@ def test_gmdgm_discovers_hidden_digits_in_seconds(tmp_path):
 def test_gmdgm_discovers_hidden_digits(tmp_path):
     # The papers' claim on our embedded data: GM-DGM clusters digits 5-9 with no label for them.
     run = fit("gmdgm", "digits", tmp_path / "gm", hidden_classes=[5, 6, 7, 8, 9], labelled_fraction=0.2,
-              n_extra=10, model_options={"hidden_dims": [500, 500], "z_dim": 5},
+              extra_slots=10, model_options={"hidden_dims": [500, 500], "z_dim": 5},
               train_options={"epochs": 200, "learning_rate": 1e-3, "device": "cpu"}, progress=False)
     test = json.loads((run.run_dir / "results.json").read_text())["test"]
     assert test["known_accuracy"] > 0.9

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+import pyro_sus
 from pyro_sus.active import (NO_LABEL, ActiveConfig, AnswerBook, InteractiveOracle, OracleStopped, SimulatedOracle,
                              cluster_latents, confidence, label_round, parse_answer, propagate_labels, run_active)
 from pyro_sus.data import load_dataset
@@ -226,13 +227,33 @@ def test_a_stopped_round_resumes_with_the_saved_answers_and_a_finished_run_asks_
     final = {a["node"]: a for a in json.loads((tmp_path / "round_01" / "answers.json").read_text())["answers"]}
     assert all(final[a["node"]] == a for a in saved)                  # the first answers were kept as given
     assert run.rounds[-1]["answers_total"] == len(queries)
-    for name in ("rounds.json", "accuracy.png", "round_01/centres.png", "round_01/model.pt", "round_01/labels.npz"):
+    for name in ("rounds.json", "accuracy.png", "round_01/centres.png", "round_01/run/final.pt", "round_01/labels.npz"):
         assert (tmp_path / name).is_file(), name
 
     def never(image):
         raise AssertionError("a finished run must not ask again")
     again = run_active(None, tmp_path, oracle=ScriptedOracle(never), resume=True, progress=False, dataset=data)
     assert again.rounds == run.rounds
+
+
+def test_each_round_is_an_ordinary_run_trained_on_its_labels_from_the_round_before(tmp_path):
+    """A round's training is a fit on a given split: `load`, `evaluate` and `predict` read it as any run."""
+    data = load_dataset("digits")
+    active = run_active(ActiveConfig(**{**TINY, "rounds": 2}), tmp_path, progress=False, dataset=data)
+    for index in (1, 2):
+        run = pyro_sus.load(tmp_path / f"round_{index:02d}" / "run")
+        with np.load(tmp_path / f"round_{index:02d}" / "labels.npz") as saved:
+            labels, weights = saved["labels"], saved["weights"]
+        assert run.spec.split.given and run.split.n_slots == 10 and len(run.split.unlabelled_idx) == 0
+        np.testing.assert_array_equal(run.split.labels, labels)          # the oracle's propagated labels...
+        np.testing.assert_array_equal(run.split.label_weights, weights)  # ...and weights, not the data's
+        assert run.spec.init_from == str((tmp_path / f"round_{index - 1:02d}" / "run" / "final.pt").resolve())
+        again = pyro_sus.evaluate(run, dataset=data, plot=False)
+        assert again["test"]["accuracy"] == active.rounds[index]["test_accuracy"]  # scored by evaluate
+    assert not (tmp_path / "round_00" / "run" / "results.json").exists()  # no label yet: not scored
+    predicted = pyro_sus.predict(active.run, data.x_test[:5])["predicted_class"]
+    assert predicted.shape == (5,) and set(predicted.tolist()) <= set(range(10))
+    assert active.run.run_dir == tmp_path / "round_02" / "run"
 
 
 def test_the_loop_refuses_models_without_label_weights_and_a_used_folder(tmp_path):

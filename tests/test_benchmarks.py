@@ -223,7 +223,7 @@ def test_the_zoo_experiments_replay_the_options_of_the_recorded_zoo_runs(setting
             "model_options"] else results["model"]
         assert (row.model, row.fit["model_options"]) == (model, results["model_options"]), record.name
         assert sorted(row.fit.get("hidden_classes", [])) == results["hidden_classes"]
-        assert len(results["known_classes"]) + row.fit.get("n_extra", 0) == results["n_slots"]
+        assert len(results["known_classes"]) + row.fit.get("extra_slots", 0) == results["n_slots"]
 
 
 def test_paired_process_times_both_arms_in_their_own_processes(tmp_path):

@@ -363,6 +363,12 @@ def test_active_command_runs_rounds_resumes_and_rejects_bad_models(tmp_path, cap
     saved = json.loads((out / "active.json").read_text())["config"]
     assert saved["model_options"] == {"hidden_dims": [16], "beta": 1} and saved["max_train"] == 200
     assert main(["active", "--resume", "--out", str(out), "--no-progress"]) == 0  # finished: nothing to do
+    # Each round is a run folder: `evaluate` scores it again, to the number the loop recorded.
+    round_one = json.loads((out / "round_01" / "round.json").read_text())
+    assert str(out / "round_01" / "run") in printed
+    assert main(["evaluate", str(out / "round_01" / "run")]) == 0
+    rescored = json.loads((out / "round_01" / "run" / "results.json").read_text())
+    assert rescored["test"]["accuracy"] == round_one["test_accuracy"]
     assert main(["active", "--model", "m2", "--out", str(tmp_path / "m2")]) == 2
     assert "cannot run the active loop" in capsys.readouterr().err
     # --keep-all-dims reaches the model: digits keeps all 64 pixels (the std filter drops some), which
@@ -391,8 +397,10 @@ def test_train_flags_take_their_defaults_from_the_run_specification():
     assert args.no_binarize is not TrainConfig().binarize
     # Every field of the split, preprocessing and prior has a flag (the training ones: see train --help).
     # A validation set given with the data (SplitSpec.given_validation_points) comes with arrays
-    # (SemiUnsupervisedClassifier.fit's X_val, y_val), not with a data set a flag names.
-    covered = {(part, name) for part, name in SPEC_FLAGS.values()} | {("split", "given_validation_points")}
+    # (SemiUnsupervisedClassifier.fit's X_val, y_val), and a split given whole (SplitSpec.given) as a
+    # Split object (fit(..., split=...)), not with a data set a flag names.
+    covered = {(part, name) for part, name in SPEC_FLAGS.values()} | {("split", "given_validation_points"),
+                                                                       ("split", "given")}
     for part in ("split", "preprocess", "prior"):
         assert {(part, f.name) for f in dataclasses.fields(parts[part])} <= covered, part
 

@@ -25,7 +25,7 @@ def write_idx(path, array, truncate=0):
 # -- splits ------------------------------------------------------------------------------------
 def test_sus_split_hidden_classes_carry_no_labels_and_counts_are_exact():
     y = labels_10_classes()
-    split = make_split(y, hidden_classes=[5, 6, 7, 8, 9], labels_per_class=7, n_extra=12, seed=3)
+    split = make_split(y, hidden_classes=[5, 6, 7, 8, 9], labels_per_class=7, extra_slots=12, seed=3)
     assert split.known_classes == (0, 1, 2, 3, 4) and split.n_slots == 17
     assert split.regime == "semi-unsupervised"
     assert np.bincount(y[split.labelled_idx], minlength=10).tolist() == [7] * 5 + [0] * 5
@@ -43,7 +43,7 @@ def test_split_partitions_training_points_and_validation_is_disjoint():
     assert len(split.validation_idx) == 50  # 10% of each class
     # 20% of each known class's 45 training points, rounded
     assert np.bincount(y[split.labelled_idx], minlength=10).tolist() == [9] * 8 + [0, 0]
-    assert split.n_extra == 4  # default: twice the hidden classes
+    assert split.extra_slots == 4  # default: twice the hidden classes
 
 
 def test_split_is_reproducible_from_its_seed():
@@ -60,7 +60,7 @@ def test_unseen_classes_are_withheld_from_training_and_validation_and_the_rest_i
     split = make_split(y, hidden_classes=[7, 8], unseen_classes=[9], labelled_fraction=0.2, seed=2)
     used = np.concatenate([split.labelled_idx, split.unlabelled_idx, split.validation_idx])
     assert not np.isin(y[used], [9]).any() and set(used) == set(np.flatnonzero(y != 9))
-    assert split.known_classes == tuple(range(7)) and split.unseen_classes == (9,) and split.n_extra == 4
+    assert split.known_classes == tuple(range(7)) and split.unseen_classes == (9,) and split.extra_slots == 4
     # Withholding a class changes nothing else: the other classes' points are split as before.
     assert len(split.validation_idx) == 45 and np.bincount(y[split.labelled_idx]).tolist() == [9] * 7
     from pyro_sus.data import Split
@@ -70,10 +70,10 @@ def test_unseen_classes_are_withheld_from_training_and_validation_and_the_rest_i
 def test_semi_supervised_and_unsupervised_limits():
     y = labels_10_classes()
     ss = make_split(y, labels_per_class=2)
-    assert ss.regime == "semi-supervised" and ss.n_extra == 0 and ss.n_slots == 10
-    accidental = make_split(y, hidden_classes=[8, 9], labels_per_class=2, n_extra=0)
+    assert ss.regime == "semi-supervised" and ss.extra_slots == 0 and ss.n_slots == 10
+    accidental = make_split(y, hidden_classes=[8, 9], labels_per_class=2, extra_slots=0)
     assert accidental.regime == "semi-supervised" and accidental.n_slots == 8
-    us = make_split(y, hidden_classes=range(10), n_extra=20)
+    us = make_split(y, hidden_classes=range(10), extra_slots=20)
     assert us.regime == "unsupervised" and len(us.labelled_idx) == 0 and us.n_slots == 20
 
 
@@ -94,7 +94,7 @@ def test_a_given_validation_set_is_used_as_given_and_its_own_classes_are_hidden(
     y = np.concatenate([train, validation])
     split = make_split(y, given_validation_points=100, validation_fraction=0.0, unseen_classes=[9])
     assert split.known_classes == (0, 1, 2, 3, 4) and split.hidden_classes == (5, 6, 7, 8)
-    assert split.n_extra == 8  # twice the hidden classes, as for a carved-out split
+    assert split.extra_slots == 8  # twice the hidden classes, as for a carved-out split
     # The validation points are the last 100 but class 9's, which is withheld; training keeps the rest.
     assert split.validation_idx.tolist() == [i for i in range(400, 500) if y[i] != 9]
     assert set(split.labelled_idx) == set(np.flatnonzero(train >= 0))
@@ -106,16 +106,16 @@ def test_a_given_validation_set_is_used_as_given_and_its_own_classes_are_hidden(
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"hidden_classes": range(10), "n_extra": 0}, "nothing left to learn"),
+    ({"hidden_classes": range(10), "extra_slots": 0}, "nothing left to learn"),
     ({"hidden_classes": [11]}, "not in the data"),
     ({"hidden_classes": [3, 3]}, "repeats"),
     ({"unseen_classes": [10]}, "unseen classes \\[10\\] are not in the data"),
     ({"hidden_classes": [8, 9], "unseen_classes": [9]}, "both hidden .* and unseen"),
-    ({"hidden_classes": range(9), "unseen_classes": [9], "n_extra": 0}, "nothing left to learn"),
+    ({"hidden_classes": range(9), "unseen_classes": [9], "extra_slots": 0}, "nothing left to learn"),
     ({"labels_per_class": 100}, "fewer than"),
     ({"labels_per_class": 2, "labelled_fraction": 0.1}, "not both"),
     ({"labelled_fraction": 1.5}, "labelled_fraction"),
-    ({"n_extra": -1}, "n_extra"),
+    ({"extra_slots": -1}, "extra_slots"),
 ])
 def test_bad_split_options_raise_clear_errors(kwargs, message):
     with pytest.raises(DataError, match=message):

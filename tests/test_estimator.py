@@ -82,7 +82,7 @@ def test_score_is_the_honest_accuracy_with_clusters_mapped_on_validation(fitted,
 
 def test_without_validation_labels_discovered_clusters_count_as_wrong(digits_sus):
     x, y, _, _, x_test, y_test = digits_sus
-    clf = SemiUnsupervisedClassifier(epochs=2, n_extra=4, **TINY).fit(x, y)
+    clf = SemiUnsupervisedClassifier(epochs=2, extra_slots=4, **TINY).fit(x, y)
     assert set(clf.discovered_.values()) == {None}
     in_cluster = clf.predict_proba(x_test).argmax(1) >= 5
     known_right = (clf.predict(x_test) == y_test) & ~in_cluster
@@ -112,7 +112,7 @@ def test_transform_and_score_samples(fitted, digits_sus):
 
 def test_a_temporary_run_folder_goes_with_the_estimator_and_on_refit(digits_sus):
     x, y = digits_sus[0][:300], digits_sus[1][:300]
-    clf = SemiUnsupervisedClassifier(epochs=1, n_extra=2, **TINY).fit(x, y)
+    clf = SemiUnsupervisedClassifier(epochs=1, extra_slots=2, **TINY).fit(x, y)
     first = clf.run_dir_
     clf.fit(x, y)
     assert not first.exists() and clf.run_dir_.is_dir()
@@ -126,7 +126,7 @@ def test_a_temporary_run_folder_goes_with_the_estimator_and_on_refit(digits_sus)
 
 def test_clone_pipeline_and_grid_search(digits_sus):
     x, y = digits_sus[0][:400], digits_sus[1][:400]
-    clf = SemiUnsupervisedClassifier(epochs=2, n_extra=2, **TINY)
+    clf = SemiUnsupervisedClassifier(epochs=2, extra_slots=2, **TINY)
     assert clone(clf).get_params() == clf.get_params()
     # After a scaler the features are no longer in [0, 1]: "auto" picks the Gaussian likelihood.
     pipe = make_pipeline(StandardScaler(), clf).fit(x, y)
@@ -139,18 +139,18 @@ def test_clone_pipeline_and_grid_search(digits_sus):
 
 def test_progress_shows_unless_verbose_is_0(digits_sus, capsys):
     x, y = digits_sus[0][:200], digits_sus[1][:200]
-    SemiUnsupervisedClassifier(epochs=1, n_extra=2, **TINY).fit(x, y)
+    SemiUnsupervisedClassifier(epochs=1, extra_slots=2, **TINY).fit(x, y)
     quiet = capsys.readouterr()
     assert quiet.out == "" and quiet.err == ""
-    SemiUnsupervisedClassifier(epochs=1, n_extra=2, **{**TINY, "verbose": 1}).fit(x, y)
+    SemiUnsupervisedClassifier(epochs=1, extra_slots=2, **{**TINY, "verbose": 1}).fit(x, y)
     assert "epoch" in capsys.readouterr().err.lower()
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda clf, x, y: clf.fit(x, np.full(len(y), -1)), "give n_extra"),
+    (lambda clf, x, y: clf.fit(x, np.full(len(y), -1)), "give extra_slots"),
     (lambda clf, x, y: clf.fit(x, y, x[:10]), "both X_val and y_val"),
     (lambda clf, x, y: clf.fit(x, y, x[:10, :5], y[:10]), "features"),
-    (lambda clf, x, y: SemiUnsupervisedClassifier(n_extra=-1, **TINY).fit(x, y), "n_extra"),
+    (lambda clf, x, y: SemiUnsupervisedClassifier(extra_slots=-1, **TINY).fit(x, y), "extra_slots"),
     (lambda clf, x, y: SemiUnsupervisedClassifier(model="classifier", likelihood="gaussian", **TINY).fit(x, y),
      "no likelihood"),
 ])

@@ -24,7 +24,7 @@ def digits_sus():
     """The README's digits split (5-8 hidden, 9 unseen, 20% labels, 8 extra slots), preprocessed."""
     data = load_dataset("digits")
     split = make_split(data.y_train, hidden_classes=[5, 6, 7, 8], unseen_classes=[9], labelled_fraction=0.2,
-                       n_extra=8, seed=0)
+                       extra_slots=8, seed=0)
     pre = Preprocessor.fit(data.x_train[np.concatenate([split.labelled_idx, split.unlabelled_idx])], 0.1)
     features = lambda idx: pre.transform(data.x_train[idx])  # noqa: E731
     seen = ~np.isin(data.y_test, split.unseen_classes)
@@ -121,7 +121,7 @@ def test_kmeans_does_not_stack_and_trains_seeds_one_after_another(tmp_path):
     from pyro_sus.api import fit_seeds
 
     runs = fit_seeds("kmeans", "digits", tmp_path / "km", seeds=[0, 1], hidden_classes=[7, 8, 9],
-                     labelled_fraction=0.2, n_extra=4, train_options={"device": "cpu"}, progress=False)
+                     labelled_fraction=0.2, extra_slots=4, train_options={"device": "cpu"}, progress=False)
     assert [run_accuracy(r) > 0.5 for r in runs] == [True, True]
     assert runs[1].results == json.loads((runs[1].run_dir / "results.json").read_text())  # fit hands them back
     assert "stacked_with_seeds" not in json.loads((runs[0].run_dir / "run.json").read_text())

@@ -205,7 +205,7 @@ def test_all_classes_unseen_is_called_unseen(tmp_path, capsys):
 
 # -- 8. the API refuses numbers it would have to truncate ----------------------------------------------
 @pytest.mark.parametrize("options,name", [
-    ({"hidden_classes": [7.9, 8, 9]}, "hidden_classes"), ({"hidden_classes": [8, 9], "n_extra": 2.7}, "n_extra"),
+    ({"hidden_classes": [7.9, 8, 9]}, "hidden_classes"), ({"hidden_classes": [8, 9], "extra_slots": 2.7}, "extra_slots"),
     ({"hidden_classes": [8, 9], "labelled_fraction": "0.2"}, "labelled_fraction"),
     ({"hidden_classes": [8, 9], "labels_per_class": 3.5}, "labels_per_class"),
     ({"hidden_classes": "89"}, "hidden_classes")])
@@ -448,14 +448,14 @@ def test_a_mapping_to_a_class_the_run_never_saw_is_refused(run_copy, tmp_path, c
 
 
 def test_negative_extra_slots_in_run_json_are_refused(run_copy, capsys):
-    _edit_json(run_copy / "run.json", lambda info: info["split"].update(n_extra=-3))
+    _edit_json(run_copy / "run.json", lambda info: info["split"].update(extra_slots=-3))
     assert main(["evaluate", str(run_copy)]) == 2
-    assert "n_extra" in error_output(capsys)
+    assert "extra_slots" in error_output(capsys)
 
 
 def test_data_without_any_label_still_clusters():
     """Only one labelled class is refused: data with no label at all is clustering, which is allowed."""
     from pyro_sus.data import make_split
 
-    split = make_split(np.full(50, -1), n_extra=3, seed=0)
+    split = make_split(np.full(50, -1), extra_slots=3, seed=0)
     assert split.regime == "unsupervised" and split.n_slots == 3 and len(split.unlabelled_idx) == 45

@@ -106,7 +106,7 @@ def test_flag_unknown_marks_points_below_the_validation_quantile_and_unseen_clas
     train = digits.y_train != 9
     data = dataclasses.replace(digits, x_train=digits.x_train[train], y_train=digits.y_train[train])
     run_dir = tmp_path / "without9"
-    run = pyro_sus.fit("gmdgm", data, run_dir, hidden_classes=[7, 8], labelled_fraction=0.2, n_extra=4,
+    run = pyro_sus.fit("gmdgm", data, run_dir, hidden_classes=[7, 8], labelled_fraction=0.2, extra_slots=4,
                        model_options={"hidden_dims": [16], "z_dim": 2},
                        train_options={"epochs": 2, "batch_size": 64, "device": "cpu"}, progress=False)
     results = json.loads((run_dir / "results.json").read_text())

@@ -342,7 +342,7 @@ def test_a_stored_run_spec_replays_exactly_from_its_experiment(folder, tmp_path)
     records = sorted((Path(__file__).parents[1] / "docs" / "results" / folder).glob("*-run.json"))
     assert records
     defaults = {"train": {f.name: f.default for f in dataclasses.fields(TrainConfig)},
-                "split": {"unseen_classes": [], "given_validation_points": 0}}
+                "split": {"unseen_classes": [], "given_validation_points": 0, "given": False}}
     for record in records:
         stored = json.loads(record.read_text())
         job = slugs[record.name[: -len("-run.json")]]
@@ -397,7 +397,7 @@ def test_reproduce_trains_a_rows_seeds_as_one_stack(tmp_path, monkeypatch):
     plugin_table(tmp_path, monkeypatch, "stack_table",
                  "register_experiment(dataclasses.replace(base, name='stack-digits', dataset='digits', seeds=2,\n"
                  "    train={**base.train, 'epochs': 2}, rows=(\n"
-                 "    Row('GM-DGM', 'gmdgm', {'labels_per_class': 5, 'hidden_classes': [8, 9], 'n_extra': 2,\n"
+                 "    Row('GM-DGM', 'gmdgm', {'labels_per_class': 5, 'hidden_classes': [8, 9], 'extra_slots': 2,\n"
                  "        'model_options': {'z_dim': 2, 'hidden_dims': [16]}}, {'accuracy': None},\n"
                  "        train={'batch_size': 128}),)))\n")
     out = tmp_path / "out"
@@ -454,7 +454,7 @@ def test_a_reduced_row_is_a_snapshot_of_the_full_schedule_that_continues_to_it(t
     plugin_table(tmp_path, monkeypatch, "snapshot_table",
                  "register_experiment(dataclasses.replace(base, name='snapshot-digits', dataset='digits', seeds=2,\n"
                  "    train={**base.train, 'epochs': 3, 'lr_schedule': 'cosine'}, rows=(\n"
-                 "    Row('GM-DGM', 'gmdgm', {'labels_per_class': 5, 'hidden_classes': [8, 9], 'n_extra': 2,\n"
+                 "    Row('GM-DGM', 'gmdgm', {'labels_per_class': 5, 'hidden_classes': [8, 9], 'extra_slots': 2,\n"
                  "        'model_options': {'z_dim': 2, 'hidden_dims': [16]}}, {'accuracy': None},\n"
                  "        train={'batch_size': 256, 'select': 'best-validation'}),)))\n")
     importlib.import_module("snapshot_table")

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_run_spec_survives_its_json_form_and_the_split_follows_the_training_seed():
-    spec = run_spec("m2", hidden_classes=[7, 8, 9], unseen_classes=[6], labelled_fraction=0.2, n_extra=4,
+    spec = run_spec("m2", hidden_classes=[7, 8, 9], unseen_classes=[6], labelled_fraction=0.2, extra_slots=4,
                     class_probs=[0.1] * 10, model_options={"z_dim": 3, "hidden_dims": [16]},
                     train_options={"epochs": 3, "seed": 5, "labelled_scale": 0.5},
                     data=DataSpec("digits", None, "abc", 1437, (8, 8)))
@@ -108,3 +108,92 @@ def test_a_choice_is_a_literal_type_and_anything_else_is_refused_naming_the_choi
             typing.get_args(hints["precision"])) == (SELECTIONS, LR_SCHEDULES, tuple(PRECISIONS))
     with pytest.raises(ValueError, match=message):
         TrainConfig(**options)
+
+
+def _given_split(y, labels=None, weights=None):
+    """Every point of classes 0-4 labelled (with ``labels`` given in place of the data's), the rest unlabelled."""
+    import numpy as np
+
+    from pyro_sus.data import Split
+
+    points = np.arange(len(y))
+    labelled, unlabelled = points[y < 5], points[y >= 5]
+    return Split((0, 1, 2, 3, 4), (5, 6, 7, 8, 9), 5, labelled, unlabelled, np.zeros(0, dtype=np.int64), 3, (),
+                 labels, weights)
+
+
+def test_fit_trains_a_given_split_with_its_own_labels_and_weights(tmp_path):
+    """fit(split=...) trains on the split as given, its labels and weights in place of the data's, and
+    run.json / split.npz keep it, so that resume and load read the same split back."""
+    import numpy as np
+
+    from pyro_sus import fit, load
+    from pyro_sus.data import load_dataset
+    from pyro_sus.run import training_data
+
+    data = load_dataset("digits")
+    n = int((data.y_train < 5).sum())
+    labels = np.where(np.arange(n) % 3 == 0, -1, (data.y_train[data.y_train < 5] + 1) % 5)  # not the data's
+    weights = np.where(labels < 0, 0.0, 0.5)
+    run = fit("betavae", data, tmp_path / "given", split=_given_split(data.y_train, labels, weights),
+              model_options={"hidden_dims": [8], "z_dim": 2}, train_options={"epochs": 1, "batch_size": 64},
+              progress=False, plot=False)
+    assert run.spec.split == SplitSpec(hidden_classes=(5, 6, 7, 8, 9), extra_slots=5, validation_fraction=0.0,
+                                       seed=3, given=True)
+    back = load(tmp_path / "given")
+    np.testing.assert_array_equal(back.split.labels, labels)
+    np.testing.assert_array_equal(back.split.label_weights, weights)
+    tensors = training_data(data, back.split, back.preprocessor)
+    np.testing.assert_array_equal(tensors.y_labelled.numpy(), np.maximum(labels, 0))  # slot c is class c here
+    np.testing.assert_allclose(tensors.w_labelled.numpy(), weights)
+    with pytest.raises(ValueError, match="given whole"):
+        back.spec.split.make(data.y_train)
+    with pytest.raises(ValueError, match="takes no per-label weights"):
+        fit("m2", data, tmp_path / "m2", split=_given_split(data.y_train, labels, weights), progress=False)
+    assert not (tmp_path / "m2").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda y, n: ([7] * n, [1.0] * n), "not its known classes"),
+    (lambda y, n: ([-1] * n, [0.5] * n), "no label .-1. must have weight 0"),
+    (lambda y, n: ([0] * n, [1.5] * n), r"weights must lie in \[0, 1\]"),
+    (lambda y, n: ([0] * (n - 1), [1.0] * (n - 1)), "labels and"),
+    (lambda y, n: ([-1] * n, None), "must have weight 0"),
+])
+def test_a_given_split_whose_labels_do_not_fit_is_refused_before_anything_is_written(tmp_path, change, message):
+    import numpy as np
+
+    from pyro_sus import fit
+    from pyro_sus.data import DataError, load_dataset
+
+    data = load_dataset("digits")
+    labels, weights = change(data.y_train, int((data.y_train < 5).sum()))
+    split = _given_split(data.y_train, np.array(labels), None if weights is None else np.array(weights))
+    with pytest.raises(DataError, match=message):
+        fit("betavae", data, tmp_path / "bad", split=split, train_options={"epochs": 1}, progress=False)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_init_from_starts_a_run_at_another_runs_weights(tmp_path):
+    """A run with ``init_from`` starts at that run's final weights, not its seed's (a learning rate of
+    1e-12 keeps them within 1e-6); weights of another model's shapes are refused, naming the file."""
+    import torch
+
+    from pyro_sus import fit
+
+    tiny = {"hidden_classes": [8, 9], "labels_per_class": 5, "progress": False, "evaluate_after": False,
+            "plot": False, "model_options": {"hidden_dims": [8], "z_dim": 2}}
+    first = fit("m2", "digits", tmp_path / "first", train_options={"epochs": 2, "seed": 1}, **tiny)
+    start = tmp_path / "first" / "final.pt"
+    second = fit("m2", "digits", tmp_path / "second", init_from=start,
+                 train_options={"epochs": 1, "seed": 2, "learning_rate": 1e-12}, **tiny)
+    assert second.spec.init_from == str(start.resolve())
+    for name, value in first.model.state_dict().items():
+        torch.testing.assert_close(second.model.state_dict()[name], value, rtol=0, atol=1e-6)
+    fresh = fit("m2", "digits", tmp_path / "fresh", train_options={"epochs": 1, "seed": 2, "learning_rate": 1e-12},
+                **tiny)
+    assert not torch.allclose(fresh.model.state_dict()["decoder.0.weight"], first.model.state_dict()["decoder.0.weight"])
+    with pytest.raises(ValueError, match="holds weights of another model"):
+        fit("m2", "digits", tmp_path / "other", init_from=start,
+            **{**tiny, "model_options": {"hidden_dims": [16], "z_dim": 2}})
+    assert not (tmp_path / "other").exists()

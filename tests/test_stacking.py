@@ -212,7 +212,7 @@ def test_cli_seeds_write_ordinary_run_folders_and_resume_together(tmp_path, caps
 
 def test_fit_seeds_of_a_model_that_cannot_stack_trains_them_one_after_another(tmp_path, capsys):
     runs = fit_seeds("m1", "digits", tmp_path / "m1", seeds=[0, 1], hidden_classes=[7, 8, 9],
-                     labelled_fraction=0.2, n_extra=4, model_options={"hidden_dims": [16], "z_dim": 2},
+                     labelled_fraction=0.2, extra_slots=4, model_options={"hidden_dims": [16], "z_dim": 2},
                      train_options={"epochs": 1, "batch_size": 64, "device": "cpu"}, progress=True,
                      evaluate_after=False)
     assert "one after another" in capsys.readouterr().out

@@ -275,7 +275,7 @@ def test_epoch_records_split_validation_accuracy_into_known_and_novel_and_count_
     """Slots 0-1 are classes 0 and 5; slots 2-4 are extra. Paper-protocol mapping on validation:
     slot 0 -> 0, slot 1 -> 5 (majority), slot 2 -> 7, slot 3 -> 8, slot 4 unused."""
     from types import SimpleNamespace
-    from pyro_sus.callbacks import validation_metrics as _validation_metrics
+    from pyro_sus.callbacks import validation_metrics
 
     slots = torch.tensor([0, 0, 1, 1, 1, 2, 2, 3, 0])
     labels = np.array([0, 0, 5, 5, 7, 7, 7, 8, 8])
@@ -288,13 +288,13 @@ def test_epoch_records_split_validation_accuracy_into_known_and_novel_and_count_
 
     data = TrainingData(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long), torch.zeros(0, 2), torch.zeros(9, 2),
                         labels, known_classes=(0, 5))
-    record = _validation_metrics(Fixed(), data)
+    record = validation_metrics(Fixed(), data)
     # correct: 0,0 | 5,5 | (7 in slot 1: wrong) | 7,7 | 8 | (8 in slot 0: wrong) -> 7 of 9
     assert record["val_cluster_accuracy"] == pytest.approx(7 / 9)
     assert record["val_known_accuracy"] == pytest.approx(4 / 4)   # classes 0 and 5
     assert record["val_novel_accuracy"] == pytest.approx(3 / 5)   # classes 7 and 8
     assert record["val_slots_used"] == 4 and record["val_extra_slots_used"] == 2
-    without = _validation_metrics(Fixed(), dataclasses.replace(data, known_classes=None))
+    without = validation_metrics(Fixed(), dataclasses.replace(data, known_classes=None))
     assert set(without) == {"val_cluster_accuracy", "val_slots_used"}
 
 
@@ -315,8 +315,8 @@ def test_epoch_records_the_spread_of_a_learned_latent_prior_over_known_and_extra
         mean = (w * prior.loc).sum(1)
         variance = (w * ((2 * prior.log_scale).exp() + prior.loc ** 2)).sum(1) - mean ** 2
     sd = variance.mean(-1).sqrt().detach()
-    from pyro_sus.callbacks import latent_prior_spread as _latent_prior_spread
-    record = _latent_prior_spread(model, data)
+    from pyro_sus.callbacks import latent_prior_spread
+    record = latent_prior_spread(model, data)
     assert record["prior_z_sd_known"] == pytest.approx(float(sd[:2].mean()), rel=1e-5)
     assert record["prior_z_sd_extra"] == pytest.approx(float(sd[2:].mean()), rel=1e-5)
     assert record["prior_z_sd_known"] > history[0]["prior_z_sd_known"]
@@ -324,7 +324,7 @@ def test_epoch_records_the_spread_of_a_learned_latent_prior_over_known_and_extra
     # M2's N(0, I) is not learned, and without known classes there is no split to report.
     m2_history = train(toy_model("m2"), data, config(epochs=1), progress=False)
     assert not any(key.startswith("prior_z_sd") for key in m2_history[0])
-    assert _latent_prior_spread(model, dataclasses.replace(data, known_classes=None)) == {}
+    assert latent_prior_spread(model, dataclasses.replace(data, known_classes=None)) == {}
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -432,14 +432,14 @@ def test_selection_options_are_checked():
 def test_epoch_records_carry_the_named_loss_terms_on_a_fixed_sample():
     """Each epoch's record splits the loss by term on one fixed sample of the training data, measured
     from a fixed seed: measuring again after training gives the last record's numbers."""
-    from pyro_sus.callbacks import monitor_batch as _monitor_batch, monitored_loss_terms as _loss_terms
+    from pyro_sus.callbacks import monitor_batch, monitored_loss_terms
 
     model, data = toy_model(), toy_data()
     history = train(model, data, config(epochs=2), progress=False)
     names = {"loss_reconstruction", "loss_kl_z", "loss_kl_y", "loss_nll_y", "loss_classifier_loss"}
     for record in history:
         assert names <= set(record) and all(math.isfinite(record[n]) for n in names)
-    again = _loss_terms(model, _monitor_batch(data, binarize=True, seed=config().seed, labelled_scale=1.0))
+    again = monitored_loss_terms(model, monitor_batch(data, binarize=True, seed=config().seed, labelled_scale=1.0))
     assert again == {n: history[-1][n] for n in names}
 
 

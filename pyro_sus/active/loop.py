@@ -17,8 +17,11 @@ Labels are re-derived from scratch every round from the current latent space (th
 
 The run folder holds ``active.json`` (options), ``preprocess.npz``, ``rounds.json`` (one record per
 finished round), ``accuracy.png``, and per round ``round_RR/``: ``answers.json`` (written after every
-answer, so a stopped session resumes without asking again), ``labels.npz``, ``centres.png``,
-``last.pt`` and ``metrics.jsonl`` (training state, resumable), ``model.json`` + ``model.pt``, ``round.json``.
+answer, so a stopped session resumes without asking again), ``queries.json``, ``labels.npz``,
+``centres.png``, ``round.json`` and ``run/``, the round's training as an ordinary run folder (what
+``pyro-sus train`` writes: run.json with the given split, split.npz with the round's labels and
+weights, ``metrics.jsonl``, ``last.pt``, ``final.pt``, and from round 1 ``results.json``), which
+``pyro_sus.load``, ``evaluate``, ``report`` and ``predict`` read as any run.
 """
 
 from __future__ import annotations
@@ -34,13 +37,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..run import hardware_info
-from ..data import Dataset, Preprocessor, load_dataset
-from ..io import RunFileError, atomic_savez, atomic_write_json, load_checkpoint, read_json
-from ..metrics import score
-from ..models import build_model, get_model_class
-from ..spec import PreprocessSpec, TrainConfig
-from ..train import TrainingData, resolve_device, seed_everything, train
+from ..api import fit
+from ..data import Dataset, Preprocessor, Split, load_dataset
+from ..io import RunFileError, atomic_savez, atomic_write_json, read_json
+from ..models import get_model_class
+from ..run import Run, evaluate, hardware_info, load
+from ..spec import PreprocessSpec, RunSpec, TrainConfig
+from ..train import resolve_device
 from .clustering import CLUSTER_METHODS, CONFIDENCE_FUNCTIONS, METRICS, NO_LABEL, cluster_latents, propagate_labels
 from .oracles import InteractiveOracle, Oracle, SimulatedOracle
 
@@ -219,13 +222,15 @@ def label_round(z: np.ndarray, decode: Callable[[np.ndarray], np.ndarray], oracl
 
 @dataclass
 class ActiveRun:
-    """A finished (or stopped) loop: one record per round, the model after the last round."""
+    """A finished loop: one record per round, the model after the last round and that round's run."""
 
     run_dir: Path
     config: ActiveConfig
     rounds: list[dict[str, Any]]
     model: torch.nn.Module
     preprocessor: Preprocessor
+    #: The last round's run folder, read back (``predict``, ``embed``, ``evaluate``, its results).
+    run: Run
 
 
 def _pool_indices(n_train: int, config: ActiveConfig) -> np.ndarray:
@@ -250,8 +255,11 @@ def _write_summary(run_dir: Path, config: ActiveConfig, records: list[dict[str, 
     plot_active_rounds(records, run_dir / "accuracy.png")
 
 
-def _read_config(path: Path) -> "ActiveConfig":
-    """active.json's options, or a one-line RunFileError naming the file and what is wrong."""
+def _read_config(run_dir: Path) -> "ActiveConfig":
+    """The options of the loop in ``run_dir`` (its active.json), or a one-line error naming what is wrong."""
+    path = run_dir / "active.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not an active-labelling run folder: active.json is missing")
     saved = read_json(path, "active-labelling run's options, written by `pyro-sus active`")
     options = saved.get("config") if isinstance(saved, dict) else None
     if not isinstance(options, dict):
@@ -291,27 +299,19 @@ def run_active(config: ActiveConfig | None = None, run_dir: str | Path = "runs/a
                dataset: Dataset | None = None) -> ActiveRun:
     """Run (or with ``resume=True`` continue) the loop in ``run_dir``; see the module docstring.
 
-    ``oracle`` overrides the configured one (e.g. your own object with ``answer(image)``)."""
-    from ..plots import plot_centres
-
+    Each round trains as an ordinary run (:func:`pyro_sus.fit` on a given split: the pool's points
+    with the round's propagated labels and weights, starting from the round before's weights) in
+    ``round_RR/run``, and is scored there by :func:`pyro_sus.evaluate`: ``pyro_sus.load``, ``pyro-sus
+    evaluate``, ``report`` and ``predict`` take it as any run. ``oracle`` overrides the configured one
+    (e.g. your own object with ``answer(image)``)."""
     run_dir = Path(run_dir)
-    if resume:
-        if not (run_dir / "active.json").is_file():
-            raise FileNotFoundError(f"{run_dir} is not an active-labelling run folder: active.json is missing")
-        config = _read_config(run_dir / "active.json")
-    else:
-        config = config or ActiveConfig()
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise FileExistsError(f"run folder {run_dir} is not empty: choose another, or resume it (--resume)")
+    config = _read_config(run_dir) if resume else _fresh_config(config, run_dir)
     _check_model(config.model)  # before loading any data
     data = dataset if dataset is not None else load_dataset(config.dataset, config.data_dir)
     pool = _pool_indices(len(data.x_train), config)
     x_raw, y_true = data.x_train[pool], data.y_train[pool]
     n_classes = int(data.classes.max()) + 1
     pre = Preprocessor.fit(x_raw, config.std_threshold)
-    seed_everything(config.seed)  # fixes the initial weights
-    model = build_model(config.model, where="active model_options", x_dim=pre.output_dim, n_slots=n_classes,
-                        **config.model_options)
     if oracle is None:
         oracle = (SimulatedOracle(x_raw, y_true, config.oracle_confidence, config.oracle_neighbours,
                                   config.oracle_purity) if config.oracle == "simulated"
@@ -322,85 +322,141 @@ def run_active(config: ActiveConfig | None = None, run_dir: str | Path = "runs/a
         atomic_write_json(run_dir / "active.json", {"config": dataclasses.asdict(config),
                                                     "oracle": type(oracle).__name__, "n_train": int(len(pool)),
                                                     "n_classes": n_classes})
-    device = resolve_device(config.device)
-    x = torch.tensor(pre.transform(x_raw), device=device)
-    empty = x[:0]
-    x_test = y_test = None
-    if data.x_test is not None:
-        keep = data.y_test >= 0
-        x_test, y_test = torch.tensor(pre.transform(data.x_test[keep]), device=device), data.y_test[keep]
-    truth_known = bool((y_true >= 0).all())
-
-    @torch.no_grad()
-    def decode(centres: np.ndarray) -> np.ndarray:
-        mean = model.decode(torch.tensor(centres, dtype=x.dtype, device=device)).cpu().numpy()
-        return pre.inverse_transform(mean)
-
+    rounds = _Rounds(config, dataset, pool, n_classes, progress)
     records: list[dict[str, Any]] = []
-    answers_total = 0
+    last: Run | None = None
     for round_index in range(config.rounds + 1):
         round_dir = run_dir / f"round_{round_index:02d}"
-        if (round_dir / "round.json").is_file():  # finished before: take its weights and move on
+        if (round_dir / "round.json").is_file():  # finished before: its run is the next round's start
             records.append(read_json(round_dir / "round.json", "record of a finished round"))
-            answers_total = records[-1]["answers_total"]
-            model.load_state_dict(load_checkpoint(round_dir / "model.pt", map_location=device))
+            last = None
             continue
-        model.to(device)
-        record: dict[str, Any] = {"round": round_index}
+        last = last or (rounds.load(run_dir / f"round_{round_index - 1:02d}") if round_index else None)
         started = time.perf_counter()
-        if round_index == 0:
-            training = TrainingData(empty, empty[:, 0].long(), x, empty, np.zeros(0, dtype=np.int64))
-            epochs = config.warmup_epochs
-            record.update(answers=0, invalid_answers=0, coverage=0.0, mean_weight=0.0, label_accuracy=None)
-        else:
-            round_dir.mkdir(parents=True, exist_ok=True)
-            if (round_dir / "labels.npz").is_file():
-                labels, weights = read_round_labels(round_dir / "labels.npz", len(x_raw))
-                queries = read_json(round_dir / "queries.json", "questions asked in this round")
-            else:
-                model.eval()
-                with torch.no_grad():
-                    z = torch.cat([model.embed(chunk) for chunk in x.split(4096)]).cpu().numpy().astype(np.float64)
-                book = AnswerBook(round_dir / "answers.json", n_classes)
-                asked = label_round(z, decode, oracle, book, config, seed=config.seed + round_index)
-                labels, weights, queries = asked.labels, asked.weights, asked.queries
-                # queries.json first: labels.npz is the marker that this round's labelling is complete.
-                atomic_write_json(round_dir / "queries.json", queries)
-                atomic_savez(round_dir / "labels.npz", labels=labels, weights=weights)
-                titles = [f"{q['node']}: " + ("invalid" if q["label"] == NO_LABEL else f"{q['label']} ({q['confidence']:.2g})")
-                          for q in queries]
-                plot_centres(asked.images, titles, data.image_shape, round_dir / "centres.png",
-                             title=f"round {round_index}: decoded centres and answers")
-            covered = weights > 0
-            record.update(answers=len(queries), invalid_answers=sum(q["label"] == NO_LABEL for q in queries),
-                          coverage=float(covered.mean()), mean_weight=float(weights.mean()),
-                          label_accuracy=float((labels[covered] == y_true[covered]).mean())
-                          if truth_known and covered.any() else None)
-            training = TrainingData(x, torch.tensor(np.maximum(labels, 0), device=device), empty, empty,
-                                    np.zeros(0, dtype=np.int64), torch.tensor(weights, dtype=x.dtype, device=device))
-            epochs = config.epochs_per_round
+        labels = weights = None
+        record: dict[str, Any] = {"round": 0, "answers": 0, "invalid_answers": 0, "coverage": 0.0,
+                                  "mean_weight": 0.0, "label_accuracy": None}
+        if round_index > 0:
+            labels, weights, queries = _round_labels(round_dir, last, x_raw, pre, oracle, config, n_classes,
+                                                     data.image_shape, round_index)
+            record = _labelling_record(round_index, labels, weights, queries, y_true)
         labelling_seconds = time.perf_counter() - started
-        history = train(model, training, config.train_config(epochs, round_index), round_dir,
-                        resume=(round_dir / "last.pt").is_file(), progress=progress)
-        model.save(round_dir, "model")
-        answers_total += record["answers"]
-        model.eval()
-        test_accuracy = None
-        if x_test is not None and round_index > 0:  # before any label the head is untrained: no score
-            # One slot per class, each its own class: the mapping is the identity, every class known.
-            slots = model.predict_proba(x_test).argmax(-1).cpu().numpy()
-            test_accuracy = score(slots, y_test, np.arange(n_classes), range(n_classes), n_classes)["accuracy"]
-        record.update(answers_total=answers_total, epochs_total=config.warmup_epochs + round_index * config.epochs_per_round,
-                      test_accuracy=test_accuracy, labelling_seconds=labelling_seconds,
-                      train_seconds=sum(r["seconds"] for r in history))
+        last = rounds.train(round_dir, round_index, labels, weights)
+        answers_total = (records[-1]["answers_total"] if records else 0) + record["answers"]
+        # Before any label the head is untrained: round 0 is not scored.
+        test = (last.results or {}).get("test") if round_index > 0 else None
+        record.update(answers_total=answers_total,
+                      epochs_total=config.warmup_epochs + round_index * config.epochs_per_round,
+                      test_accuracy=None if test is None else test["accuracy"], labelling_seconds=labelling_seconds,
+                      train_seconds=last.record.train_wall_seconds)
         atomic_write_json(round_dir / "round.json", record)
         records.append(record)
-        _write_summary(run_dir, config, records, device)
+        _write_summary(run_dir, config, records, rounds.device)
         if progress:
-            accuracy = "n/a" if test_accuracy is None else f"{test_accuracy:.4f}"
+            accuracy = "n/a" if record["test_accuracy"] is None else f"{record['test_accuracy']:.4f}"
             print(f"round {round_index}/{config.rounds}: {record['answers']} answers "
                   f"({record['invalid_answers']} invalid), coverage {record['coverage']:.1%}, "
                   f"test accuracy {accuracy}")
     if records and not (run_dir / "rounds.json").is_file():
-        _write_summary(run_dir, config, records, device)
-    return ActiveRun(run_dir, config, records, model, pre)
+        _write_summary(run_dir, config, records, rounds.device)
+    last = last or rounds.load(run_dir / f"round_{config.rounds:02d}")
+    return ActiveRun(run_dir, config, records, last.model, pre, last)
+
+
+def _fresh_config(config: ActiveConfig | None, run_dir: Path) -> ActiveConfig:
+    """The options of a new loop, whose folder must be empty or absent."""
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise FileExistsError(f"run folder {run_dir} is not empty: choose another, or resume it (--resume)")
+    return config or ActiveConfig()
+
+
+def _labelling_record(round_index: int, labels: np.ndarray, weights: np.ndarray, queries: list[dict[str, Any]],
+                      y_true: np.ndarray) -> dict[str, Any]:
+    """What a round's labelling did: answers, invalid ones, coverage, mean weight, and (where the data
+    holds every true label) how many propagated labels are right."""
+    covered = weights > 0
+    return {"round": round_index, "answers": len(queries),
+            "invalid_answers": sum(q["label"] == NO_LABEL for q in queries),
+            "coverage": float(covered.mean()), "mean_weight": float(weights.mean()),
+            "label_accuracy": float((labels[covered] == y_true[covered]).mean())
+            if bool((y_true >= 0).all()) and covered.any() else None}
+
+
+class _Rounds:
+    """Each round's run: a fit on the pool with the round's labels, from the round before's weights."""
+
+    def __init__(self, config: ActiveConfig, given: Dataset | None, pool: np.ndarray, n_classes: int,
+                 progress: bool) -> None:
+        self.config, self.pool, self.progress = config, pool, progress
+        self.device = resolve_device(config.device)
+        # Data given as an object is handed to every fit and evaluation; data named in the config is
+        # named to a fresh fit (so run.json says where it lies) and found there afterwards.
+        self.given = given
+        self.where: dict[str, Any] = ({"dataset": given} if given is not None
+                                      else {"dataset": config.dataset, "data_dir": config.data_dir})
+        self.classes = tuple(range(n_classes))  # one slot per class, slot c for class c
+
+    def load(self, round_dir: Path) -> Run:
+        """A finished round's run."""
+        return load(round_dir / "run", device=str(self.device))
+
+    def split(self, round_index: int, labels: np.ndarray | None, weights: np.ndarray | None) -> Split:
+        """Round 0: every pool point unlabelled. Later rounds: every pool point labelled with its
+        propagated label (-1 and weight 0 where none)."""
+        empty = np.zeros(0, dtype=np.int64)
+        if labels is None:
+            return Split(self.classes, (), 0, empty, self.pool, empty, self.config.seed)
+        return Split(self.classes, (), 0, self.pool, empty, empty, self.config.seed, (), labels.astype(np.int64),
+                     weights.astype(np.float64))
+
+    def train(self, round_dir: Path, round_index: int, labels: np.ndarray | None, weights: np.ndarray | None) -> Run:
+        """Train (or finish, or continue) the round's run in ``round_dir/run``, scored after round 0."""
+        folder, config = round_dir / "run", self.config
+        score = round_index > 0
+        if (folder / "final.pt").is_file():  # trained before the round's record was written
+            run = self.load(round_dir)
+            if score and run.results is None:
+                run.results = evaluate(run, dataset=self.given)
+            return run
+        if (folder / "run.json").is_file():
+            run = fit(run_dir=folder, resume=True, progress=self.progress, evaluate_after=score, dataset=self.given)
+        else:
+            start = None if round_index == 0 else round_dir.parent / f"round_{round_index - 1:02d}" / "run" / "final.pt"
+            epochs = config.warmup_epochs if round_index == 0 else config.epochs_per_round
+            spec = RunSpec(config.model, preprocess=PreprocessSpec(config.std_threshold),
+                           model_options=dict(config.model_options), train=config.train_config(epochs, round_index),
+                           init_from=None if start is None else str(start.resolve()))
+            run = fit(spec=spec, split=self.split(round_index, labels, weights), run_dir=folder,
+                      progress=self.progress, evaluate_after=score, **self.where)
+        assert run is not None  # no stop_after: the run finished
+        return run
+
+
+def _round_labels(round_dir: Path, last: Run, x_raw: np.ndarray, pre: Preprocessor, oracle: Oracle,
+                  config: ActiveConfig, n_classes: int, image_shape: tuple[int, ...] | None, round_index: int
+                  ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    """The round's labels and weights per pool point and its questions: saved ones, or asked now."""
+    from ..plots import plot_centres
+
+    round_dir.mkdir(parents=True, exist_ok=True)
+    if (round_dir / "labels.npz").is_file():
+        labels, weights = read_round_labels(round_dir / "labels.npz", len(x_raw))
+        return labels, weights, read_json(round_dir / "queries.json", "questions asked in this round")
+    model = last.model
+
+    @torch.no_grad()
+    def decode(centres: np.ndarray) -> np.ndarray:
+        mean = model.decode(torch.tensor(centres, dtype=torch.float32, device=model.device)).cpu().numpy()
+        return pre.inverse_transform(mean)
+
+    z = last.embed(x_raw).astype(np.float64)
+    book = AnswerBook(round_dir / "answers.json", n_classes)
+    asked = label_round(z, decode, oracle, book, config, seed=config.seed + round_index)
+    # queries.json first: labels.npz is the marker that this round's labelling is complete.
+    atomic_write_json(round_dir / "queries.json", asked.queries)
+    atomic_savez(round_dir / "labels.npz", labels=asked.labels, weights=asked.weights)
+    titles = [f"{q['node']}: " + ("invalid" if q["label"] == NO_LABEL else f"{q['label']} ({q['confidence']:.2g})")
+              for q in asked.queries]
+    plot_centres(asked.images, titles, image_shape, round_dir / "centres.png",
+                 title=f"round {round_index}: decoded centres and answers")
+    return asked.labels, asked.weights, asked.queries

@@ -70,9 +70,9 @@ def _batch_setting(rows: Sequence[Row], paper: int, ours: int, source: str) -> S
 def _rows(known: Sequence[int], hidden: Sequence[int], n_classes: int, model_options: dict[str, Any],
                    numbers: dict[str, dict[str, tuple[float, float]]]) -> tuple[Row, ...]:
     regimes = {
-        "US": {"hidden_classes": list(range(n_classes)), "n_extra": 40, "prior": "uniform"},
+        "US": {"hidden_classes": list(range(n_classes)), "extra_slots": 40, "prior": "uniform"},
         "SS": {"labelled_fraction": 0.2, "prior": "uniform"},
-        "SUS": {"hidden_classes": list(hidden), "labelled_fraction": 0.2, "n_extra": 40, "prior": "sus"},
+        "SUS": {"hidden_classes": list(hidden), "labelled_fraction": 0.2, "extra_slots": 40, "prior": "sus"},
     }
     return tuple(Row(f"{name} {regime}", model, {**split, "model_options": dict(model_options)},
                      {"paper_protocol_accuracy": numbers[name][regime]})
@@ -88,7 +88,7 @@ GUMBEL = {"y_estimator": "gumbel-softmax", "temperature": 1.0, "temperature_min"
 def _sus_variants(hidden: Sequence[int], model_options: dict[str, Any], batch_size: int, learning_rate: float,
                            numbers: dict[str, tuple[float, float]]) -> tuple[Row, ...]:
     """SUS rows with the paper's estimator, with its batch size, and with both (the paper's setting)."""
-    split = {"hidden_classes": list(hidden), "labelled_fraction": 0.2, "n_extra": 40, "prior": "sus"}
+    split = {"hidden_classes": list(hidden), "labelled_fraction": 0.2, "extra_slots": 40, "prior": "sus"}
     variants = ((", Gumbel-softmax y", GUMBEL, {}), (f", batch {batch_size}", {}, {"batch_size": batch_size}),
                 (f", Gumbel-softmax y, batch {batch_size}", GUMBEL, {"batch_size": batch_size}))
     paper_setting = tuple(
@@ -153,7 +153,7 @@ for _dataset, _name, _options, _train, _numbers in (
     _table1 = (Row("SS (classes 0-4 only)", "m2", {"labelled_fraction": 0.2, "model_options": dict(_options)},
                    {"accuracy": _numbers[0]}, data={"keep_classes": [0, 1, 2, 3, 4]}),
                Row("accidental SUS (5-9 unlabelled, no extra slots)", "m2",
-                   {"hidden_classes": [5, 6, 7, 8, 9], "labelled_fraction": 0.2, "n_extra": 0,
+                   {"hidden_classes": [5, 6, 7, 8, 9], "labelled_fraction": 0.2, "extra_slots": 0,
                     "model_options": dict(_options)},
                    {"accuracy": _numbers[1]}, data={"test_classes": [0, 1, 2, 3, 4]}))
     register_experiment(Experiment(
@@ -168,7 +168,7 @@ register_experiment(Experiment(
     "Willetts, Roberts & Holmes, Semi-Unsupervised Learning with Deep Generative Models (workshop; seed 001)",
     "Table 1: MNIST, 0,1,2,8,9 with 100 labels each, 3-7 hidden, K = 15", "mnist",
     {"epochs": 200, "learning_rate": 1e-3, "batch_size": 100},
-    tuple(Row(name, model, {"hidden_classes": [3, 4, 5, 6, 7], "labels_per_class": 100, "n_extra": 10,
+    tuple(Row(name, model, {"hidden_classes": [3, 4, 5, 6, 7], "labels_per_class": 100, "extra_slots": 10,
                             "class_probs": [0.1] * 5 + [0.05] * 10,
                             "model_options": {"z_dim": 100, "hidden_dims": [500, 500], **options}}, numbers)
           for name, model, options, numbers in (
@@ -210,9 +210,9 @@ register_experiment(Experiment(
 
 # Why GM-DGM leaves the workshop setting's extra slots empty (issue 38): from Table II's MNIST SUS
 # setting, where it fills them, one of the workshop's differences at a time. Not a paper table.
-_TABLE2_SUS = {"hidden_classes": [5, 6, 7, 8, 9], "labelled_fraction": 0.2, "n_extra": 40, "prior": "sus",
+_TABLE2_SUS = {"hidden_classes": [5, 6, 7, 8, 9], "labelled_fraction": 0.2, "extra_slots": 40, "prior": "sus",
                "model_options": {"z_dim": 5, "hidden_dims": [200, 200]}}
-_WORKSHOP = {"hidden_classes": [3, 4, 5, 6, 7], "labelled_fraction": None, "labels_per_class": 100, "n_extra": 10,
+_WORKSHOP = {"hidden_classes": [3, 4, 5, 6, 7], "labelled_fraction": None, "labels_per_class": 100, "extra_slots": 10,
              "prior": "given", "class_probs": [0.1] * 5 + [0.05] * 10,
              "model_options": {"z_dim": 100, "hidden_dims": [500, 500]}}
 _WORKSHOP_STEPS = (
@@ -221,7 +221,7 @@ _WORKSHOP_STEPS = (
     ("networks 500-500", {"model_options": {"z_dim": 5, "hidden_dims": [500, 500]}}),
     ("100 labels per known class", {"labelled_fraction": None, "labels_per_class": 100}),
     ("hidden classes 3-7", {"hidden_classes": [3, 4, 5, 6, 7]}),
-    ("10 extra slots, prior 0.1 / 0.05", {"n_extra": 10, "prior": "given", "class_probs": [0.1] * 5 + [0.05] * 10}),
+    ("10 extra slots, prior 0.1 / 0.05", {"extra_slots": 10, "prior": "given", "class_probs": [0.1] * 5 + [0.05] * 10}),
     ("workshop setting", _WORKSHOP),
     # The candidate fix: p(z|y)'s slot means start N(0, 1) per dimension, so in 100 dimensions slots start
     # sqrt(200) ~ 14 apart (in 5, ~3): drawn at scale sqrt(5 / z_dim) they start as far apart as in 5.

@@ -68,7 +68,7 @@ register_experiment(Experiment(
     "zoo-digits-sus", "the zoo benchmark (ours; no paper's numbers)",
     "digits SUS: 5-9 hidden, 20% labels on 0-4, 10 extra slots, networks 500-500, z = 5", "digits",
     {"epochs": 200, "learning_rate": 1e-3},
-    _rows({"hidden_classes": [5, 6, 7, 8, 9], "labelled_fraction": 0.2, "n_extra": 10},
+    _rows({"hidden_classes": [5, 6, 7, 8, 9], "labelled_fraction": 0.2, "extra_slots": 10},
           {"z_dim": 5, "hidden_dims": [500, 500]}, images_28=False, metrics=SUS_METRICS),
     seeds=1))
 

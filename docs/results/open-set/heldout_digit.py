@@ -40,7 +40,7 @@ for model in args.models:
     for seed in range(args.seeds):
         run_dir = Path(args.out) / f"{model}-seed{seed}"
         started = time.perf_counter()
-        run = pyro_sus.fit(model, data, run_dir, hidden_classes=hidden, labelled_fraction=0.2, n_extra=2 * len(hidden),
+        run = pyro_sus.fit(model, data, run_dir, hidden_classes=hidden, labelled_fraction=0.2, extra_slots=2 * len(hidden),
                            split_seed=seed, train_options={"epochs": args.epochs, "learning_rate": 1e-3, "seed": seed,
                                                            "device": "cpu"}, progress=False)
         results = json.loads((run_dir / "results.json").read_text())

@@ -324,8 +324,8 @@ def trial_cases(case, digits, root: Path) -> None:
     case("mapping.json edited to class 999999", "predict", "base", "new.npz",
          setup=lambda work: edit_json(work / "base" / "mapping.json",
                                       lambda m: m["slot_to_class"].__setitem__(-1, 999999)))
-    case("run.json edited to n_extra -3", "evaluate", "base",
-         setup=lambda work: edit_json(work / "base" / "run.json", lambda info: info["split"].update(n_extra=-3)))
+    case("run.json edited to extra_slots -3", "evaluate", "base",
+         setup=lambda work: edit_json(work / "base" / "run.json", lambda info: info["split"].update(extra_slots=-3)))
 
     def active_unknown(work: Path) -> None:
         (work / "active").mkdir()
