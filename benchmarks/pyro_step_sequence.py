@@ -37,7 +37,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from pyro_sus.run import hardware_info, training_data
-from pyro_sus.data import Preprocessor, load_dataset, make_split
+from pyro_sus.data import load_dataset
+from pyro_sus.preprocess import Preprocessor
+from pyro_sus.split import make_split
 from pyro_sus.models import M2, DGMConfig
 from pyro_sus.train import seed_everything
 from pyro_sus.models.base import Batch

@@ -15,7 +15,8 @@ __version__ = "0.1.0"
 # Loaded on first use (PEP 562), so that ``import pyro_sus`` and ``pyro-sus --help`` do not wait for
 # torch and Pyro, and a Ctrl-C while they load reaches the command line's handler.
 _EXPORTS = {"fit": "api", "fit_seeds": "api", "evaluate": "run", "predict": "run", "load": "run", "Run": "run",
-            "load_dataset": "data", "make_split": "data", "Dataset": "data", "Split": "data", "Preprocessor": "data",
+            "load_dataset": "data", "make_split": "split", "Dataset": "data", "Split": "split",
+            "Preprocessor": "preprocess",
             "MODELS": "models", "build_model": "models", "SemiUnsupervisedClassifier": "estimator"}
 
 __all__ = ["__version__", *_EXPORTS]

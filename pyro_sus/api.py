@@ -21,14 +21,16 @@ import numpy as np
 import torch
 
 from . import __version__
-from .data import DataError, Dataset, Preprocessor, Split, SplitSpec, load_dataset, resolve_data_dir, train_defaults
+from .data import DataError, Dataset, load_dataset, resolve_data_dir, train_defaults
 from .io import LOCK_NAME, RunBusyError, RunFileError, atomic_savez, atomic_write_json, load_checkpoint, \
     run_folder_holder, run_folder_lock
 from .models import get_model_class
+from .preprocess import Preprocessor
 from .run import (Run, build_run_model, check_likelihood, data_fingerprint, data_location, evaluate, existing_folder,
                   hardware_info, load, load_parts, run_data, run_spec, seed_folder, seed_folders, spec_options,
                   training_data)
 from .spec import DataSpec, PriorSpec, RunRecord, RunSpec
+from .split import Split, SplitSpec
 from .train import ClosedFormFit, TrainingDiverged, TrainingLoop, resolve_device, seed_everything
 
 __all__ = ["fit", "fit_seeds", "fit_baseline", "baseline_spec", "baseline_folder", "BASELINES",
@@ -81,7 +83,7 @@ def fit(
         A :class:`RunSpec` to train (its model replaces ``model``); ``options`` then override its parts
         (``model_options`` and ``train_options`` are merged into its own).
     split
-        A :class:`~pyro_sus.data.Split` to train on as given, instead of one drawn from the options:
+        A :class:`~pyro_sus.split.Split` to train on as given, instead of one drawn from the options:
         which points are labelled, unlabelled and validation, and (``Split.labels``,
         ``Split.label_weights``) labels and weights other than the data's, e.g. an oracle's answers
         (the active loop's rounds). run.json then says ``split.given`` and split.npz holds it.

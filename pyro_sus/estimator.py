@@ -29,10 +29,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .data import Dataset, PreprocessSpec, SplitSpec
+from .data import Dataset
 from .metrics import UNMAPPED
-from .spec import PriorSpec, RunSpec
-from .spec import TrainConfig
+from .preprocess import PreprocessSpec
+from .spec import PriorSpec, RunSpec, TrainConfig
+from .split import SplitSpec
 
 __all__ = ["SemiUnsupervisedClassifier", "UNLABELLED"]
 

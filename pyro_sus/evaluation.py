@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from .data import Dataset, Split
+from .data import Dataset
+from .split import Split
 from .metrics import UNMAPPED, gcd_accuracy, gcd_assignment, honest_mapping, score
 from .report import class_recall, discovery_summary, slot_table
 from .spec import RunRecord, RunSpec

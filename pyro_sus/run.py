@@ -25,16 +25,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import DATASETS, DataError, Dataset, Preprocessor, Split, load_dataset
+from .data import DATASETS, DataError, Dataset, load_dataset
 from .evaluation import (Predictions, discovery_section, gcd_section, header, open_set_section,
                          predict_parts, slot_mapping, test_section, validation_section)
 from .io import CheckpointError, RunBusyError, RunFileError, atomic_write_json, read_json, run_folder_holder, \
     run_folder_lock
 from .metrics import UNMAPPED
 from .models import build_model, get_model_class
+from .preprocess import Preprocessor, PreprocessSpec
 from .priors import class_prior
 from .report import write_report
-from .spec import DataSpec, PreprocessSpec, PriorSpec, RunRecord, RunSpec, SplitSpec, TrainConfig
+from .spec import DataSpec, PriorSpec, RunRecord, RunSpec, TrainConfig
+from .split import Split, SplitSpec
 from .train import TrainingData, resolve_device
 
 __all__ = ["Run", "load", "evaluate", "predict", "load_parts", "run_spec", "spec_options", "build_run_model",

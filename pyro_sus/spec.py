@@ -4,7 +4,7 @@
 options, and the training options (:class:`TrainConfig`). ``fit`` writes it,
 ``evaluate``, ``predict``, ``--resume``, the plots and the reproduction runner read it, and the
 CLI takes its defaults from these fields (the split's and preprocessing's live in
-:mod:`pyro_sus.data`, beside ``make_split``), so each default lives in one place.
+:mod:`pyro_sus.split` beside ``make_split``, and :mod:`pyro_sus.preprocess`), so each default lives in one place.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from ._fields import check_field_types
-from .data import MAX_SEED, PreprocessSpec, SplitSpec
+from .data import MAX_SEED
 from .nn import Precision
+from .preprocess import PreprocessSpec
+from .split import SplitSpec
 
 __all__ = ["DataSpec", "SplitSpec", "PreprocessSpec", "PriorSpec", "TrainConfig", "RunSpec", "RunRecord", "PRIOR_KINDS", "SELECTIONS",
            "LR_SCHEDULES"]

@@ -6,7 +6,9 @@ import struct
 import numpy as np
 import pytest
 
-from pyro_sus.data import DataError, Dataset, Preprocessor, load_dataset, make_split, read_idx
+from pyro_sus.data import DataError, Dataset, load_dataset, read_idx
+from pyro_sus.preprocess import Preprocessor
+from pyro_sus.split import make_split
 
 
 def labels_10_classes(per_class=50, seed=0):
@@ -63,7 +65,7 @@ def test_unseen_classes_are_withheld_from_training_and_validation_and_the_rest_i
     assert split.known_classes == tuple(range(7)) and split.unseen_classes == (9,) and split.extra_slots == 4
     # Withholding a class changes nothing else: the other classes' points are split as before.
     assert len(split.validation_idx) == 45 and np.bincount(y[split.labelled_idx]).tolist() == [9] * 7
-    from pyro_sus.data import Split
+    from pyro_sus.split import Split
     assert Split.from_arrays(split.to_arrays()).unseen_classes == (9,)
 
 

@@ -12,7 +12,9 @@ from sklearn.decomposition import PCA
 from pyro_sus.api import baseline_folder, fit_baseline
 from pyro_sus.run import load, run_accuracy
 from pyro_sus.cli import main
-from pyro_sus.data import Preprocessor, load_dataset, make_split
+from pyro_sus.data import load_dataset
+from pyro_sus.preprocess import Preprocessor
+from pyro_sus.split import make_split
 from pyro_sus.metrics import honest_mapping, majority_mapping
 from pyro_sus.models import build_model
 from pyro_sus.models.base import Batch

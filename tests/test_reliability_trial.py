@@ -216,7 +216,8 @@ def test_fit_refuses_non_integers_and_strings(tmp_path, options, name):
 
 
 def test_make_split_refuses_fractional_class_ids():
-    from pyro_sus.data import DataError, make_split
+    from pyro_sus.data import DataError
+    from pyro_sus.split import make_split
 
     with pytest.raises(DataError, match="hidden_classes must be integer class ids"):
         make_split(np.arange(20) % 4, hidden_classes=[2.5])
@@ -455,7 +456,7 @@ def test_negative_extra_slots_in_run_json_are_refused(run_copy, capsys):
 
 def test_data_without_any_label_still_clusters():
     """Only one labelled class is refused: data with no label at all is clustering, which is allowed."""
-    from pyro_sus.data import make_split
+    from pyro_sus.split import make_split
 
     split = make_split(np.full(50, -1), extra_slots=3, seed=0)
     assert split.regime == "unsupervised" and split.n_slots == 3 and len(split.unlabelled_idx) == 45

@@ -59,7 +59,7 @@ def test_a_broken_run_json_is_refused_naming_what_is_wrong(change, message):
 def test_split_spec_makes_the_split_make_split_makes():
     import numpy as np
 
-    from pyro_sus.data import make_split
+    from pyro_sus.split import make_split
 
     y = np.random.default_rng(0).permutation(np.repeat(np.arange(10), 30))
     spec = SplitSpec(hidden_classes=(8, 9), unseen_classes=(7,), labels_per_class=3, seed=2)
@@ -114,7 +114,7 @@ def _given_split(y, labels=None, weights=None):
     """Every point of classes 0-4 labelled (with ``labels`` given in place of the data's), the rest unlabelled."""
     import numpy as np
 
-    from pyro_sus.data import Split
+    from pyro_sus.split import Split
 
     points = np.arange(len(y))
     labelled, unlabelled = points[y < 5], points[y >= 5]

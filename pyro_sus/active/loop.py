@@ -38,11 +38,13 @@ import numpy as np
 import torch
 
 from ..api import fit
-from ..data import Dataset, Preprocessor, Split, load_dataset
+from ..data import Dataset, load_dataset
 from ..io import RunFileError, atomic_savez, atomic_write_json, read_json
 from ..models import get_model_class
+from ..preprocess import Preprocessor, PreprocessSpec
 from ..run import Run, evaluate, hardware_info, load
-from ..spec import PreprocessSpec, RunSpec, TrainConfig
+from ..spec import RunSpec, TrainConfig
+from ..split import Split
 from ..train import resolve_device
 from .clustering import CLUSTER_METHODS, CONFIDENCE_FUNCTIONS, METRICS, NO_LABEL, cluster_latents, propagate_labels
 from .oracles import InteractiveOracle, Oracle, SimulatedOracle
