@@ -207,6 +207,10 @@ def _measure(args: argparse.Namespace, work: Path, env: dict[str, str], deadline
                                           if args.smoke else ["--shape", "table2", "--members", "1", "4", "8", "32"])],
         f"plain-stacked-anchor-{device}.txt": [py, str(Path(args.anchor)), "--device", device,
                                                *(["--steps", "2", "--small"] if args.smoke else ["--steps", "300"])],
+        # Issue 37, item 4: what one step reads back from the GPU, and whether it can be one CUDA graph.
+        f"host-reads-{device}.txt": [py, "benchmarks/host_reads.py", "--device", device, "--try-capture",
+                                     "--out", str(folder / f"host-reads-{device}.json"),
+                                     *(["--models", "m2", "--members", "2"] if args.smoke else [])],
         f"plain-pytorch-{device}.txt": [py, "benchmarks/plain_pytorch.py", "--device", device,
                                         "--out", str(folder / f"plain-pytorch-{device}.json"),
                                         *(["--steps", "1", "--check-draws", "2", "--hidden", "16", "16"]

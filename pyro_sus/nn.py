@@ -12,8 +12,7 @@ import torch
 from torch import nn
 
 __all__ = ["ACTIVATIONS", "INITS", "Precision", "PRECISIONS", "MLP", "StackedLinear", "activation_module", "initialise",
-           "broadcast_cat",
-           "network_precision"]
+           "broadcast_cat", "one_hot_rows", "network_precision"]
 
 #: Precisions the networks may compute at (``TrainConfig.precision``): the autocast dtype, or None.
 #: What the networks compute at in training (``TrainConfig.precision``), and its dtype under autocast.
@@ -202,3 +201,13 @@ def broadcast_cat(*tensors: torch.Tensor) -> torch.Tensor:
     """
     batch_shape = torch.broadcast_shapes(*(t.shape[:-1] for t in tensors))
     return torch.cat([t.expand(*batch_shape, t.shape[-1]) for t in tensors], dim=-1)
+
+
+def one_hot_rows(y: torch.Tensor, n_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """``y`` (integer ids in 0..n_classes-1) as one-hot rows of ``dtype``, by comparison.
+
+    ``torch.nn.functional.one_hot`` checks the ids' range by reading their minimum and maximum back
+    to the host: on CUDA a wait for the device at every call, and a value no trace can capture. The
+    ids here were checked when the data was split; an id out of range gives a row of zeros.
+    """
+    return (y.unsqueeze(-1) == torch.arange(n_classes, device=y.device)).to(dtype)

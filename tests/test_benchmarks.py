@@ -95,11 +95,14 @@ def test_gpu_session_stops_its_runs_in_time_and_the_next_call_resumes_them(share
         light = records.getnames()
         stacked = json.load(records.extractfile("measure/stacked-steps-cpu.json"))
         anchor = records.extractfile("measure/plain-stacked-anchor-cpu.txt").read().decode()
+        reads = json.load(records.extractfile("measure/host-reads-cpu.json"))["steps"]
         run_info = json.load(records.extractfile(f"{runs}/gm-dgm-sus-seed1/run.json"))
     assert not any(name.endswith(".pt") for name in light)
     assert {f"{runs}/m2-sus-seed{s}/metrics.jsonl" for s in range(2)} <= set(light)
     assert [r["members"] for r in stacked["rows"]] == [None, 1, 2] and stacked["rows"][2]["seconds_per_step"] > 0
     assert '"E": 2' in anchor
+    assert reads["m2, alone, eager"]["capture"] == "not attempted: no CUDA device"
+    assert any("compute_expectation" in row["asked_by"] for row in reads["m2, stacked x2, eager"]["reads"])
     assert run_info["train"]["seed"] == 1
 
     shutil.rmtree(tmp_path / "work")  # a fresh machine
@@ -366,3 +369,25 @@ def test_every_script_beside_the_records_names_only_what_the_package_has(script)
                 if alias.name.startswith("pyro_sus"):
                     importlib.import_module(alias.name)
     assert not missing, f"{script.name} imports names pyro_sus no longer has: {missing}"
+
+
+def test_a_trainer_step_reads_back_only_pyros_enumeration_flags_and_adams_cpu_step_counts():
+    """Every read of a value from the device stalls a GPU and rules out capturing the step as one CUDA
+    graph. An eager trainer step (alone and stacked; deferred finite checks, as on CUDA) reads only
+    Pyro's own flag in TraceEnum_ELBO (``not mask.all()`` in pyro.infer.util.compute_expectation)
+    and Adam's step counts, which torch keeps on the CPU: nothing of ours (F.one_hot read each y's
+    range back, 8 reads in an M2 step, before one_hot_rows)."""
+    import torch
+
+    from pyro_sus.syncs import host_reads as record
+
+    host_reads = _benchmark_module("host_reads")
+
+    for name in ("m2", "gmdgm"):
+        for members in (None, 3):
+            reads = record(host_reads.one_step(name, members, torch.device("cpu"), jit=False, hidden=(16,), x_dim=12,
+                                               slots=6))
+            ours = [r for r in reads if not (r.where.split(":")[0].endswith("pyro/infer/util.py")
+                                             or "torch/optim/" in r.origin)]
+            assert not ours, (name, members, ours)
+            assert any("compute_expectation" in r.where for r in reads)  # the one left, Pyro's

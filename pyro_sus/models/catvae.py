@@ -42,13 +42,13 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from torch.nn.functional import cross_entropy, normalize, one_hot
+from torch.nn.functional import cross_entropy, normalize
 import pyro
 import pyro.distributions as dist
 from pyro import poutine
 from pyro.infer import TraceEnum_ELBO
 
-from ..nn import MLP, broadcast_cat
+from ..nn import MLP, broadcast_cat, one_hot_rows
 from .base import Batch, DecoderConfig, GenerativeModel, check_class_prior
 from .registry import register_model
 
@@ -209,8 +209,10 @@ def lifted_structure_loss(features: torch.Tensor, labels: torch.Tensor, margin: 
 def assignment_loss(probs: torch.Tensor, assigned: torch.Tensor) -> torch.Tensor:
     """Eq. 16: (1 / 2N) sum_i [tanh(-log P_ik) + sum_{j != k} tanh(log P_ij) + 1], k the assigned class."""
     log_p = probs.clamp_min(1e-12).log()
-    chosen = one_hot(assigned, probs.shape[-1]).bool()
-    per_point = torch.tanh(-log_p[chosen]) + torch.where(chosen, 0.0, torch.tanh(log_p)).sum(-1) + 1.0
+    chosen = one_hot_rows(assigned, probs.shape[-1], torch.bool)
+    # Selected by where, not by indexing with the mask, whose size would be read back from the device.
+    per_point = (torch.where(chosen, torch.tanh(-log_p), 0.0).sum(-1)
+                 + torch.where(chosen, 0.0, torch.tanh(log_p)).sum(-1) + 1.0)
     return per_point.sum() / (2 * len(probs))
 
 
@@ -269,7 +271,7 @@ class CategoricalVAE(GenerativeModel):
     def likelihood(self, code: torch.Tensor, y: torch.Tensor) -> dist.Distribution:
         """p(x | code, C) for a category index (or a relaxed one-hot vector) y; the code is f, or z
         when ``gaussian_dim`` > 0."""
-        c = y if y.is_floating_point() else one_hot(y, self.config.n_slots).to(code.dtype)
+        c = y if y.is_floating_point() else one_hot_rows(y, self.config.n_slots, code.dtype)
         return self.observation(self.decoder(broadcast_cat(code, c)))
 
     def _gumbel(self, y: torch.Tensor | None) -> bool:

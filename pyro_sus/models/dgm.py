@@ -28,14 +28,13 @@ from typing import ClassVar
 import math
 
 import torch
-from torch.nn.functional import one_hot
 import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
 from pyro.infer import TraceEnum_ELBO
 from torch.distributions import kl_divergence
 
-from ..nn import MLP
+from ..nn import MLP, one_hot_rows
 from ..posteriors import posterior_mean
 from .base import GenerativeConfig, GenerativeModel, check_class_prior
 from .registry import register_model
@@ -186,7 +185,7 @@ class SemiUnsupervisedDGM(GenerativeModel):
 
     def onehot(self, y: torch.Tensor) -> torch.Tensor:
         """y as one-hot rows; a relaxed draw (already a float vector over the slots) passes as it is."""
-        return y if y.is_floating_point() else one_hot(y, self.config.n_slots).to(self.class_probs.dtype)
+        return y if y.is_floating_point() else one_hot_rows(y, self.config.n_slots, self.class_probs.dtype)
 
     @property
     def relaxes_y(self) -> bool:

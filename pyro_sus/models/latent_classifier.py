@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal, get_args
 
 import torch
-from torch.nn.functional import one_hot
 import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
 
-from ..nn import MLP
+from ..nn import MLP, one_hot_rows
 from .base import GenerativeConfig, GenerativeModel
 from .registry import register_model
 
@@ -77,7 +76,7 @@ class LatentClassifierVAE(GenerativeModel):
         """p(x | y, z) (p(x | z) for the simplified variant, where y may be None)."""
         if not self.decoder_sees_y:
             return self.observation(self.decoder(z))
-        return self.observation(self.decoder((z, one_hot(y, self.config.n_slots).to(z.dtype))))
+        return self.observation(self.decoder((z, one_hot_rows(y, self.config.n_slots, z.dtype))))
 
     def _labelled_weight(self, y: torch.Tensor | None) -> poutine.scale:
         """lambda on every site of a labelled batch's bound (model and guide alike); 1 without labels."""
