@@ -46,6 +46,11 @@ WRITTEN_BEFORE_FIRST_CHECKPOINT = ("run.json", "split.npz", "preprocess.npz", "m
 UNSTARTED_LEFTOVERS = ("split.npz", "preprocess.npz")
 
 
+#: The options of :func:`run_spec` that describe the split (what ``fit(split=...)`` replaces whole).
+SPLIT_OPTIONS = ("hidden_classes", "unseen_classes", "labels_per_class", "labelled_fraction", "extra_slots",
+                 "validation_fraction", "split_seed", "given_validation_points")
+
+
 def written_before_first_checkpoint(name: str) -> bool:
     """Whether a file of that name can be all a run left that stopped before its first checkpoint."""
     return name in WRITTEN_BEFORE_FIRST_CHECKPOINT or name == LOCK_NAME or _temp_file(name)
@@ -129,6 +134,10 @@ def fit(
             raise ValueError(f"resume continues {run_dir} with the options saved in its run.json; "
                              f"{sorted(options) or ['spec']} cannot change them (start a new run folder instead)")
         return _resume(run_dir, dataset, data_dir, stop_after, progress, evaluate_after, device, snapshot)
+    if split is not None:
+        replaced = sorted(set(options) & set(SPLIT_OPTIONS))
+        if replaced:
+            raise ValueError(f"split= is the whole split; the split options {replaced} cannot change it")
     spec, data_defaults = _fit_spec(model, dataset, spec, device, options)
     if split is not None:
         spec = dataclasses.replace(spec, split=SplitSpec.describing(split))
@@ -197,7 +206,7 @@ class _FreshRun:
         # Bad model options (sizes this machine cannot hold among them) and start weights that do not
         # fit the model fail here, before anything is written; the run's own model is built from its
         # seed by _run_loop, which checks the likelihood.
-        start_from(build_run_model(spec, split, pre), spec)
+        _start_from(build_run_model(spec, split, pre), spec)
         info = {"pyro_sus_version": __version__, **spec.to_json()}
         if data_defaults:  # which training options came from the data set's defaults, not TrainConfig's
             info["data_set_defaults"] = dict(data_defaults)
@@ -238,13 +247,13 @@ def _checked_split(split: Split, data: Dataset, model: str) -> Split:
     """A split given to ``fit``, checked against the data: its points exist and are used once, its known
     classes are the data's, its given labels fit (DataError naming what is wrong)."""
     parts = [np.asarray(split.labelled_idx), np.asarray(split.unlabelled_idx), np.asarray(split.validation_idx)]
-    points = np.concatenate(parts)
-    if points.dtype.kind not in "iu" or (len(points) and (points.min() < 0 or points.max() >= len(data.x_train))):
+    if not len(parts[0]) + len(parts[1]):
+        raise DataError("the split has no training point")
+    points = np.concatenate([part for part in parts if len(part)])
+    if points.dtype.kind not in "iu" or points.min() < 0 or points.max() >= len(data.x_train):
         raise DataError(f"the split's indices must be integers in 0..{len(data.x_train) - 1}")
     if len(np.unique(points)) != len(points):
         raise DataError("the split uses a point twice (labelled, unlabelled and validation points must be disjoint)")
-    if not len(parts[0]) + len(parts[1]):
-        raise DataError("the split has no training point")
     unknown = np.setdiff1d(split.known_classes, data.classes)
     if len(unknown):
         raise DataError(f"the split's known classes {unknown.tolist()} are not classes of the data {data.classes.tolist()}")
@@ -257,7 +266,7 @@ def _checked_split(split: Split, data: Dataset, model: str) -> Split:
     return split
 
 
-def start_from(model: torch.nn.Module, spec: RunSpec) -> torch.nn.Module:
+def _start_from(model: torch.nn.Module, spec: RunSpec) -> torch.nn.Module:
     """Load ``spec.init_from``'s weights into ``model`` (freshly built from the run's seed), if it names any."""
     if spec.init_from is None:
         return model
@@ -568,7 +577,7 @@ def _run_loop(run_dir: Path, spec: RunSpec, split: Split, pre: Preprocessor, dat
     try:
         model = build_run_model(spec, split, pre, where=f"{run_dir / 'run.json'} (model_options)")
         if not resuming:
-            start_from(model, spec)
+            _start_from(model, spec)
     except ValueError as err:  # the options were checked when the run started: run.json was edited since
         raise RunFileError(str(err)) from None
     tensors = training_data(data, split, pre)

@@ -148,6 +148,9 @@ def test_fit_trains_a_given_split_with_its_own_labels_and_weights(tmp_path):
     np.testing.assert_allclose(tensors.w_labelled.numpy(), weights)
     with pytest.raises(ValueError, match="given whole"):
         back.spec.split.make(data.y_train)
+    with pytest.raises(ValueError, match=r"split options \['labelled_fraction'\]"):
+        fit("betavae", data, tmp_path / "both", split=_given_split(data.y_train, labels, weights),
+            labelled_fraction=0.2, progress=False)
     with pytest.raises(ValueError, match="takes no per-label weights"):
         fit("m2", data, tmp_path / "m2", split=_given_split(data.y_train, labels, weights), progress=False)
     assert not (tmp_path / "m2").exists()
