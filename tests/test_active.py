@@ -256,6 +256,28 @@ def test_each_round_is_an_ordinary_run_trained_on_its_labels_from_the_round_befo
     assert active.run.run_dir == tmp_path / "round_02" / "run"
 
 
+def test_a_round_stopped_while_training_or_before_its_record_resumes_to_the_same_numbers(tmp_path):
+    """A round's run is resumed by fit (a checkpoint and no final.pt: stopped while training) or read
+    back (final.pt but no round.json: stopped before the record); either way the round's record is
+    the one the loop wrote without a stop, and no answer is asked again."""
+    data = load_dataset("digits")
+    run_active(ActiveConfig(**TINY), tmp_path, progress=False, dataset=data)
+    rounds = json.loads((tmp_path / "rounds.json").read_text())["rounds"]
+    model = tmp_path / "round_01" / "run"
+    for stop in ("while training", "before the record"):
+        (tmp_path / "round_01" / "round.json").unlink()
+        (tmp_path / "rounds.json").unlink()
+        if stop == "while training":
+            for name in ("final.pt", "final.json", "results.json"):
+                (model / name).unlink()
+        never = ScriptedOracle(lambda image: pytest.fail("a labelled round must not ask again"))
+        again = run_active(None, tmp_path, oracle=never, resume=True, progress=False, dataset=data)
+        for before, after in zip(rounds, again.rounds):
+            assert {k: v for k, v in after.items() if not k.endswith("seconds")} == \
+                {k: v for k, v in before.items() if not k.endswith("seconds")}, stop
+        assert (model / "final.pt").is_file() and (model / "results.json").is_file()
+
+
 def test_the_loop_refuses_models_without_label_weights_and_a_used_folder(tmp_path):
     with pytest.raises(ValueError, match="cannot run the active loop"):
         run_active(ActiveConfig(**{**TINY, "model": "m2"}), tmp_path / "a", progress=False)
