@@ -97,7 +97,7 @@ def fit(
         ``unseen_classes``, ``labels_per_class`` or ``labelled_fraction``, ``extra_slots``,
         ``validation_fraction``, ``split_seed``), the preprocessing (``std_threshold``), the class
         prior (``prior``, ``known_mass``, ``class_probs``), ``model_options``, ``train_options`` and
-        ``init_from`` (another run's ``final.pt`` to start from instead of the seed's weights).
+        ``init_from`` (another run's folder or ``final.pt``, to start from instead of the seed's weights).
         Training options not given take the data set's own defaults where it has them
         (:data:`pyro_sus.data.TRAIN_DEFAULTS`: digits trains 200 epochs at 1e-3), else
         :class:`~pyro_sus.spec.TrainConfig`'s; run.json names those taken from the data set.

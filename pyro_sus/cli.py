@@ -173,6 +173,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--alpha", type=float, default=None,
                    help=f"classifier weight on labelled data (default: {_model_default('DGMConfig', 'alpha')} for the "
                         f"M2 family, {_model_default('M1Config', 'alpha')} for m1)")
+    m.add_argument("--init-from", default=None, metavar="RUN",
+                   help="start from the weights of another run of the same model and sizes (its folder, or a "
+                        "final.pt) instead of the seed's, e.g. to train on with new labels")
     m.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="any other field of the model's config as JSON, or a plain string (e.g. encoder=conv, "
                         "w_assignment=5); repeatable")
@@ -379,7 +382,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                    labels_per_class=args.labels_per_class, labelled_fraction=args.labelled_fraction,
                    extra_slots=args.extra_slots, validation_fraction=args.validation_fraction, split_seed=args.split_seed,
                    std_threshold=None if args.keep_all_dims else args.std_threshold, prior=args.prior,
-                   known_mass=args.known_mass, class_probs=args.class_probs, model_options=model_options)
+                   known_mass=args.known_mass, class_probs=args.class_probs, model_options=model_options,
+                   init_from=args.init_from)
     if args.seeds is not None:
         if "seed" in args.given:
             raise ValueError("give --seed or --seeds, not both")

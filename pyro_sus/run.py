@@ -198,7 +198,8 @@ def run_spec(model: str, *, hidden_classes: Sequence[int] = (), unseen_classes: 
              init_from: str | Path | None = None) -> RunSpec:
     """What a run with :func:`fit`'s options does (the data aside unless given), as run.json records it;
     training options and the prior are checked here. ``given_validation_points``: see :class:`SplitSpec`;
-    ``init_from``: weights to start from (another run's ``final.pt``), stored as a resolved path."""
+    ``init_from``: weights to start from (another run's folder, for its ``final.pt``, or a weights file),
+    stored as a resolved path."""
     return RunSpec(
         model, data or DataSpec(),
         # Handed over as given: the specs check every type, so 7.9 is no class id and "0.2" no fraction.
@@ -209,7 +210,13 @@ def run_spec(model: str, *, hidden_classes: Sequence[int] = (), unseen_classes: 
         PriorSpec("given" if class_probs is not None else prior, known_mass,
                   _sequence(class_probs, "class_probs") if class_probs is not None else None),
         dict(model_options or {}), TrainConfig(**(train_options or {})),
-        None if init_from is None else str(Path(init_from).expanduser().resolve()))
+        None if init_from is None else _weights_file(init_from))
+
+
+def _weights_file(init_from: str | Path) -> str:
+    """A run folder's ``final.pt``, or the file given, as a resolved path."""
+    path = Path(init_from).expanduser().resolve()
+    return str(path / "final.pt" if path.is_dir() else path)
 
 
 def spec_options(spec: RunSpec) -> dict[str, Any]:

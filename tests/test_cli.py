@@ -419,3 +419,20 @@ def test_train_help_shows_every_default_once_and_the_models_own(capsys):
                   "size of the latent z (default: 5)", "hidden layers (default: 500 500)",
                   "(default: 1.1 for the M2 family, 1.0 for m1)", "(default: 0.1)"):
         assert shown in joined, shown
+
+
+def test_init_from_starts_a_run_at_another_runs_weights_and_resume_refuses_it(tmp_path, capsys):
+    """--init-from RUN: the new run starts at RUN's final weights (with a learning rate of 1e-12 it
+    ends there), run.json names the file; an unknown folder or --init-from with --resume is refused."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["train", *TINY, "--out", str(first)]) == 0
+    assert main(["train", *TINY, "--seed", "5", "--lr", "1e-12", "--epochs", "1", "--init-from", str(first),
+                 "--out", str(second)]) == 0
+    assert json.loads((second / "run.json").read_text())["init_from"] == str((first / "final.pt").resolve())
+    a, b = torch.load(first / "final.pt"), torch.load(second / "final.pt")
+    assert all(torch.allclose(a[name], b[name], atol=1e-6) for name in a)
+    capsys.readouterr()
+    assert main(["train", *TINY, "--init-from", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
+    assert "init_from" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main(["train", "--resume", "--out", str(second), "--init-from", str(first)]) == 2
+    assert "--init-from" in capsys.readouterr().err
