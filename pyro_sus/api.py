@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import shlex
 import time
 from collections.abc import Iterator, Sequence
@@ -22,8 +21,8 @@ import torch
 
 from . import __version__
 from .data import DataError, Dataset, load_dataset, resolve_data_dir, train_defaults
-from .io import LOCK_NAME, RunBusyError, RunFileError, atomic_savez, atomic_write_json, load_checkpoint, \
-    run_folder_holder, run_folder_lock
+from .folders import check_free, make_run_folder, remove_made, remove_unstarted
+from .io import RunFileError, atomic_savez, atomic_write_json, load_checkpoint, run_folder_lock
 from .models import get_model_class
 from .preprocess import Preprocessor
 from .run import (Run, build_run_model, check_likelihood, data_fingerprint, data_location, evaluate, existing_folder,
@@ -33,27 +32,11 @@ from .spec import DataSpec, PriorSpec, RunRecord, RunSpec
 from .split import Split, SplitSpec
 from .train import ClosedFormFit, TrainingDiverged, TrainingLoop, resolve_device, seed_everything
 
-__all__ = ["fit", "fit_seeds", "fit_baseline", "baseline_spec", "baseline_folder", "BASELINES",
-           "written_before_first_checkpoint"]
-
-#: What ``fit`` writes into a run folder before its first checkpoint (``last.pt``), with the
-#: temp files of atomic writes: all a fresh run removes again when it fails before that point.
-WRITTEN_BEFORE_FIRST_CHECKPOINT = ("run.json", "split.npz", "preprocess.npz", "metrics.jsonl", "last_good.pt",
-                                   "best.pt")
-
-
-#: What a fresh run writes before ``run.json``: a folder holding only these has no run in it yet.
-UNSTARTED_LEFTOVERS = ("split.npz", "preprocess.npz")
-
+__all__ = ["fit", "fit_seeds", "fit_baseline", "baseline_spec", "baseline_folder", "BASELINES", "SPLIT_OPTIONS"]
 
 #: The options of :func:`run_spec` that describe the split (what ``fit(split=...)`` replaces whole).
 SPLIT_OPTIONS = ("hidden_classes", "unseen_classes", "labels_per_class", "labelled_fraction", "extra_slots",
                  "validation_fraction", "split_seed", "given_validation_points")
-
-
-def written_before_first_checkpoint(name: str) -> bool:
-    """Whether a file of that name can be all a run left that stopped before its first checkpoint."""
-    return name in WRITTEN_BEFORE_FIRST_CHECKPOINT or name == LOCK_NAME or _temp_file(name)
 
 
 def fit(
@@ -177,7 +160,7 @@ def _checked_data(spec: RunSpec, run_dir: Path, dataset: str | Dataset | None, d
     ``run_dir``), and the spec with the data's part filled in."""
     resolve_device(spec.train.device)  # --device cuda without a GPU fails before the disk is touched
     get_model_class(spec.model)
-    _check_free(run_dir)  # early, before the data is read; checked again under the folder's lock
+    check_free(run_dir)  # early, before the data is read; checked again under the folder's lock
     dataset = "digits" if dataset is None else dataset
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir, download)
     folder = resolve_data_dir(data_dir)
@@ -218,10 +201,10 @@ class _FreshRun:
         failure before the first checkpoint removes what was written (and the folders made), so the
         corrected call can use the same folder."""
         run_dir = self.run_dir
-        made = _make_run_folder(run_dir)
+        made = make_run_folder(run_dir)
         try:
             with run_folder_lock(run_dir, "trained"):
-                _check_free(run_dir, clear_unstarted=True)  # under the lock: no other process can start here now
+                check_free(run_dir, clear_unstarted=True)  # under the lock: no other process can start here now
                 try:
                     atomic_savez(run_dir / "split.npz", **self.split.to_arrays())
                     atomic_savez(run_dir / "preprocess.npz", **self.pre.to_arrays())
@@ -231,7 +214,7 @@ class _FreshRun:
                     if (run_dir / "last.pt").exists():  # a checkpoint exists: the run can be resumed, keep it
                         raise
                     # This process holds the lock and found the folder empty: what is there now, it wrote.
-                    _remove_unstarted(run_dir)
+                    remove_unstarted(run_dir)
                     if isinstance(err, TrainingDiverged):
                         kept = (f" Nothing was kept in {run_dir} (no epoch was checkpointed): the corrected command "
                                 f"can use it again.")
@@ -239,7 +222,7 @@ class _FreshRun:
                                                err.step) from None
                     raise
         except BaseException:
-            _remove_made(made)  # the folders this call created, where they are empty again
+            remove_made(made)  # the folders this call created, where they are empty again
             raise
 
 
@@ -279,70 +262,6 @@ def _start_from(model: torch.nn.Module, spec: RunSpec) -> torch.nn.Module:
         first = str(err).strip().splitlines()[-1].strip()
         raise ValueError(f"init_from: {path} holds weights of another model than this run's ({first})") from None
     return model
-
-
-def _make_run_folder(run_dir: Path) -> list[Path]:
-    """Create ``run_dir`` and its missing parents; the folders created, deepest first. An error names
-    the folder and the reason (a read-only file system) before anything is written."""
-    made = [p for p in [run_dir, *run_dir.parents] if not p.exists() and not p.is_symlink()]
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        _remove_made(made)
-        raise OSError(f"cannot create the run folder {run_dir} (--out): {err.strerror or err}; choose a folder "
-                      f"you can write to") from None
-    return made
-
-
-def _remove_made(made: list[Path]) -> None:
-    for folder in made:  # deepest first
-        try:
-            folder.rmdir()  # only an empty folder goes
-        except OSError:
-            break
-
-
-def _check_free(run_dir: Path, clear_unstarted: bool = False) -> None:
-    """A fresh run needs an empty or absent folder; say what to do with any other.
-
-    A folder that holds only what a run writes before its ``run.json`` (``split.npz``,
-    ``preprocess.npz``, temp files: a run killed while it was being set up) holds no run and counts
-    as empty; with ``clear_unstarted`` (under the folder's lock) those leftovers are removed."""
-    if run_dir.is_symlink() and not run_dir.exists():
-        raise FileExistsError(f"--out {run_dir} is a link to {os.readlink(run_dir)}, which does not exist: remove "
-                              f"the link or choose another run folder")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise FileExistsError(f"--out {run_dir} is a file, not a run folder: choose another path")
-    if not run_dir.is_dir():
-        return
-    entries = [p for p in run_dir.iterdir() if p.name != LOCK_NAME]
-    if not entries:
-        return
-    if not (run_dir / "run.json").exists() and all(p.is_file() and p.name in UNSTARTED_LEFTOVERS or _temp_file(p.name)
-                                                    for p in entries):
-        if clear_unstarted:
-            for path in entries:
-                path.unlink(missing_ok=True)
-        return
-    holder = run_folder_holder(run_dir)
-    if holder is not None:
-        raise RunBusyError(f"{run_dir} is {holder}: wait for it to finish, or choose another run folder")
-    if (run_dir / "run.json").is_file() and not (run_dir / "last.pt").is_file():
-        raise FileExistsError(f"run folder {run_dir} is not empty: it holds a run stopped before its first "
-                              f"checkpoint; start it over with its saved options (--resume), or choose another")
-    raise FileExistsError(f"run folder {run_dir} is not empty: choose another, or resume it (--resume)")
-
-
-def _temp_file(name: str) -> bool:
-    return name.startswith(".") and name.endswith(".tmp")
-
-
-def _remove_unstarted(run_dir: Path) -> None:
-    """Remove what a fresh run wrote before its first checkpoint (called under the folder's lock, on a
-    folder this process found empty, so every such file is this process's)."""
-    for path in run_dir.iterdir():
-        if path.is_file() and written_before_first_checkpoint(path.name):
-            path.unlink()
 
 
 def _resume(run_dir: Path, dataset: str | Dataset | None, data_dir: str | Path | None, stop_after: int | None,
@@ -473,7 +392,7 @@ def fit_seeds(
     if len(set(folders)) != len(folders):
         raise ValueError(f"the runs need folders of their own, got {[str(f) for f in folders]}")
     for folder in folders[1:]:
-        _check_free(folder)
+        check_free(folder)
     data, first = _checked_data(specs[0], folders[0], dataset, data_dir, download)
     specs = [dataclasses.replace(spec, data=first.data) for spec in specs]
     fresh = [_FreshRun.plan(folder, spec, data, data_defaults) for folder, spec in zip(folders, specs)]

@@ -184,7 +184,7 @@ def job_finished(job: dict[str, Any]) -> bool:
 
 def _clear_unstarted(run_dir: Path) -> None:
     """Empty a run folder stopped before its first checkpoint (killed, out of time): nothing to resume."""
-    from .api import written_before_first_checkpoint
+    from .folders import written_before_first_checkpoint
 
     if not (run_dir / "last.pt").is_file() and run_dir.is_dir() and \
             all(written_before_first_checkpoint(p.name) for p in run_dir.iterdir()):
