@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+# TorchDispatchMode's documented home (PyTorch's notes on extending with __torch_dispatch__); there is
+# no other import path for a mode that sees every aten operation.
 from torch.utils._python_dispatch import TorchDispatchMode
 
 __all__ = ["HostRead", "host_reads", "recording_host_reads"]
@@ -25,8 +27,7 @@ __all__ = ["HostRead", "host_reads", "recording_host_reads"]
 # A value read back: a Python scalar or truth value from a tensor.
 _VALUE_READS = {"aten::_local_scalar_dense", "aten::is_nonzero", "aten::equal"}
 # An output whose size depends on the values (found on the device, then read back to allocate).
-_SIZE_READS = {"aten::nonzero", "aten::masked_select", "aten::unique_dim", "aten::_unique2", "aten::unique_consecutive",
-               "aten::repeat_interleave"}
+_SIZE_READS = {"aten::nonzero", "aten::masked_select", "aten::unique_dim", "aten::_unique2", "aten::unique_consecutive"}
 _TORCH = str(Path(torch.__file__).parent)
 # torch's own dispatch machinery between the code that asked and this module: never the asker.
 _PLUMBING = tuple(str(Path(_TORCH, name)) for name in ("_dynamo", "_ops.py", "_compile.py", "utils/_python_dispatch.py"))
@@ -64,6 +65,9 @@ def _reads_back(func: Any, args: tuple, kwargs: dict) -> bool:
     name = func._schema.name
     if name in _VALUE_READS or name in _SIZE_READS:
         return True
+    if name == "aten::repeat_interleave":  # tensor repeats without output_size: the total is read back
+        repeats = args[1] if len(args) > 1 else kwargs.get("repeats", args[0] if args else None)
+        return isinstance(repeats, torch.Tensor) and kwargs.get("output_size") is None
     if name in ("aten::index", "aten::index_put", "aten::index_put_"):  # a boolean mask among the indices
         indices = args[1] if len(args) > 1 else kwargs.get("indices", ())
         return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in indices or ())

@@ -14,6 +14,9 @@ def test_reads_of_values_and_value_sized_outputs_are_found_and_device_arithmetic
     assert [r.op for r in host_reads(lambda: x.masked_select(mask))] == ["aten::masked_select"]
     assert len(host_reads(lambda: x[mask])) == 1                     # indexing by a boolean mask
     assert host_reads(lambda: torch.where(mask, x, 0.0).sum() * 2) == []
+    counts = torch.tensor([1, 2, 0])
+    assert len(host_reads(lambda: torch.arange(3).repeat_interleave(counts))) == 1  # its total, read back
+    assert host_reads(lambda: torch.arange(3).repeat_interleave(2)) == []
     read = host_reads(lambda: float(x.max()))[0]
     assert read.device == "cpu" and __file__ in read.where         # the line that asked
 
