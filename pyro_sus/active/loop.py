@@ -15,7 +15,7 @@ Round 0 trains the model without labels (``warmup_epochs``). Each later round:
 Labels are re-derived from scratch every round from the current latent space (the paper labels
 "all training samples" each iteration); the answers of earlier rounds stay in their folders.
 
-The run folder holds ``active.json`` (options), ``preprocess.npz``, ``rounds.json`` (one record per
+The run folder holds ``active.json`` (options), ``rounds.json`` (one record per
 finished round), ``accuracy.png``, and per round ``round_RR/``: ``answers.json`` (written after every
 answer, so a stopped session resumes without asking again), ``queries.json``, ``labels.npz``,
 ``centres.png``, ``round.json`` and ``run/``, the round's training as an ordinary run folder (what
@@ -313,6 +313,8 @@ def run_active(config: ActiveConfig | None = None, run_dir: str | Path = "runs/a
     pool = _pool_indices(len(data.x_train), config)
     x_raw, y_true = data.x_train[pool], data.y_train[pool]
     n_classes = int(data.classes.max()) + 1
+    # The pool's preprocessing, the one every round's run fits on the same points: fitted here so a bad
+    # threshold fails before anything is written, and used to put decoded centres in image layout.
     pre = Preprocessor.fit(x_raw, config.std_threshold)
     if oracle is None:
         oracle = (SimulatedOracle(x_raw, y_true, config.oracle_confidence, config.oracle_neighbours,
@@ -320,7 +322,6 @@ def run_active(config: ActiveConfig | None = None, run_dir: str | Path = "runs/a
                   else InteractiveOracle(n_classes, data.image_shape, run_dir))
     if not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_savez(run_dir / "preprocess.npz", **pre.to_arrays())
         atomic_write_json(run_dir / "active.json", {"config": dataclasses.asdict(config),
                                                     "oracle": type(oracle).__name__, "n_train": int(len(pool)),
                                                     "n_classes": n_classes})
@@ -394,8 +395,6 @@ class _Rounds:
         # Data given as an object is handed to every fit and evaluation; data named in the config is
         # named to a fresh fit (so run.json says where it lies) and found there afterwards.
         self.given = given
-        self.where: dict[str, Any] = ({"dataset": given} if given is not None
-                                      else {"dataset": config.dataset, "data_dir": config.data_dir})
         self.classes = tuple(range(n_classes))  # one slot per class, slot c for class c
 
     def load(self, round_dir: Path) -> Run:
@@ -429,7 +428,9 @@ class _Rounds:
                            model_options=dict(config.model_options), train=config.train_config(epochs, round_index),
                            init_from=None if start is None else str(start.resolve()))
             run = fit(spec=spec, split=self.split(round_index, labels, weights), run_dir=folder,
-                      progress=self.progress, evaluate_after=score, **self.where)
+                      progress=self.progress, evaluate_after=score,
+                      **({"dataset": self.given} if self.given is not None
+                         else {"dataset": config.dataset, "data_dir": config.data_dir}))
         assert run is not None  # no stop_after: the run finished
         return run
 
